@@ -1,0 +1,1 @@
+"""Measurement: latency and memory of a variant, each in a fresh process."""

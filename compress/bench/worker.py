@@ -1,0 +1,91 @@
+"""Measure one variant in this (fresh) process: load time, latency, peak RSS.
+
+``python -m compress.bench.worker SPEC.json RESULT.json``. An ONNX variant is run with
+onnxruntime and numpy alone, as on a device: torch is never imported for it.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+from compress.bench.latency import LatencyStats
+
+
+def _onnx_runner(spec: dict):
+    import numpy as np
+
+    from compress import onnxrun
+
+    sess = onnxrun.session(Path(spec["path"]), threads=spec["threads"], arena=True)
+    ids = np.asarray(spec["input_ids"], dtype=np.int64)
+    inputs = onnxrun.feeds(sess, ids, np.ones_like(ids))
+    return lambda: sess.run(["logits"], inputs), {"runtime": "onnxruntime", "arena": True}
+
+
+def _torch_runner(spec: dict):
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    torch.set_num_threads(spec["threads"])
+    model = AutoModelForSequenceClassification.from_pretrained(spec["path"], use_safetensors=True).eval()
+    ids = torch.tensor(spec["input_ids"], dtype=torch.long)
+    mask = torch.ones_like(ids)
+
+    def run():
+        with torch.inference_mode():
+            return model(input_ids=ids, attention_mask=mask).logits
+
+    return run, {"runtime": "torch eager"}
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident memory of this process since its exec.
+
+    VmHWM is the high-water mark of this process's own address space. ru_maxrss is not used
+    on Linux: it carries over the parent's peak through fork and exec.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB elsewhere
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
+def main(argv: list[str]) -> int:
+    spec = json.loads(Path(argv[1]).read_text())
+    started = time.perf_counter()
+    runner, info = (_onnx_runner if spec["format"] == "onnx" else _torch_runner)(spec)
+    load_seconds = time.perf_counter() - started
+    for _ in range(spec["warmup"]):
+        runner()
+    times = []
+    for _ in range(spec["queries"]):
+        t0 = time.perf_counter()
+        runner()
+        times.append(time.perf_counter() - t0)
+    batch, length = len(spec["input_ids"]), len(spec["input_ids"][0])
+    result = {
+        **info,
+        "threads": spec["threads"],
+        "batch_size": batch,
+        "sequence_length": length,
+        "warmup": spec["warmup"],
+        "load_seconds": round(load_seconds, 3),
+        "latency": LatencyStats.from_seconds(times, batch).to_dict(),
+        "peak_rss_bytes": peak_rss_bytes(),
+        "torch_imported": "torch" in sys.modules,
+    }
+    Path(argv[2]).write_text(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

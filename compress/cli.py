@@ -1,0 +1,139 @@
+"""The ``compress`` command. Heavy libraries are imported inside commands, so ``--help`` is instant."""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from compress import __version__
+from compress.errors import CompressError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Distil a teacher into a small student, quantize it, export it to ONNX, benchmark it "
+    "against the teacher, and ship an edge bundle, in one reproducible run.",
+)
+
+EXIT_USAGE = 2  # bad config, bad data, bad files
+EXIT_INTERRUPTED = 130
+
+
+def guarded(func):
+    """Domain errors become one line each on stderr and exit code 2, without a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except CompressError as exc:
+            for problem in exc.problems:
+                typer.echo(f"error: {problem}", err=True)
+            if exc.hint:
+                typer.echo(exc.hint, err=True)
+            raise typer.Exit(EXIT_USAGE) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted: finished stages are kept; run the same command again to resume", err=True)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"compress {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    pass
+
+
+OverridesArg = typer.Argument(None, help="key=value settings that win over the YAML, e.g. distill.temperature=2")
+
+
+@app.command()
+@guarded
+def run(
+    pipeline: Path = typer.Argument(..., help="Pipeline YAML, e.g. pipelines/distilbert.yaml"),
+    overrides: Optional[List[str]] = OverridesArg,
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Run folders go to RUNS_DIR/<name>/."),
+) -> None:
+    """Run a pipeline: teacher, student, distill, export, quantize, bench, report, ship.
+
+    Finished stages whose inputs have not changed are skipped; a changed setting reruns
+    its stage and every stage after it.
+    """
+    from compress.config import load_config
+
+    cfg = load_config(pipeline, overrides or [])
+    _quiet_libraries()
+    from rich.console import Console
+
+    from compress import pipeline as recipe
+
+    console = Console()
+    if not console.is_terminal:  # logs and CI: wide enough for the summary table
+        console.width = max(console.width, 150)
+    run_dir = recipe.run(cfg, runs_dir, console)
+    _summary(console, run_dir)
+
+
+@app.command()
+@guarded
+def validate(
+    pipeline: Path = typer.Argument(..., help="Pipeline YAML to check."),
+    overrides: Optional[List[str]] = OverridesArg,
+) -> None:
+    """Check a pipeline file (and overrides) without running anything; every problem at once."""
+    from compress.config import load_config
+
+    cfg = load_config(pipeline, overrides or [])
+    typer.echo(f"{pipeline}: ok (run '{cfg.name}', config {cfg.hash()})")
+
+
+def _summary(console, run_dir: Path) -> None:
+    from rich.table import Table
+
+    from compress.io import read_json
+
+    report = read_json(run_dir / "report.json")
+    table = Table(title=f"{report['name']}: every variant against the teacher (PyTorch fp32)")
+    for col in ("variant", "format", "precision", "size MB", "accuracy", "retention", "speedup", "p50 ms", "p99 ms", "peak MiB"):
+        table.add_column(col, justify="left" if col in ("variant", "format", "precision") else "right")
+    for v in report["variants"]:
+        table.add_row(v["name"], v["format"], v["precision"], f"{v['size_bytes'] / 1e6:.1f}", f"{v['accuracy']:.4f}",
+                      f"{v['retention']:.1%}", f"{v['speedup']:.2f}x", f"{v['latency_ms']['p50']:.2f}",
+                      f"{v['latency_ms']['p99']:.2f}", f"{v['peak_memory_bytes'] / 2**20:.0f}")
+    console.print(table)
+    console.print(f"report: {run_dir / 'report.md'} (data: {run_dir / 'report.json'})")
+    ship = run_dir / "ship" / "stage.json"
+    if ship.is_file() and read_json(ship)["metrics"].get("bundle"):
+        console.print(f"bundle: {read_json(ship)['metrics']['bundle']}/")
+
+
+def _quiet_libraries() -> None:
+    """Logging is configured once, here: libraries speak only of errors."""
+    import logging
+    import warnings
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    warnings.filterwarnings("ignore")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+
+
+def main() -> None:
+    """Console entry point."""
+    app()

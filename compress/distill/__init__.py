@@ -1,0 +1,1 @@
+"""Distillation: the losses and the training loop."""

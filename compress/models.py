@@ -1,0 +1,181 @@
+"""Load teachers safely, build tiny random ones, and build students from a teacher's layers.
+
+Per-architecture behaviour is registered, not branched: :func:`register_layers` records where
+an architecture keeps its transformer blocks and which config key counts them.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from compress.config import TeacherConfig, resolve_model_path
+from compress.errors import CompressError
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
+PICKLE_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+# ----------------------------------------------------------------------------- teacher
+
+
+def load_pretrained(spec: str, num_labels: int | None = None, allow_pickle: bool = False,
+                    trust_remote_code: bool = False, key: str = "teacher.model"):
+    """Tokenizer and sequence classifier from a hub id, a local folder or package:<module>.
+
+    Weights load from safetensors only, unless ``allow_pickle`` says otherwise.
+    """
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    path = resolve_model_path(spec)
+    local = Path(path)
+    if local.is_dir():
+        files = {p.name for p in local.iterdir()}
+        if not files & set(WEIGHT_FILES):
+            if files & set(PICKLE_FILES) and not allow_pickle:
+                raise CompressError(
+                    f"{key}: {local} holds only pickle weights (pytorch_model.bin), which can run code when loaded; "
+                    "convert them to safetensors, or set teacher.allow_pickle: true if you trust the file"
+                )
+            if not files & set(PICKLE_FILES):
+                raise CompressError(f"{key}: no model weights in {local} (looked for {', '.join(WEIGHT_FILES + PICKLE_FILES)})")
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+    if num_labels is not None:
+        kwargs["num_labels"] = num_labels
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path, use_safetensors=None if allow_pickle else True, **kwargs
+        )
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CompressError(f"{key}: could not load {spec!r}: {first}") from None
+    return model, tokenizer
+
+
+def build_random(cfg: TeacherConfig, texts: list[str], max_length: int):
+    """A randomly initialised classifier from ``cfg.architecture`` and a word-level tokenizer trained on ``texts``."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    tokenizer = train_wordlevel_tokenizer(texts, max_length=max_length)
+    arch = dict(cfg.architecture or {})
+    model_type = arch.pop("model_type", None)
+    if not model_type:
+        raise CompressError("teacher.architecture.model_type: required (e.g. bert)")
+    if model_type not in LAYERS:
+        raise CompressError(f"teacher.architecture.model_type: {model_type!r} is not supported; supported: {', '.join(sorted(LAYERS))}")
+    arch.setdefault("max_position_embeddings", max(512, max_length))
+    try:
+        config = AutoConfig.for_model(model_type, vocab_size=len(tokenizer), num_labels=cfg.num_labels,
+                                      pad_token_id=tokenizer.pad_token_id, **arch)
+    except (TypeError, ValueError) as exc:
+        raise CompressError(f"teacher.architecture: {exc}") from None
+    return AutoModelForSequenceClassification.from_config(config), tokenizer
+
+
+def train_wordlevel_tokenizer(texts: list[str], max_length: int):
+    """A BERT-style ([CLS] text [SEP]) word-level tokenizer built with ``tokenizers`` from the data itself."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.train_from_iterator(texts, trainers.WordLevelTrainer(special_tokens=specials, min_frequency=1))
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
+        special_tokens=[(t, tok.token_to_id(t)) for t in ("[CLS]", "[SEP]")],
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
+        mask_token="[MASK]", model_max_length=max_length,
+    )
+
+
+def load_saved(folder: Path):
+    """A model this run saved itself (always safetensors)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    for name in WEIGHT_FILES[:1]:
+        if not (folder / name).is_file():
+            raise CompressError(f"{folder / name}: missing; delete the stage folder {folder.parent} and run again")
+    return AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True), AutoTokenizer.from_pretrained(folder)
+
+
+def save(model, tokenizer, folder: Path) -> None:
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+
+
+def count_parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+# ----------------------------------------------------------------------------- student from teacher layers
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """Where an architecture keeps its blocks (``modules``) and which config key counts them (``count``)."""
+
+    modules: str
+    count: str
+
+
+LAYERS: dict[str, LayerSpec] = {}
+
+
+def register_layers(model_type: str, modules: str, count: str) -> None:
+    LAYERS[model_type] = LayerSpec(modules, count)
+
+
+register_layers("bert", "bert.encoder.layer", "num_hidden_layers")
+register_layers("roberta", "roberta.encoder.layer", "num_hidden_layers")
+register_layers("xlm-roberta", "roberta.encoder.layer", "num_hidden_layers")
+register_layers("electra", "electra.encoder.layer", "num_hidden_layers")
+register_layers("distilbert", "distilbert.transformer.layer", "n_layers")
+
+
+def every_other(n: int) -> list[int]:
+    return list(range(0, n, 2))
+
+
+def student_from_layers(teacher, layers: list[int] | None):
+    """DistilBERT-style student: a copy of the teacher keeping only ``layers`` (default every other).
+
+    Embeddings, pooler and classifier are copied with the kept blocks, so the student starts
+    close to the teacher and distillation has less to recover.
+    """
+    import torch
+
+    model_type = teacher.config.model_type
+    spec = LAYERS.get(model_type)
+    if spec is None:
+        raise CompressError(
+            f"student: cannot take layers from a '{model_type}' teacher; supported: {', '.join(sorted(LAYERS))}"
+        )
+    blocks = _getattr_path(teacher, spec.modules)
+    n = len(blocks)
+    chosen = every_other(n) if layers is None else list(layers)
+    out_of_range = [i for i in chosen if i >= n]
+    if out_of_range:
+        raise CompressError(f"student.layers: {out_of_range} out of range; the teacher has {n} layers (0..{n - 1})")
+    student = copy.deepcopy(teacher)
+    kept = torch.nn.ModuleList([copy.deepcopy(blocks[i]) for i in chosen])
+    for new_index, block in enumerate(kept):
+        for module in block.modules():  # attention caches index layers by position
+            if hasattr(module, "layer_idx"):
+                module.layer_idx = new_index
+    parent, _, attr = spec.modules.rpartition(".")
+    setattr(_getattr_path(student, parent), attr, kept)
+    setattr(student.config, spec.count, len(chosen))
+    return student, chosen
+
+
+def _getattr_path(obj, path: str):
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj

@@ -1,0 +1,109 @@
+"""The recipe: plan which stages must run, run them in order, skip what is finished.
+
+A stage is finished when ``runs/<name>/<stage>/stage.json`` says ``done`` and its
+``inputs_hash`` (its slice of the config plus the hashes of the stages it reads) is
+unchanged. Each stage writes into a temporary folder that replaces the old one only when
+the stage succeeds, with ``stage.json`` written last: a killed run leaves either the old
+result or none, never half of one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from types import ModuleType
+
+from compress.config import PipelineConfig, dump_yaml
+from compress.io import atomic_dir, read_json, write_json, write_text
+
+
+@dataclass
+class Context:
+    """What a stage may use: the config, the run folder, its own output folder, the console."""
+
+    cfg: PipelineConfig
+    run_dir: Path
+    console: object
+    out: Path = Path()
+    device: str = "cpu"
+    extra: dict = field(default_factory=dict)
+
+    def stage_dir(self, name: str) -> Path:
+        return self.run_dir / name
+
+
+def stages() -> list[ModuleType]:
+    from compress.stages import bench, distill, export, quantize, report, ship, student, teacher
+
+    return [teacher, student, distill, export, quantize, bench, report, ship]
+
+
+def inputs_hash(stage: ModuleType, cfg: PipelineConfig, upstream: dict[str, str]) -> str:
+    dumped = cfg.model_dump(mode="json")
+    payload = {
+        "stage": stage.NAME,
+        "version": getattr(stage, "VERSION", 1),
+        "config": {key: dumped[key] for key in stage.CONFIG},
+        "upstream": {dep: upstream[dep] for dep in stage.DEPENDS},
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def finished(stage_dir: Path, expected_hash: str) -> bool:
+    record = stage_dir / "stage.json"
+    if not record.is_file():
+        return False
+    try:
+        data = read_json(record)
+    except (OSError, ValueError):
+        return False
+    return data.get("status") == "done" and data.get("inputs_hash") == expected_hash
+
+
+def plan(cfg: PipelineConfig, run_dir: Path) -> list[tuple[ModuleType, str, bool]]:
+    """(stage, inputs_hash, will_run) for every stage, in order."""
+    hashes: dict[str, str] = {}
+    out = []
+    for stage in stages():
+        h = inputs_hash(stage, cfg, hashes)
+        hashes[stage.NAME] = h
+        out.append((stage, h, not finished(run_dir / stage.NAME, h)))
+    # A stage after one that reruns has a new upstream hash already, so it reruns too.
+    return out
+
+
+def run(cfg: PipelineConfig, runs_dir: Path, console) -> Path:
+    from compress.envinfo import environment, resolve_device
+
+    run_dir = runs_dir / cfg.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text(run_dir / "config.yaml", dump_yaml(cfg))
+    write_json(run_dir / "env.json", environment())
+    steps = plan(cfg, run_dir)
+    write_json(run_dir / "plan.json", [{"stage": s.NAME, "inputs_hash": h, "run": r} for s, h, r in steps])
+    ctx = Context(cfg=cfg, run_dir=run_dir, console=console, device=resolve_device(cfg.device))
+    console.print(f"[bold]compress[/] run [cyan]{cfg.name}[/] -> {run_dir}  (device: {ctx.device}, config {cfg.hash()})")
+    started = time.perf_counter()
+    for stage, h, will_run in steps:
+        if not will_run:
+            console.print(f"[green]skip[/] {stage.NAME:<9} finished earlier, inputs unchanged")
+            continue
+        console.rule(f"[bold]{stage.NAME}")
+        t0, begun = time.perf_counter(), _now()
+        with atomic_dir(run_dir / stage.NAME) as tmp:
+            ctx.out = tmp
+            metrics = stage.run(cfg, ctx) or {}
+            record = {"stage": stage.NAME, "status": "done", "inputs_hash": h, "started": begun, "finished": _now(),
+                      "seconds": round(time.perf_counter() - t0, 1), "metrics": metrics}
+            write_json(tmp / "stage.json", record)  # last: its presence means the stage is complete
+        console.print(f"[green]done[/] {stage.NAME:<9} {record['seconds']:.1f}s")
+    console.print(f"pipeline finished in {time.perf_counter() - started:.1f}s")
+    return run_dir
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,104 @@
+"""Bench: accuracy of every variant on the whole evaluation split, then latency and peak
+memory of each in a fresh process (CPU, batch and length from ``bench``), and size on disk."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from compress import models, onnxrun
+from compress.bench.latency import LatencyStats, measure
+from compress.data import Encoded, eval_split
+from compress.distill.train import predict_logits
+from compress.io import dir_size, write_json
+
+NAME = "bench"
+DEPENDS = ("teacher", "distill", "export", "quantize")
+CONFIG = ("bench", "data")
+
+
+@dataclass
+class Variant:
+    name: str
+    role: str  # teacher | student
+    format: str  # pytorch | onnx
+    precision: str  # fp32 | int8
+    path: Path  # folder (pytorch) or .onnx file
+    parent: str | None = None
+
+    @property
+    def weights(self) -> list[Path]:
+        return sorted(self.path.glob("*.safetensors")) if self.format == "pytorch" else [self.path]
+
+
+def variants(ctx) -> list[Variant]:
+    out = [
+        Variant("teacher", "teacher", "pytorch", "fp32", ctx.stage_dir("teacher") / "model"),
+        Variant("teacher-onnx", "teacher", "onnx", "fp32", ctx.stage_dir("export") / "teacher" / "model.onnx", "teacher"),
+        Variant("student", "student", "pytorch", "fp32", ctx.stage_dir("distill") / "model"),
+        Variant("student-onnx", "student", "onnx", "fp32", ctx.stage_dir("export") / "student" / "model.onnx", "student"),
+    ]
+    int8 = ctx.stage_dir("quantize") / "student-int8" / "model.onnx"
+    if int8.is_file():
+        out.append(Variant("student-int8", "student", "onnx", "int8", int8, "student-onnx"))
+    return out
+
+
+def run(cfg, ctx) -> dict:
+    bcfg = cfg.bench
+    split = eval_split(cfg)
+    _, tokenizer = models.load_saved(ctx.stage_dir("teacher") / "model")
+    limit = min(tokenizer.model_max_length, 512)
+    encoded = Encoded(tokenizer(split.texts, truncation=True, max_length=limit)["input_ids"], split.labels)
+    labels = np.asarray(split.labels)
+    query = latency_input(tokenizer, split.texts, bcfg.sequence_length, bcfg.batch_size)
+    results, params, teacher_pred = [], {}, None
+    for v in variants(ctx):
+        with ctx.console.status(f"accuracy of {v.name} on {len(split)} {split.name} sentences"):
+            if v.format == "pytorch":
+                model, _ = models.load_saved(v.path)
+                params[v.name] = models.count_parameters(model)
+                logits = predict_logits(model, encoded, tokenizer.pad_token_id, bcfg.eval_batch_size, "cpu").numpy()
+                del model
+            else:
+                sess = onnxrun.session(v.path, threads=bcfg.threads)
+                logits = onnxrun.logits(sess, encoded.input_ids, tokenizer.pad_token_id, bcfg.eval_batch_size)
+                params[v.name] = params[v.parent]
+                del sess
+        pred = logits.argmax(-1)
+        teacher_pred = pred if teacher_pred is None else teacher_pred
+        with ctx.console.status(f"latency and memory of {v.name} in a fresh process"):
+            timing = measure(v.format, v.path, query, bcfg.warmup, bcfg.queries, bcfg.threads)
+        stats = LatencyStats(**timing["latency"])
+        row = {
+            **{k: str(val) if isinstance(val, Path) else val for k, val in asdict(v).items()},
+            "parameters": params[v.name],
+            "size_bytes": sum(dir_size(p) for p in v.weights),
+            "accuracy": round(float((pred == labels).mean()), 5),
+            "agreement_with_teacher": round(float((pred == teacher_pred).mean()), 5),
+            "eval_sentences": len(split),
+            **{k: timing[k] for k in ("runtime", "threads", "batch_size", "sequence_length", "load_seconds", "peak_rss_bytes")},
+            "latency_ms": {"p50": stats.p50_ms, "p90": stats.p90_ms, "p99": stats.p99_ms, "mean": stats.mean_ms},
+            "queries": stats.count,
+            "throughput": stats.throughput,
+        }
+        results.append(row)
+        ctx.console.print(f"{v.name:<13} acc {row['accuracy']:.4f}  {stats}  peak RSS {row['peak_rss_bytes'] / 2**20:.0f} MiB  "
+                          f"size {row['size_bytes'] / 1e6:.1f} MB")
+    write_json(ctx.out / "results.json", {"target": "cpu", "eval_split": split.name, "variants": results})
+    return {"variants": [r["name"] for r in results], "eval_sentences": len(split)}
+
+
+def latency_input(tokenizer, texts: list[str], length: int, batch: int) -> list[list[int]]:
+    """``batch`` rows of exactly ``length`` real tokens: evaluation sentences joined until long enough."""
+    ids: list[int] = []
+    for text in texts:
+        ids += tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(ids) >= length:
+            break
+    while len(ids) < length - 2:  # a tiny evaluation set: repeat it
+        ids += ids or [tokenizer.unk_token_id]
+    row = tokenizer.build_inputs_with_special_tokens(ids[: length - 2])
+    return [row] * batch

@@ -1,0 +1,85 @@
+"""Report: ``runs/<name>/report.json`` (the source of truth) and ``report.md``, relative to the teacher."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from compress.io import read_json, write_json, write_text
+
+NAME = "report"
+DEPENDS = ("teacher", "student", "distill", "export", "quantize", "bench")
+CONFIG = ("name",)
+REFERENCE = "teacher"  # ratios are against the teacher in PyTorch fp32
+
+
+def build(cfg, ctx) -> dict:
+    bench = read_json(ctx.stage_dir("bench") / "results.json")
+    rows = bench["variants"]
+    ref = next(r for r in rows if r["name"] == REFERENCE)
+    variants = []
+    for r in rows:
+        variants.append({
+            "name": r["name"], "role": r["role"], "format": r["format"], "precision": r["precision"],
+            "parameters": r["parameters"], "size_bytes": r["size_bytes"], "accuracy": r["accuracy"],
+            "retention": round(r["accuracy"] / ref["accuracy"], 5) if ref["accuracy"] else None,
+            "agreement_with_teacher": r["agreement_with_teacher"],
+            "speedup": round(ref["latency_ms"]["p50"] / r["latency_ms"]["p50"], 3),
+            "size_ratio": round(ref["size_bytes"] / r["size_bytes"], 3),
+            "latency_ms": r["latency_ms"], "throughput": r["throughput"], "queries": r["queries"],
+            "peak_memory_bytes": r["peak_rss_bytes"], "load_seconds": r["load_seconds"], "runtime": r["runtime"],
+            "path": r["path"],
+        })
+    stages = {name: read_json(ctx.stage_dir(name) / "stage.json") for name in DEPENDS}
+    first = next(r for r in rows)
+    return {
+        "name": cfg.name,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "config_hash": cfg.hash(),
+        "reference": REFERENCE,
+        "target": {"name": bench["target"], "threads": first["threads"], "batch_size": first["batch_size"],
+                   "sequence_length": first["sequence_length"]},
+        "eval": {"split": bench["eval_split"], "sentences": first["eval_sentences"]},
+        "distill": {"temperature": cfg.distill.temperature, "alpha": cfg.distill.alpha},
+        "quantize": stages["quantize"]["metrics"],
+        "stage_seconds": {name: s["seconds"] for name, s in stages.items()},
+        "environment": read_json(ctx.run_dir / "env.json"),
+        "variants": variants,
+    }
+
+
+def markdown(report: dict) -> str:
+    t = report["target"]
+    env = report["environment"]
+    lines = [
+        f"# compress report: {report['name']}",
+        "",
+        f"Evaluated on {report['eval']['sentences']} sentences of the `{report['eval']['split']}` split. "
+        f"Latency on CPU ({env['cpu']}, {t['threads']} threads), batch {t['batch_size']}, sequence length "
+        f"{t['sequence_length']}, after warm-up, each variant in a fresh process. Ratios are against the "
+        f"teacher in PyTorch fp32. Distillation: T={report['distill']['temperature']}, alpha={report['distill']['alpha']}.",
+        "",
+        "| variant | format | precision | parameters | size (MB) | accuracy | retention | agreement | speedup | "
+        "p50 (ms) | p90 (ms) | p99 (ms) | peak memory (MiB) |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for v in report["variants"]:
+        lat = v["latency_ms"]
+        lines.append(
+            f"| {v['name']} | {v['format']} | {v['precision']} | {v['parameters'] / 1e6:.1f}M | {v['size_bytes'] / 1e6:.1f} | "
+            f"{v['accuracy']:.4f} | {v['retention']:.1%} | {v['agreement_with_teacher']:.1%} | {v['speedup']:.2f}x | "
+            f"{lat['p50']:.2f} | {lat['p90']:.2f} | {lat['p99']:.2f} | {v['peak_memory_bytes'] / 2**20:.0f} |"
+        )
+    q = report["quantize"]
+    if q.get("enabled"):
+        lines += ["", f"int8: ONNX Runtime dynamic quantization for `{q['isa']}`, per-channel {q['per_channel']}."]
+    lines += ["", "Peak memory is the peak RSS of a process that loads the variant and runs it (ONNX Runtime arena on; "
+              "PyTorch variants include the torch runtime itself).", "",
+              "Stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in report["stage_seconds"].items()), ""]
+    return "\n".join(lines)
+
+
+def run(cfg, ctx) -> dict:
+    report = build(cfg, ctx)
+    write_json(ctx.run_dir / "report.json", report)
+    write_text(ctx.run_dir / "report.md", markdown(report))
+    return {"report": str(ctx.run_dir / "report.json")}

@@ -1,0 +1,42 @@
+"""Teacher: load a pretrained model (or build a random one) and fine-tune it on the task."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+
+from compress import models
+from compress.data import encode, train_split
+from compress.distill.train import fit, make_accelerator
+from compress.envinfo import resolve_precision
+
+NAME = "teacher"
+DEPENDS: tuple[str, ...] = ()
+CONFIG = ("seed", "task", "data", "teacher")
+
+
+def cross_entropy(model, batch):
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    loss = F.cross_entropy(logits.float(), batch["labels"])
+    return loss, {"ce": loss.item()}
+
+
+def run(cfg, ctx) -> dict:
+    tcfg = cfg.teacher
+    train = train_split(cfg)
+    if tcfg.model:
+        model, tokenizer = models.load_pretrained(tcfg.model, tcfg.num_labels, tcfg.allow_pickle, tcfg.trust_remote_code)
+        source = tcfg.model
+    else:
+        model, tokenizer = models.build_random(tcfg, train.texts, cfg.data.max_length)
+        source = f"random {tcfg.architecture}"
+    ctx.console.print(f"teacher: {source} ({models.count_parameters(model) / 1e6:.1f}M parameters, "
+                      f"{model.config.model_type}), {len(train)} training sentences")
+    metrics = {"source": source, "model_type": model.config.model_type, "parameters": models.count_parameters(model)}
+    if tcfg.finetune:
+        accelerator = make_accelerator(ctx.device, resolve_precision(tcfg.train.precision, ctx.device))
+        data = encode(tokenizer, train, cfg.data.max_length)
+        metrics["train"] = fit(model, data, tokenizer.pad_token_id, tcfg.train, accelerator, cfg.seed,
+                               cross_entropy, "fine-tune teacher", ctx.console)
+        model = model.cpu()
+    models.save(model, tokenizer, ctx.out / "model")
+    return metrics
