@@ -273,6 +273,7 @@ def _describe(err: dict[str, Any], loc: tuple) -> str:
         return "required key is missing"
     if kind in bounds:
         limit = next(iter(ctx.values()))
+        limit = int(limit) if isinstance(limit, float) and limit.is_integer() else limit
         return f"must be {bounds[kind]} {limit}, got {_short(got)}"
     if kind == "literal_error":
         return f"must be one of {ctx.get('expected')}, got {_short(got)}"

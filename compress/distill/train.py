@@ -69,6 +69,9 @@ def fit(model: torch.nn.Module, data: Encoded, pad_id: int, cfg: TrainConfig, ac
                 seen += batch["labels"].shape[0]
                 recent = (recent + [loss.item()])[-50:]
                 bar.update(task, advance=1, loss=f"{sum(recent) / len(recent):.4f}")
+                if not console.is_terminal and (step % max(1, total // 10) == 0 or step == total):
+                    rate = step / (time.perf_counter() - started)  # logs and CI: a plain line every 10%
+                    console.print(f"{desc}: step {step}/{total}, loss {sum(recent) / len(recent):.4f}, {rate:.2f} steps/s")
                 if step >= total:
                     break
             if step >= total:

@@ -1,0 +1,66 @@
+"""Run a pipeline from scratch and record its wall time and its figures.
+
+    python benchmarks/pipeline.py pipelines/distilbert.yaml [key=value ...]
+
+Runs `compress run` in a fresh runs folder (benchmarks/runs/, not committed), times the
+whole command, prints the figures of every variant and writes
+benchmarks/results/<name>.json: wall time, stage times, and per variant the accuracy,
+retention, speedup, size and latency against the teacher, with the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main(argv: list[str]) -> int:
+    if not argv:
+        print(__doc__)
+        return 2
+    pipeline, overrides = argv[0], argv[1:]
+    import yaml
+
+    name = yaml.safe_load(Path(pipeline).read_text())["name"]
+    name = next((o.split("=", 1)[1] for o in overrides if o.startswith("name=")), name)
+    runs = ROOT / "benchmarks" / "runs"
+    shutil.rmtree(runs / name, ignore_errors=True)
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "compress", "run", pipeline, "--runs-dir", str(runs), *overrides])
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        print(f"compress run failed with exit code {proc.returncode}", file=sys.stderr)
+        return proc.returncode
+    report = json.loads((runs / name / "report.json").read_text())
+    keep = ("name", "format", "precision", "parameters", "size_bytes", "accuracy", "retention", "agreement_with_teacher",
+            "speedup", "size_ratio", "latency_ms", "peak_memory_bytes")
+    result = {
+        "pipeline": pipeline,
+        "overrides": overrides,
+        "wall_seconds": round(wall, 1),
+        "stage_seconds": report["stage_seconds"],
+        "target": report["target"],
+        "eval": report["eval"],
+        "variants": [{k: v[k] for k in keep} for v in report["variants"]],
+        "environment": report["environment"],
+    }
+    out = ROOT / "benchmarks" / "results" / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\n{name}: wall time {wall / 60:.1f} min")
+    print(f"{'variant':<14}{'accuracy':>9}{'retention':>10}{'speedup':>9}{'size MB':>9}{'p50 ms':>8}{'peak MiB':>9}")
+    for v in result["variants"]:
+        print(f"{v['name']:<14}{v['accuracy']:>9.4f}{v['retention']:>10.1%}{v['speedup']:>8.2f}x"
+              f"{v['size_bytes'] / 1e6:>9.1f}{v['latency_ms']['p50']:>8.2f}{v['peak_memory_bytes'] / 2**20:>9.0f}")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from compress.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+# Fast settings for the tiny pipeline: the loop is the same, the figures are not the point.
+FAST = ["bench.warmup=1", "bench.queries=10", "teacher.train.epochs=1", "distill.train.epochs=1"]
+
+
+def invoke(*args: str):
+    """Run the real CLI in-process; returns typer's Result (exit_code, stdout, stderr)."""
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture
+def run_tiny(tmp_path):
+    """Run pipelines/tiny.yaml into tmp_path with extra overrides; returns (result, run_dir)."""
+
+    def _run(*overrides: str):
+        result = invoke("run", ROOT / "pipelines" / "tiny.yaml", "--runs-dir", tmp_path / "runs",
+                        f"ship.dir={tmp_path / 'exports'}", *FAST, *overrides)
+        return result, tmp_path / "runs" / "tiny"
+
+    return _run
+
+
+def read_json(path: Path):
+    return json.loads(Path(path).read_text())

