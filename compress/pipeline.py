@@ -53,9 +53,12 @@ def inputs_hash(stage: ModuleType, cfg: PipelineConfig, upstream: dict[str, str]
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def finished(stage_dir: Path, expected_hash: str) -> bool:
-    record = stage_dir / "stage.json"
+def finished(stage: ModuleType, cfg: PipelineConfig, run_dir: Path, expected_hash: str) -> bool:
+    """Done, with the same inputs, and whatever it wrote outside its folder still there."""
+    record = run_dir / stage.NAME / "stage.json"
     if not record.is_file():
+        return False
+    if not all(p.exists() for p in getattr(stage, "outputs", lambda cfg, run_dir: [])(cfg, run_dir)):
         return False
     try:
         data = read_json(record)
@@ -71,7 +74,7 @@ def plan(cfg: PipelineConfig, run_dir: Path) -> list[tuple[ModuleType, str, bool
     for stage in stages():
         h = inputs_hash(stage, cfg, hashes)
         hashes[stage.NAME] = h
-        out.append((stage, h, not finished(run_dir / stage.NAME, h)))
+        out.append((stage, h, not finished(stage, cfg, run_dir, h)))
     # A stage after one that reruns has a new upstream hash already, so it reruns too.
     return out
 

@@ -11,7 +11,7 @@ from compress.cli import app
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 # Fast settings for the tiny pipeline: the loop is the same, the figures are not the point.
-FAST = ["bench.warmup=1", "bench.queries=10", "teacher.train.epochs=1", "distill.train.epochs=1"]
+FAST = ["bench.warmup=1", "bench.queries=10"]
 
 
 def invoke(*args: str):

@@ -65,3 +65,30 @@ def test_length_grouped_batches_cover_every_row_once():
     assert waste < 0.1 * sum(lengths)
     sampler.set_epoch(1)
     assert list(sampler) != batches
+
+
+def test_hub_dataset_id_goes_through_datasets(monkeypatch):
+    """No hub here: check that a hub id reaches datasets.load_dataset with subset and split."""
+    import datasets
+
+    calls = []
+
+    def fake_load_dataset(path, name=None, split=None):
+        calls.append((path, name, split))
+        return datasets.Dataset.from_dict({"idx": [0, 1], "sentence": ["fine", "dull"], "label": [1, 0]})
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    split = load_split(DataConfig(source="glue", subset="sst2"), "validation", 2)
+    assert calls == [("glue", "sst2", "validation")]
+    assert split.texts == ["fine", "dull"] and split.labels == [1, 0]
+
+
+def test_unreachable_hub_is_one_sentence(monkeypatch):
+    import datasets
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("Couldn't reach the hub")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(CompressError, match=r"data.source: could not load hub dataset 'glue'.*Couldn't reach"):
+        load_split(DataConfig(source="glue", subset="sst2"), "train", 2)

@@ -87,3 +87,26 @@ def test_missing_weights_are_named(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(CompressError, match="no model weights in"):
         models.load_pretrained(str(tmp_path), 2)
+
+
+def test_local_folder_and_package_sources_load(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    from compress.models import train_wordlevel_tokenizer
+
+    tiny_bert(2).save_pretrained(tmp_path / "m", safe_serialization=True)
+    train_wordlevel_tokenizer(["good film"], max_length=16).save_pretrained(tmp_path / "m")
+    model, tok = models.load_pretrained(str(tmp_path / "m"), 2)
+    assert model.config.num_hidden_layers == 2 and tok.pad_token == "[PAD]"
+    pkg = types.ModuleType("fake_weights_pkg")
+    pkg.get_model_path = lambda: str(tmp_path / "m")
+    monkeypatch.setitem(sys.modules, "fake_weights_pkg", pkg)
+    model, _ = models.load_pretrained("package:fake_weights_pkg", 2)
+    assert model.config.num_hidden_layers == 2
+
+
+def test_hub_id_without_network_is_one_sentence(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(CompressError, match=r"teacher.model: could not load 'no-such-org/no-such-model'"):
+        models.load_pretrained("no-such-org/no-such-model", 2)

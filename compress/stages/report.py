@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from pathlib import Path
 
 from compress.io import read_json, write_json, write_text
 
@@ -10,6 +11,11 @@ NAME = "report"
 DEPENDS = ("teacher", "student", "distill", "export", "quantize", "bench")
 CONFIG = ("name",)
 REFERENCE = "teacher"  # ratios are against the teacher in PyTorch fp32
+
+
+def outputs(cfg, run_dir: Path) -> list[Path]:
+    """Files written outside the stage folder: the stage reruns if one is gone."""
+    return [run_dir / "report.json", run_dir / "report.md"]
 
 
 def build(cfg, ctx) -> dict:

@@ -14,6 +14,11 @@ CONFIG = ("name", "ship")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "config.json")
 
 
+def outputs(cfg, run_dir: Path) -> list[Path]:
+    """The bundle lives outside the run folder: the stage reruns if it is gone."""
+    return [Path(cfg.ship.dir) / cfg.name / "manifest.json"] if cfg.ship.enabled else []
+
+
 def run(cfg, ctx) -> dict:
     if not cfg.ship.enabled:
         ctx.console.print("ship: disabled (ship.enabled: false)")
