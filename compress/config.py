@@ -93,19 +93,43 @@ class TeacherConfig(StrictModel):
 
 
 class StudentConfig(StrictModel):
-    """The student, built from the teacher's own layers (DistilBERT-style)."""
+    """How the student is built: from the teacher's layers, from a smaller config, or pretrained."""
 
-    layers: list[int] | None = Field(
-        None, description="Teacher layer indices to keep, in order; null = every other layer (0, 2, 4, ...)."
+    method: Literal["layers", "config", "pretrained"] = Field(
+        "layers", description="layers: keep some teacher blocks (DistilBERT-style); config: smaller random model "
+        "of the teacher's architecture; pretrained: a smaller pretrained model (student.model)."
     )
+    layers: list[int] | None = Field(
+        None, description="method layers: teacher layer indices to keep, in order; null = every other layer (0, 2, 4, ...)."
+    )
+    architecture: Literal["same", "distilbert"] = Field(
+        "same", description="method layers: same = the teacher's class; distilbert = map a BERT teacher into DistilBERT."
+    )
+    num_layers: int | None = Field(None, gt=0, description="method config: layers of the student (null = the teacher's).")
+    hidden_size: int | None = Field(None, gt=0, description="method config: width (null = the teacher's); "
+                                    "a narrower student is bridged by a learned projection in the hidden-state loss.")
+    num_attention_heads: int | None = Field(None, gt=0, description="method config: heads (null = the teacher's).")
+    intermediate_size: int | None = Field(None, gt=0, description="method config: feed-forward width (null = the teacher's).")
+    model: str | None = Field(None, description="method pretrained: hub id, local folder or package:<module>.")
+    allow_pickle: bool = Field(False, description="method pretrained: allow pickle (.bin) weights.")
+    trust_remote_code: bool = Field(False, description="method pretrained: allow model code from the hub.")
 
     @model_validator(mode="after")
-    def _layers(self) -> StudentConfig:
+    def _method_keys(self) -> StudentConfig:
         if self.layers is not None:
             if not self.layers:
                 raise ValueError("student.layers: must list at least one layer, got []")
             if any(i < 0 for i in self.layers) or len(set(self.layers)) != len(self.layers):
                 raise ValueError(f"student.layers: must be distinct indices >= 0, got {self.layers}")
+        owners = {"layers": "layers", "architecture": "layers", "num_layers": "config", "hidden_size": "config",
+                  "num_attention_heads": "config", "intermediate_size": "config", "model": "pretrained"}
+        defaults = {"architecture": "same"}
+        stray = [k for k, m in owners.items() if m != self.method and getattr(self, k) not in (None, defaults.get(k))]
+        if stray:
+            raise ValueError(f"student.{stray[0]}: only used with student.method: {owners[stray[0]]}, "
+                             f"but student.method is {self.method}")
+        if self.method == "pretrained" and not self.model:
+            raise ValueError("student.model: required with student.method: pretrained (a hub id or a folder)")
         return self
 
 
@@ -115,6 +139,13 @@ class DistillConfig(StrictModel):
     temperature: float = Field(4.0, gt=0, description="Softens both distributions; the KL term is scaled by T^2.")
     alpha: float = Field(0.5, ge=0, le=1, description="Weight of the hard-label CE; 1 - alpha weighs the KL term.")
     train: TrainConfig = Field(default_factory=TrainConfig)
+
+
+class BaselinesConfig(StrictModel):
+    """Students evaluated beside the distilled one, so the report says what distillation bought."""
+
+    enabled: bool = Field(True, description="Evaluate student-init (before distillation) and train and evaluate "
+                          "student-ce (hard labels only; same data, steps and seed as distillation).")
 
 
 class ExportConfig(StrictModel):
@@ -166,6 +197,7 @@ class PipelineConfig(StrictModel):
     teacher: TeacherConfig
     student: StudentConfig = Field(default_factory=StudentConfig)
     distill: DistillConfig = Field(default_factory=DistillConfig)
+    baselines: BaselinesConfig = Field(default_factory=BaselinesConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
     quantize: QuantizeConfig = Field(default_factory=QuantizeConfig)
     bench: BenchConfig = Field(default_factory=BenchConfig)

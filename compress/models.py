@@ -119,24 +119,34 @@ def count_parameters(model) -> int:
 
 @dataclass(frozen=True)
 class LayerSpec:
-    """Where an architecture keeps its blocks (``modules``) and which config key counts them (``count``)."""
+    """Where an architecture keeps its blocks (``modules``) and the names of its config's size keys."""
 
     modules: str
-    count: str
+    count: str  # number of layers
+    width: str = "hidden_size"
+    heads: str = "num_attention_heads"
+    ffn: str = "intermediate_size"
 
 
 LAYERS: dict[str, LayerSpec] = {}
 
 
-def register_layers(model_type: str, modules: str, count: str) -> None:
-    LAYERS[model_type] = LayerSpec(modules, count)
+def register_layers(model_type: str, modules: str, count: str, **keys: str) -> None:
+    LAYERS[model_type] = LayerSpec(modules, count, **keys)
+
+
+def layer_spec(model_type: str, key: str = "student") -> LayerSpec:
+    spec = LAYERS.get(model_type)
+    if spec is None:
+        raise CompressError(f"{key}: '{model_type}' models are not supported; supported: {', '.join(sorted(LAYERS))}")
+    return spec
 
 
 register_layers("bert", "bert.encoder.layer", "num_hidden_layers")
 register_layers("roberta", "roberta.encoder.layer", "num_hidden_layers")
 register_layers("xlm-roberta", "roberta.encoder.layer", "num_hidden_layers")
 register_layers("electra", "electra.encoder.layer", "num_hidden_layers")
-register_layers("distilbert", "distilbert.transformer.layer", "n_layers")
+register_layers("distilbert", "distilbert.transformer.layer", "n_layers", width="dim", heads="n_heads", ffn="hidden_dim")
 
 
 def every_other(n: int) -> list[int]:
@@ -151,12 +161,7 @@ def student_from_layers(teacher, layers: list[int] | None):
     """
     import torch
 
-    model_type = teacher.config.model_type
-    spec = LAYERS.get(model_type)
-    if spec is None:
-        raise CompressError(
-            f"student: cannot take layers from a '{model_type}' teacher; supported: {', '.join(sorted(LAYERS))}"
-        )
+    spec = layer_spec(teacher.config.model_type)
     blocks = _getattr_path(teacher, spec.modules)
     n = len(blocks)
     chosen = every_other(n) if layers is None else list(layers)

@@ -37,9 +37,9 @@ class Context:
 
 
 def stages() -> list[ModuleType]:
-    from compress.stages import bench, distill, export, quantize, report, ship, student, teacher
+    from compress.stages import baseline, bench, distill, export, quantize, report, ship, student, teacher
 
-    return [teacher, student, distill, export, quantize, bench, report, ship]
+    return [teacher, student, distill, baseline, export, quantize, bench, report, ship]
 
 
 def inputs_hash(stage: ModuleType, cfg: PipelineConfig, upstream: dict[str, str]) -> str:
@@ -47,10 +47,17 @@ def inputs_hash(stage: ModuleType, cfg: PipelineConfig, upstream: dict[str, str]
     payload = {
         "stage": stage.NAME,
         "version": getattr(stage, "VERSION", 1),
-        "config": {key: dumped[key] for key in stage.CONFIG},
+        "config": {key: _get_path(dumped, key) for key in stage.CONFIG},
         "upstream": {dep: upstream[dep] for dep in stage.DEPENDS},
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _get_path(tree: dict, dotted: str):
+    """``distill.train`` -> tree["distill"]["train"]: a stage may depend on part of a section."""
+    for part in dotted.split("."):
+        tree = tree[part]
+    return tree
 
 
 def finished(stage: ModuleType, cfg: PipelineConfig, run_dir: Path, expected_hash: str) -> bool:

@@ -6,7 +6,8 @@ import sys
 
 from .conftest import ROOT, read_json
 
-VARIANTS = ["teacher", "teacher-onnx", "student", "student-onnx", "student-int8"]
+VARIANTS = ["teacher", "teacher-onnx", "student", "student-onnx", "student-int8", "student-init", "student-ce"]
+STAGES = ("teacher", "student", "distill", "baseline", "export", "quantize", "bench", "report", "ship")
 FIELDS = ["format", "precision", "parameters", "size_bytes", "accuracy", "retention", "speedup", "latency_ms",
           "peak_memory_bytes"]
 
@@ -49,24 +50,26 @@ def test_tiny_run_end_to_end_then_skip_then_rerun_from_distill(run_tiny, tmp_pat
     assert by["student-int8"]["peak_memory_bytes"] < by["student"]["peak_memory_bytes"]
     assert (run_dir / "report.md").read_text().count("| student-int8 |") == 1
     assert (run_dir / "config.yaml").is_file() and (run_dir / "env.json").is_file()
-    for stage in ("teacher", "student", "distill", "export", "quantize", "bench", "report", "ship"):
+    assert set(report["distillation_gain"]) == {"student vs student-ce", "student vs student-init"}
+    lo, hi = report["distillation_gain"]["student vs student-ce"]["ci95"]
+    assert lo <= report["distillation_gain"]["student vs student-ce"]["difference"] <= hi
+    for stage in STAGES:
         assert read_json(run_dir / stage / "stage.json")["status"] == "done"
     manifest = read_json(tmp_path / "exports" / "tiny" / "manifest.json")
     assert {"model.onnx", "tokenizer.json", "README.md"} <= set(manifest["files"])
     assert [i["name"] for i in manifest["inputs"]][:2] == ["input_ids", "attention_mask"]
-    assert "summary" not in result.output or True
     assert "report:" in result.output
 
     stamps = {s: read_json(run_dir / s / "stage.json")["finished"] for s in ("teacher", "distill", "bench")}
     again, _ = run_tiny()
     assert again.exit_code == 0, again.output
-    assert again.output.count("skip ") == 8
+    assert again.output.count("skip ") == len(STAGES)
     assert {s: read_json(run_dir / s / "stage.json")["finished"] for s in stamps} == stamps
 
     changed, _ = run_tiny("distill.temperature=2")
     assert changed.exit_code == 0, changed.output
     skipped = {line.split()[1] for line in changed.output.splitlines() if line.startswith("skip ")}
-    assert skipped == {"teacher", "student"}
+    assert skipped == {"teacher", "student", "baseline"}
     assert read_json(run_dir / "teacher" / "stage.json")["finished"] == stamps["teacher"]
     assert read_json(run_dir / "distill" / "stage.json")["metrics"]["temperature"] == 2.0
     assert read_json(run_dir / "report.json")["distill"]["temperature"] == 2.0

@@ -15,7 +15,7 @@ from compress.distill.train import predict_logits
 from compress.io import dir_size, write_json
 
 NAME = "bench"
-DEPENDS = ("teacher", "distill", "export", "quantize")
+DEPENDS = ("teacher", "student", "distill", "baseline", "export", "quantize")
 CONFIG = ("bench", "data")
 
 
@@ -43,6 +43,10 @@ def variants(ctx) -> list[Variant]:
     int8 = ctx.stage_dir("quantize") / "student-int8" / "model.onnx"
     if int8.is_file():
         out.append(Variant("student-int8", "student", "onnx", "int8", int8, "student-onnx"))
+    ce = ctx.stage_dir("baseline") / "student-ce"
+    if ce.is_dir():  # baselines: the same student before distillation, and trained on hard labels only
+        out.append(Variant("student-init", "baseline", "pytorch", "fp32", ctx.stage_dir("student") / "model"))
+        out.append(Variant("student-ce", "baseline", "pytorch", "fp32", ce))
     return out
 
 
@@ -83,11 +87,13 @@ def run(cfg, ctx) -> dict:
             "latency_ms": {"p50": stats.p50_ms, "p90": stats.p90_ms, "p99": stats.p99_ms, "mean": stats.mean_ms},
             "queries": stats.count,
             "throughput": stats.throughput,
+            "predictions": pred.tolist(),
         }
         results.append(row)
         ctx.console.print(f"{v.name:<13} acc {row['accuracy']:.4f}  {stats}  peak RSS {row['peak_rss_bytes'] / 2**20:.0f} MiB  "
                           f"size {row['size_bytes'] / 1e6:.1f} MB")
-    write_json(ctx.out / "results.json", {"target": "cpu", "eval_split": split.name, "variants": results})
+    write_json(ctx.out / "results.json", {"target": "cpu", "eval_split": split.name, "labels": split.labels,
+                                          "variants": results})
     return {"variants": [r["name"] for r in results], "eval_sentences": len(split)}
 
 

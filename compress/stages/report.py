@@ -5,10 +5,13 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
+
+from compress.bench.accuracy import accuracy_interval, paired_difference
 from compress.io import read_json, write_json, write_text
 
 NAME = "report"
-DEPENDS = ("teacher", "student", "distill", "export", "quantize", "bench")
+DEPENDS = ("teacher", "student", "distill", "baseline", "export", "quantize", "bench")
 CONFIG = ("name",)
 REFERENCE = "teacher"  # ratios are against the teacher in PyTorch fp32
 
@@ -22,11 +25,15 @@ def build(cfg, ctx) -> dict:
     bench = read_json(ctx.stage_dir("bench") / "results.json")
     rows = bench["variants"]
     ref = next(r for r in rows if r["name"] == REFERENCE)
+    labels = np.asarray(bench["labels"])
+    correct = {r["name"]: (np.asarray(r["predictions"]) == labels).astype(np.int8) for r in rows}
     variants = []
     for r in rows:
+        lo, hi = accuracy_interval(correct[r["name"]])
         variants.append({
             "name": r["name"], "role": r["role"], "format": r["format"], "precision": r["precision"],
             "parameters": r["parameters"], "size_bytes": r["size_bytes"], "accuracy": r["accuracy"],
+            "accuracy_ci95": [round(lo, 5), round(hi, 5)],
             "retention": round(r["accuracy"] / ref["accuracy"], 5) if ref["accuracy"] else None,
             "agreement_with_teacher": r["agreement_with_teacher"],
             "speedup": round(ref["latency_ms"]["p50"] / r["latency_ms"]["p50"], 3),
@@ -47,6 +54,10 @@ def build(cfg, ctx) -> dict:
         "eval": {"split": bench["eval_split"], "sentences": first["eval_sentences"]},
         "distill": {"temperature": cfg.distill.temperature, "alpha": cfg.distill.alpha},
         "quantize": stages["quantize"]["metrics"],
+        "distillation_gain": {
+            f"student vs {base}": paired_difference(correct["student"], correct[base])
+            for base in ("student-ce", "student-init") if base in correct
+        },
         "stage_seconds": {name: s["seconds"] for name, s in stages.items()},
         "environment": read_json(ctx.run_dir / "env.json"),
         "variants": variants,
@@ -75,6 +86,11 @@ def markdown(report: dict) -> str:
             f"{v['accuracy']:.4f} | {v['retention']:.1%} | {v['agreement_with_teacher']:.1%} | {v['speedup']:.2f}x | "
             f"{lat['p50']:.2f} | {lat['p90']:.2f} | {lat['p99']:.2f} | {v['peak_memory_bytes'] / 2**20:.0f} |"
         )
+    for name, gain in report["distillation_gain"].items():
+        lo, hi = gain["ci95"]
+        lines += ["", f"Distillation gain, {name}: {gain['difference'] * 100:+.2f} points of accuracy "
+                  f"(95% paired bootstrap interval {lo * 100:+.2f} to {hi * 100:+.2f}; {gain['wins']} sentences won, "
+                  f"{gain['losses']} lost)."]
     q = report["quantize"]
     if q.get("enabled"):
         lines += ["", f"int8: ONNX Runtime dynamic quantization for `{q['isa']}`, per-channel {q['per_channel']}."]

@@ -1,8 +1,8 @@
-"""Student: a copy of the teacher that keeps some of its layers (DistilBERT-style)."""
+"""Student: built from the teacher's layers, from a smaller config, or a pretrained smaller model."""
 
 from __future__ import annotations
 
-from compress import models
+from compress import models, students
 
 NAME = "student"
 DEPENDS = ("teacher",)
@@ -11,8 +11,9 @@ CONFIG = ("student",)
 
 def run(cfg, ctx) -> dict:
     teacher, tokenizer = models.load_saved(ctx.stage_dir("teacher") / "model")
-    student, kept = models.student_from_layers(teacher, cfg.student.layers)
+    student, tokenizer, info = students.build(cfg.student, teacher, tokenizer)
     models.save(student, tokenizer, ctx.out / "model")
     t, s = models.count_parameters(teacher), models.count_parameters(student)
-    ctx.console.print(f"student: teacher layers {kept} kept, {s / 1e6:.1f}M parameters ({s / t:.0%} of the teacher)")
-    return {"layers": kept, "parameters": s, "teacher_parameters": t}
+    described = ", ".join(f"{k} {v}" for k, v in info.items())
+    ctx.console.print(f"student: {described}; {s / 1e6:.1f}M parameters ({s / t:.0%} of the teacher)")
+    return {**info, "parameters": s, "teacher_parameters": t}

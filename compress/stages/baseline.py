@@ -1,0 +1,29 @@
+"""Baseline: the same student trained on hard labels only (same data, steps and seed as
+distillation), so the report can say how much the teacher's soft targets bought."""
+
+from __future__ import annotations
+
+from compress import models
+from compress.data import encode, train_split
+from compress.distill.train import fit, make_accelerator
+from compress.envinfo import resolve_precision
+from compress.stages.teacher import cross_entropy
+
+NAME = "baseline"
+DEPENDS = ("student",)
+CONFIG = ("seed", "data", "baselines", "distill.train")
+
+
+def run(cfg, ctx) -> dict:
+    if not cfg.baselines.enabled:
+        ctx.console.print("baseline: disabled (baselines.enabled: false)")
+        return {"enabled": False}
+    tcfg = cfg.distill.train
+    student, tokenizer = models.load_saved(ctx.stage_dir("student") / "model")
+    data = encode(tokenizer, train_split(cfg), cfg.data.max_length)
+    accelerator = make_accelerator(ctx.device, resolve_precision(tcfg.precision, ctx.device))
+    ctx.console.print(f"baseline: the student on hard labels only, {len(data)} sentences")
+    metrics = fit(student, data, tokenizer.pad_token_id, tcfg, accelerator, cfg.seed, cross_entropy,
+                  "hard labels only", ctx.console)
+    models.save(student.cpu(), tokenizer, ctx.out / "student-ce")
+    return {"enabled": True, "train": metrics}

@@ -1,0 +1,130 @@
+"""Ways to build a student, chosen by ``student.method`` in the YAML.
+
+- ``layers``: a copy of the teacher keeping some of its blocks (every other by default), or with
+  ``student.architecture: distilbert`` the same blocks mapped into a DistilBERT model
+  (Sanh et al. 2019);
+- ``config``: the teacher's architecture, smaller (fewer layers and/or narrower), randomly
+  initialised; a hidden-state loss with a learned projection bridges the widths;
+- ``pretrained``: a smaller pretrained model by hub id or folder.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from compress import models
+from compress.errors import CompressError
+
+
+def build(scfg, teacher, tokenizer):
+    """(student, tokenizer, info) for ``scfg`` (a StudentConfig) and a loaded teacher."""
+    if scfg.method == "layers" and scfg.architecture == "distilbert":
+        student, kept = bert_to_distilbert(teacher, scfg.layers)
+        return student, tokenizer, {"method": "layers", "architecture": "distilbert", "layers": kept}
+    if scfg.method == "layers":
+        student, kept = models.student_from_layers(teacher, scfg.layers)
+        return student, tokenizer, {"method": "layers", "architecture": teacher.config.model_type, "layers": kept}
+    if scfg.method == "config":
+        student = smaller(teacher, scfg)
+        spec = models.layer_spec(student.config.model_type)
+        sizes = {k: getattr(student.config, getattr(spec, k)) for k in ("count", "width", "heads", "ffn")}
+        return student, tokenizer, {"method": "config", "architecture": student.config.model_type, **sizes}
+    student, student_tokenizer = models.load_pretrained(
+        scfg.model, teacher.config.num_labels, scfg.allow_pickle, scfg.trust_remote_code, key="student.model"
+    )
+    if student_tokenizer.get_vocab() != tokenizer.get_vocab():
+        raise CompressError(
+            f"student.model: {scfg.model} has a different vocabulary from the teacher's "
+            f"({len(student_tokenizer)} vs {len(tokenizer)} tokens); teacher and student must share a tokenizer"
+        )
+    return student, tokenizer, {"method": "pretrained", "architecture": student.config.model_type, "model": scfg.model}
+
+
+def smaller(teacher, scfg):
+    """The teacher's architecture with fewer/narrower layers, randomly initialised.
+
+    When the width is unchanged the embeddings are copied from the teacher (they carry most
+    of what a small student cannot learn from one task's data).
+    """
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    spec = models.layer_spec(teacher.config.model_type)
+    values = teacher.config.to_dict()
+    changes = {spec.count: scfg.num_layers, spec.width: scfg.hidden_size, spec.heads: scfg.num_attention_heads,
+               spec.ffn: scfg.intermediate_size}
+    values.update({k: v for k, v in changes.items() if v is not None})
+    width, heads = values[spec.width], values[spec.heads]
+    if width % heads:
+        raise CompressError(f"student.hidden_size: {width} is not divisible by num_attention_heads {heads}")
+    model_type = values.pop("model_type")
+    for key in ("architectures", "_name_or_path", "transformers_version", "torch_dtype", "dtype"):
+        values.pop(key, None)
+    config = AutoConfig.for_model(model_type, **values)
+    student = AutoModelForSequenceClassification.from_config(config)
+    if width == getattr(teacher.config, spec.width):
+        student.get_input_embeddings().load_state_dict(teacher.get_input_embeddings().state_dict())
+    return student
+
+
+_BERT_TO_DISTILBERT = {
+    "attention.self.query": "attention.q_lin",
+    "attention.self.key": "attention.k_lin",
+    "attention.self.value": "attention.v_lin",
+    "attention.output.dense": "attention.out_lin",
+    "attention.output.LayerNorm": "sa_layer_norm",
+    "intermediate.dense": "ffn.lin1",
+    "output.dense": "ffn.lin2",
+    "output.LayerNorm": "output_layer_norm",
+}
+
+
+def bert_to_distilbert(teacher, layers: list[int] | None):
+    """Map a BERT teacher's blocks into a ``DistilBertForSequenceClassification`` student.
+
+    DistilBERT has no token-type embeddings: BERT adds token_type_embeddings[0] to every
+    position of a single sentence, so that row is folded into the position embeddings and the
+    encoder computes exactly what BERT's does. The classification head differs (BERT: tanh
+    pooler; DistilBERT: ReLU pre-classifier); its weights are copied and distillation adapts them.
+    """
+    import torch
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+    tc = teacher.config
+    if tc.model_type != "bert":
+        raise CompressError(f"student.architecture: distilbert needs a bert teacher, got '{tc.model_type}'")
+    if getattr(tc, "position_embedding_type", "absolute") != "absolute" or tc.hidden_act not in ("gelu", "relu"):
+        raise CompressError("student.architecture: distilbert needs absolute positions and gelu/relu activations")
+    n = tc.num_hidden_layers
+    chosen = models.every_other(n) if layers is None else list(layers)
+    if any(i >= n for i in chosen):
+        raise CompressError(f"student.layers: {[i for i in chosen if i >= n]} out of range; the teacher has {n} layers")
+    config = DistilBertConfig(
+        vocab_size=tc.vocab_size, max_position_embeddings=tc.max_position_embeddings, dim=tc.hidden_size,
+        n_layers=len(chosen), n_heads=tc.num_attention_heads, hidden_dim=tc.intermediate_size,
+        activation=tc.hidden_act, dropout=tc.hidden_dropout_prob, attention_dropout=tc.attention_probs_dropout_prob,
+        seq_classif_dropout=tc.hidden_dropout_prob, pad_token_id=tc.pad_token_id, num_labels=tc.num_labels,
+        id2label=tc.id2label, label2id=tc.label2id, problem_type=tc.problem_type,
+    )
+    student = DistilBertForSequenceClassification(config)
+    src = teacher.bert
+    state = {
+        "distilbert.embeddings.word_embeddings.weight": src.embeddings.word_embeddings.weight,
+        "distilbert.embeddings.position_embeddings.weight":
+            src.embeddings.position_embeddings.weight + src.embeddings.token_type_embeddings.weight[0],
+        "distilbert.embeddings.LayerNorm.weight": src.embeddings.LayerNorm.weight,
+        "distilbert.embeddings.LayerNorm.bias": src.embeddings.LayerNorm.bias,
+        "pre_classifier.weight": src.pooler.dense.weight if src.pooler is not None else student.pre_classifier.weight,
+        "pre_classifier.bias": src.pooler.dense.bias if src.pooler is not None else student.pre_classifier.bias,
+        "classifier.weight": teacher.classifier.weight,
+        "classifier.bias": teacher.classifier.bias,
+    }
+    for new, old in enumerate(chosen):
+        block = src.encoder.layer[old].state_dict()
+        for bert_name, distil_name in _BERT_TO_DISTILBERT.items():
+            for p in ("weight", "bias"):
+                state[f"distilbert.transformer.layer.{new}.{distil_name}.{p}"] = block[f"{bert_name}.{p}"]
+    with torch.no_grad():
+        missing, unexpected = student.load_state_dict({k: v.detach().clone() for k, v in state.items()}, strict=False)
+    if missing or unexpected:  # every weight must be mapped: a silent gap would be a random layer
+        raise CompressError(f"student: BERT->DistilBERT mapping left {missing or unexpected} unmapped")
+    return copy.deepcopy(student), chosen
