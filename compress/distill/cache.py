@@ -1,0 +1,374 @@
+"""A content-addressed cache of the frozen teacher's outputs, so distillation runs the teacher once.
+
+The key (``cache_key``) is a sha256 over the teacher's weight and config files, the token ids
+and labels of the data, the storage format (full logits or top-k) and the temperature. A
+cache entry is one safetensors file ``<root>/<key>.safetensors``:
+
+    full:  "logits"        float32 (N, C)  or (N, L, C)   raw teacher logits
+    top-k: "topk_values"   float32 (N, k)  or (N, L, k)   raw logits of the k largest classes, descending
+           "topk_indices"  int32   (N, k)  or (N, L, k)   their class ids
+           "rest_mass"     float32 (N,)    or (N, L)      softmax(logits / T) mass outside the top-k
+
+with string metadata ``format``, ``top_k``, ``temperature``, ``num_rows``, ``num_classes``,
+``autocast``, ``created`` and ``sha256`` (over the tensor bytes, checked on every ``get``).
+Rows are in the original order of the data. The (N, L, ...) forms are for token-level models:
+L is the longest row, and positions past a row's length are zero and must be masked by the caller.
+Full logits are the default for small label sets (C <= 1024, see ``default_top_k``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import warnings
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from compress.data import Encoded, collate, eval_batches
+from compress.errors import CompressError
+from compress.io import read_json, sha256_file, write_json
+
+FULL_LOGITS_MAX_CLASSES = 1024
+FORMAT_VERSION = 1
+HASH_MEMO = "file-hashes.json"
+
+
+def default_top_k(num_classes: int, k: int = 64) -> int | None:
+    """None (store full logits) when the label set is small, else ``k`` (top-k soft targets)."""
+    return None if num_classes <= FULL_LOGITS_MAX_CLASSES else min(k, num_classes)
+
+
+@dataclass
+class CachedOutputs:
+    """Teacher outputs for every row of a data set: either full ``logits`` or the top-k form (see module doc)."""
+
+    logits: torch.Tensor | None = None
+    topk_values: torch.Tensor | None = None
+    topk_indices: torch.Tensor | None = None
+    rest_mass: torch.Tensor | None = None
+    temperature: float = 1.0
+    num_classes: int | None = None
+    autocast: str | None = None  # the autocast dtype the teacher ran under, e.g. "bfloat16"; None: fp32
+
+    def __post_init__(self):
+        topk = (self.topk_values, self.topk_indices, self.rest_mass)
+        if self.logits is not None:
+            if any(t is not None for t in topk):
+                raise ValueError("CachedOutputs: give either logits or the top-k tensors, not both")
+            self.num_classes = self.num_classes or self.logits.shape[-1]
+        elif any(t is None for t in topk):
+            raise ValueError("CachedOutputs: give either logits, or topk_values, topk_indices and rest_mass")
+        elif not (self.topk_values.shape == self.topk_indices.shape and self.rest_mass.shape == self.topk_values.shape[:-1]):
+            raise ValueError(f"CachedOutputs: top-k shapes disagree: {[tuple(t.shape) for t in topk]}")
+
+    @property
+    def format(self) -> str:
+        return "full" if self.logits is not None else "topk"
+
+    @property
+    def top_k(self) -> int | None:
+        return None if self.logits is not None else self.topk_values.shape[-1]
+
+    @property
+    def per_token(self) -> bool:
+        """True for token-level outputs, (N, L, ...); False for one output per row, (N, ...)."""
+        return (self.logits.dim() == 3) if self.logits is not None else (self.rest_mass.dim() == 2)
+
+    @property
+    def num_rows(self) -> int:
+        return (self.logits if self.logits is not None else self.topk_values).shape[0]
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        if self.logits is not None:
+            return {"logits": self.logits}
+        return {"topk_values": self.topk_values, "topk_indices": self.topk_indices, "rest_mass": self.rest_mass}
+
+    def soft_targets(self, rows: torch.Tensor, temperature: float | None = None) -> torch.Tensor:
+        """Full logits: the raw teacher logits of ``rows``, (B, C) or (B, L, C); the caller applies T and the loss.
+
+        ``temperature`` is not used (raw logits do not depend on it). Top-k outputs raise: use ``topk_distribution``.
+        """
+        if self.logits is None:
+            raise ValueError("CachedOutputs.soft_targets: these are top-k outputs; use topk_distribution(rows)")
+        return self.logits[rows]
+
+    def topk_distribution(self, rows: torch.Tensor, temperature: float | None = None):
+        """Top-k soft targets of ``rows`` at the stored temperature: (probs, rest_mass, indices).
+
+        probs (B[, L], k) float32 = softmax(logits / T) at the k classes ``indices`` (B[, L], k) int64;
+        rest_mass (B[, L]) is the mass of all other classes, so probs.sum(-1) + rest_mass == 1.
+        ``temperature``, if given, must equal the stored one (the rest mass was computed at it).
+        """
+        if self.logits is not None:
+            raise ValueError("CachedOutputs.topk_distribution: these are full logits; use soft_targets(rows)")
+        if temperature is not None and float(temperature) != float(self.temperature):
+            raise ValueError(f"CachedOutputs: top-k targets were stored at T={self.temperature}, asked for T={temperature}")
+        values, rest = self.topk_values[rows].float(), self.rest_mass[rows].float()
+        probs = torch.softmax(values / self.temperature, dim=-1) * (1.0 - rest).unsqueeze(-1)
+        return probs, rest, self.topk_indices[rows].long()
+
+
+# ----------------------------------------------------------------------------- the key
+
+
+def _file_digest(path: Path, memo: dict) -> str:
+    st = path.stat()
+    name = str(path.resolve())
+    entry = memo.get(name)
+    if isinstance(entry, dict) and entry.get("size") == st.st_size and entry.get("mtime_ns") == st.st_mtime_ns:
+        return entry["sha256"]
+    digest = sha256_file(path)
+    memo[name] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
+    return digest
+
+
+def teacher_digest(teacher_dir: Path, memo_path: Path | None = None) -> str:
+    """sha256 over the teacher's *.safetensors files, its shard index (if any) and config.json.
+
+    File hashes are remembered in ``memo_path`` (JSON) by (path, size, mtime): a file changed
+    without a change of size or mtime would not be re-hashed.
+    """
+    teacher_dir = Path(teacher_dir)
+    weights = sorted(teacher_dir.glob("*.safetensors"))
+    if not weights:
+        raise CompressError(f"teacher cache: no *.safetensors weights in {teacher_dir}")
+    if not (teacher_dir / "config.json").is_file():
+        raise CompressError(f"teacher cache: {teacher_dir / 'config.json'} missing")
+    files = weights + [p for p in (teacher_dir / "model.safetensors.index.json", teacher_dir / "config.json") if p.is_file()]
+    memo: dict = {}
+    if memo_path is not None and Path(memo_path).is_file():
+        try:
+            memo = read_json(Path(memo_path))
+            memo = memo if isinstance(memo, dict) else {}
+        except (OSError, ValueError):
+            memo = {}
+    before = json.dumps(memo, sort_keys=True)
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(f"{path.name}\0{_file_digest(path, memo)}\n".encode())
+    if memo_path is not None and json.dumps(memo, sort_keys=True) != before:
+        memo = {k: v for k, v in memo.items() if Path(k).exists()}
+        write_json(Path(memo_path), memo)
+    return digest.hexdigest()
+
+
+def data_digest(data: Encoded) -> str:
+    """sha256 over the row lengths, the concatenated token ids and the labels (as int64 bytes)."""
+    digest = hashlib.sha256()
+    lengths = np.array([len(ids) for ids in data.input_ids], dtype=np.int64)
+    flat = np.fromiter((t for ids in data.input_ids for t in ids), dtype=np.int64, count=int(lengths.sum()))
+    for part in (lengths, flat, np.asarray(data.labels, dtype=np.int64)):
+        digest.update(np.ascontiguousarray(part).tobytes())
+        digest.update(b"|")
+    return digest.hexdigest()
+
+
+def cache_key(teacher_dir: Path, data: Encoded, temperature: float, top_k: int | None, extra: dict | None = None,
+              memo_path: Path | None = None) -> str:
+    """The content address of the teacher's outputs on ``data`` (64 hex chars).
+
+    ``extra`` (JSON-able) is for anything else that changes the outputs, e.g. {"autocast": "bfloat16"}.
+    ``memo_path``: where to remember file hashes; ``TeacherCache.key`` passes one beside the cache.
+    """
+    spec = {
+        "version": FORMAT_VERSION,
+        "teacher": teacher_digest(teacher_dir, memo_path),
+        "data": data_digest(data),
+        "format": "full" if top_k is None else "topk",
+        "top_k": None if top_k is None else int(top_k),
+        "temperature": repr(float(temperature)),
+        "extra": extra or {},
+    }
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
+
+
+# ----------------------------------------------------------------------------- the store
+
+
+def _tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        digest.update(name.encode() + b"\0")
+        digest.update(tensors[name].contiguous().reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+class TeacherCache:
+    """A folder of teacher outputs, one safetensors file per key."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def path(self, key: str) -> Path:
+        return self.root / f"{key}.safetensors"
+
+    def key(self, teacher_dir: Path, data: Encoded, temperature: float, top_k: int | None, extra: dict | None = None) -> str:
+        """``cache_key`` with the file-hash memo kept beside this cache."""
+        return cache_key(teacher_dir, data, temperature, top_k, extra, memo_path=self.root / HASH_MEMO)
+
+    def get(self, key: str) -> CachedOutputs | None:
+        """The outputs stored under ``key``; None when absent, or (with a warning) unreadable or corrupt."""
+        from safetensors import safe_open
+
+        path = self.path(key)
+        if not path.is_file():
+            return None
+        try:
+            with safe_open(str(path), framework="pt") as fh:
+                meta = fh.metadata() or {}
+                tensors = {name: fh.get_tensor(name) for name in fh.keys()}
+            if meta.get("sha256") != _tensor_digest(tensors):
+                raise ValueError("checksum mismatch")
+            out = CachedOutputs(**tensors, temperature=float(meta["temperature"]),
+                                num_classes=int(meta["num_classes"]) if meta.get("num_classes") else None,
+                                autocast=meta.get("autocast") or None)
+            if out.format != meta.get("format") or out.num_rows != int(meta["num_rows"]):
+                raise ValueError("metadata disagrees with the tensors")
+            return out
+        except Exception as exc:  # a truncated or damaged file is a miss, never a crash
+            warnings.warn(f"teacher cache: {path} is unreadable ({type(exc).__name__}: {exc}); recomputing", stacklevel=2)
+            return None
+
+    def put(self, key: str, outputs: CachedOutputs) -> Path:
+        """Store ``outputs`` under ``key`` atomically (temporary file, then os.replace); returns the path."""
+        from safetensors.torch import save_file
+
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.detach().cpu().contiguous() for k, v in outputs.tensors().items()}
+        meta = {"format": outputs.format, "top_k": str(outputs.top_k or ""), "temperature": repr(float(outputs.temperature)),
+                "num_rows": str(outputs.num_rows), "num_classes": str(outputs.num_classes or ""),
+                "autocast": outputs.autocast or "", "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "sha256": _tensor_digest(tensors)}
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        try:
+            save_file(tensors, str(tmp), metadata=meta)
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return path
+
+
+def get_or_compute(cache: TeacherCache, key: str, compute: Callable[[], CachedOutputs]) -> tuple[CachedOutputs, bool]:
+    """(outputs, hit). On a miss, ``compute()`` runs and its result is stored; a failed store only warns."""
+    found = cache.get(key)
+    if found is not None:
+        return found, True
+    outputs = compute()
+    try:
+        cache.put(key, outputs)
+    except OSError as exc:
+        warnings.warn(f"teacher cache: could not store {cache.path(key)}: {exc}", stacklevel=2)
+    return outputs, False
+
+
+# ----------------------------------------------------------------------------- computing and checking
+
+
+def _topk(logits: torch.Tensor, k: int, temperature: float):
+    """Top-k raw logits, their ids, and the softmax(logits / T) mass outside them (exactly 0 when k == C)."""
+    values, indices = torch.topk(logits, k, dim=-1)
+    scaled = logits / temperature
+    rest = scaled.scatter(-1, indices, float("-inf"))
+    rest_mass = torch.exp(torch.logsumexp(rest, dim=-1) - torch.logsumexp(scaled, dim=-1))
+    return values, indices.to(torch.int32), rest_mass
+
+
+@torch.no_grad()
+def compute_teacher_outputs(model: torch.nn.Module, data: Encoded, pad_id: int, batch_size: int, device: str,
+                            top_k: int | None, temperature: float, autocast_dtype: torch.dtype | None = None,
+                            progress: Callable[[int, int], None] | None = None) -> CachedOutputs:
+    """One eval-mode pass of ``model`` over ``data`` (batched by length), in the original row order.
+
+    Logits are kept in float32 whatever ``autocast_dtype`` the model ran under. ``top_k`` None
+    stores full logits; else the top-k form at ``temperature``. ``progress(done_rows, total_rows)``
+    is called after each batch. Batching is that of ``predict_logits``, so full logits equal it bit for bit.
+    """
+    if temperature <= 0:
+        raise CompressError(f"teacher cache: temperature must be > 0, got {temperature}")
+    if len(data) == 0:
+        raise CompressError("teacher cache: no rows to run the teacher on")
+    lengths = [len(ids) for ids in data.input_ids]
+    num_classes = None
+    outs: dict[str, torch.Tensor] = {}
+    pad, done, was_training = collate(pad_id), 0, model.training
+    model.eval().to(device)
+    try:
+        for idx in eval_batches(lengths, batch_size):
+            batch = pad([data[i] for i in idx])
+            inputs = {"input_ids": batch["input_ids"].to(device), "attention_mask": batch["attention_mask"].to(device)}
+            if autocast_dtype is not None:
+                with torch.autocast(device_type=torch.device(device).type, dtype=autocast_dtype):
+                    logits = model(**inputs).logits
+            else:
+                logits = model(**inputs).logits
+            logits = logits.float()
+            num_classes = logits.shape[-1]
+            if top_k is None:
+                parts = {"logits": logits}
+            else:
+                if not 1 <= top_k <= num_classes:
+                    raise CompressError(f"teacher cache: top_k must be in 1..{num_classes} (the classes), got {top_k}")
+                parts = dict(zip(("topk_values", "topk_indices", "rest_mass"), _topk(logits, top_k, temperature)))
+            per_token = logits.dim() == 3  # (B, L, C): a token-level model
+            for name, part in parts.items():
+                part = part.cpu()
+                if per_token:  # batch padding positions hold the outputs of pad tokens: zero them
+                    part[batch["attention_mask"] == 0] = 0
+                if name not in outs:  # (N, ...) for per-row outputs; (N, L_max, ...) for per-token ones
+                    lead = (len(data), max(lengths)) if per_token else (len(data),)
+                    outs[name] = torch.zeros(lead + tuple(part.shape[len(lead):]), dtype=part.dtype)
+                if per_token:
+                    outs[name][idx, : part.shape[1]] = part
+                else:
+                    outs[name][idx] = part
+            done += len(idx)
+            if progress is not None:
+                progress(done, len(data))
+    finally:
+        model.train(was_training)
+    return CachedOutputs(**outs, temperature=float(temperature), num_classes=num_classes,
+                         autocast=str(autocast_dtype).removeprefix("torch.") if autocast_dtype is not None else None)
+
+
+def fidelity_check(model: torch.nn.Module, data: Encoded, cached: CachedOutputs, pad_id: int, sample: int = 64,
+                   seed: int = 0, atol: float = 1e-3, batch_size: int = 32, device: str | None = None) -> dict:
+    """Recompute the teacher live (fp32) on a seeded sample of rows and compare with ``cached``.
+
+    Compared: the logits (full) or the top-k logits and rest mass (top-k), over real positions only.
+    Returns {"rows", "max_abs_diff", "top1_agreement", "ok"}; ok when max_abs_diff <= atol.
+    The default atol suits an fp32 cache; for one computed under bf16 autocast pass a looser one
+    (bf16 keeps ~3 significant digits: an atol of about 0.05-0.1 for logits of magnitude ~10).
+    """
+    if cached.num_rows != len(data):
+        raise CompressError(f"teacher cache: {cached.num_rows} cached rows but the data has {len(data)}")
+    rows = sorted(random.Random(seed).sample(range(len(data)), min(sample, len(data))))
+    subset = Encoded([data.input_ids[i] for i in rows], [data.labels[i] for i in rows])
+    if device is None:
+        device = str(next(model.parameters()).device)
+    live = compute_teacher_outputs(model, subset, pad_id, batch_size, device, cached.top_k, cached.temperature)
+    max_diff, agree, total = 0.0, 0, 0
+    for j, i in enumerate(rows):
+        n = len(data.input_ids[i])  # per-token outputs: compare the row's real positions only
+        mine_i = {k: (v[i, :n] if cached.per_token else v[i]) for k, v in cached.tensors().items()}
+        live_j = {k: (v[j, :n] if live.per_token else v[j]) for k, v in live.tensors().items()}
+        for name in ("logits", "topk_values", "rest_mass"):
+            if name in mine_i:
+                max_diff = max(max_diff, (mine_i[name].float() - live_j[name].float()).abs().max().item())
+        if cached.format == "full":
+            a, b = mine_i["logits"].argmax(-1), live_j["logits"].argmax(-1)
+        else:
+            a, b = mine_i["topk_indices"][..., 0], live_j["topk_indices"][..., 0]
+        agree += int((a == b).sum())
+        total += a.numel()
+    return {"rows": len(rows), "max_abs_diff": max_diff, "top1_agreement": agree / max(1, total), "ok": max_diff <= atol}
