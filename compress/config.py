@@ -133,11 +133,39 @@ class StudentConfig(StrictModel):
         return self
 
 
+class HiddenLossConfig(StrictModel):
+    """Intermediate-layer transfer: student hidden states pulled towards the teacher's."""
+
+    weight: float = Field(0.0, ge=0, description="Weight of the hidden-state loss added to the KD loss; 0 = off.")
+    kind: Literal["mse", "cosine"] = Field("mse", description="Per-token MSE, or 1 - cosine similarity.")
+    layer_map: list[tuple[int, int]] | None = Field(
+        None, description="(student layer, teacher layer) pairs indexing hidden_states (0 = embeddings); "
+        "null = a uniform map. Where widths differ a learned linear projection is inserted."
+    )
+
+
+class TeacherCacheConfig(StrictModel):
+    """Teacher outputs computed once and reused across epochs, runs and sweeps."""
+
+    enabled: bool = Field(True, description="Cache the teacher's logits (content-addressed by teacher, data, "
+                          "tokenization and temperature). Hidden-state and attention losses use the live teacher.")
+    dir: str | None = Field(None, description="Cache folder; null = <runs-dir>/.cache/teacher-outputs.")
+    fidelity_samples: int = Field(64, ge=0, description="Rows recomputed live to check the cache; 0 = no check.")
+
+
 class DistillConfig(StrictModel):
     """Knowledge distillation (Hinton et al. 2015): soft targets at temperature T mixed with hard labels."""
 
-    temperature: float = Field(4.0, gt=0, description="Softens both distributions; the KL term is scaled by T^2.")
-    alpha: float = Field(0.5, ge=0, le=1, description="Weight of the hard-label CE; 1 - alpha weighs the KL term.")
+    temperature: float = Field(4.0, gt=0, description="Softens both distributions; the divergence is scaled by T^2.")
+    alpha: float = Field(0.5, ge=0, le=1, description="Weight of the hard-label CE; 1 - alpha weighs the divergence.")
+    divergence: Literal["forward_kl", "reverse_kl", "jsd", "mse"] = Field(
+        "forward_kl", description="forward_kl = KL(teacher || student) (Hinton); reverse_kl; jsd (with beta); "
+        "mse on logits.")
+    beta: float = Field(0.5, gt=0, lt=1, description="jsd: weight of the teacher in the mixture.")
+    hidden: HiddenLossConfig = Field(default_factory=HiddenLossConfig)
+    attention_weight: float = Field(0.0, ge=0, description="Weight of TinyBERT attention-map transfer; 0 = off "
+                                    "(needs the same number of layers in the map and eager attention).")
+    cache: TeacherCacheConfig = Field(default_factory=TeacherCacheConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
 
 
@@ -146,6 +174,14 @@ class BaselinesConfig(StrictModel):
 
     enabled: bool = Field(True, description="Evaluate student-init (before distillation) and train and evaluate "
                           "student-ce (hard labels only; same data, steps and seed as distillation).")
+
+
+class VocabTrimConfig(StrictModel):
+    """Edge: keep only the tokens the task data uses, shrinking the embeddings and the tokenizer together."""
+
+    enabled: bool = Field(False, description="Trim the distilled student's vocabulary to the tokens of the training "
+                          "and evaluation text (plus special tokens). Logits on that text are unchanged; "
+                          "words outside it become [UNK].")
 
 
 class ExportConfig(StrictModel):
@@ -198,6 +234,7 @@ class PipelineConfig(StrictModel):
     student: StudentConfig = Field(default_factory=StudentConfig)
     distill: DistillConfig = Field(default_factory=DistillConfig)
     baselines: BaselinesConfig = Field(default_factory=BaselinesConfig)
+    vocab_trim: VocabTrimConfig = Field(default_factory=VocabTrimConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
     quantize: QuantizeConfig = Field(default_factory=QuantizeConfig)
     bench: BenchConfig = Field(default_factory=BenchConfig)

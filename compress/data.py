@@ -153,8 +153,8 @@ class Encoded:
     def __len__(self) -> int:
         return len(self.input_ids)
 
-    def __getitem__(self, i: int) -> tuple[list[int], int]:
-        return self.input_ids[i], self.labels[i]
+    def __getitem__(self, i: int) -> tuple[list[int], int, int]:
+        return self.input_ids[i], self.labels[i], i
 
 
 def encode(tokenizer, split: Split, max_length: int) -> Encoded:
@@ -163,18 +163,21 @@ def encode(tokenizer, split: Split, max_length: int) -> Encoded:
 
 
 def collate(pad_id: int):
-    """Pad a list of (ids, label) to the longest in the batch."""
+    """Pad a list of (ids, label, row index) to the longest in the batch."""
     import torch
 
-    def _collate(items: list[tuple[list[int], int]]) -> dict[str, Any]:
-        width = max(len(ids) for ids, _ in items)
+    def _collate(items: list[tuple]) -> dict[str, Any]:
+        width = max(len(item[0]) for item in items)
         input_ids = torch.full((len(items), width), pad_id, dtype=torch.long)
         mask = torch.zeros((len(items), width), dtype=torch.long)
-        for row, (ids, _) in enumerate(items):
-            input_ids[row, : len(ids)] = torch.tensor(ids)
-            mask[row, : len(ids)] = 1
-        labels = torch.tensor([label for _, label in items], dtype=torch.long)
-        return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+        for row, item in enumerate(items):
+            input_ids[row, : len(item[0])] = torch.tensor(item[0])
+            mask[row, : len(item[0])] = 1
+        labels = torch.tensor([item[1] for item in items], dtype=torch.long)
+        batch = {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+        if len(items[0]) > 2:  # the row of each example: looks up cached teacher outputs
+            batch["index"] = torch.tensor([item[2] for item in items], dtype=torch.long)
+        return batch
 
     return _collate
 

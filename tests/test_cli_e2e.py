@@ -7,7 +7,7 @@ import sys
 from .conftest import ROOT, read_json
 
 VARIANTS = ["teacher", "teacher-onnx", "student", "student-onnx", "student-int8", "student-init", "student-ce"]
-STAGES = ("teacher", "student", "distill", "baseline", "export", "quantize", "bench", "report", "ship")
+STAGES = ("teacher", "student", "distill", "baseline", "trim", "export", "quantize", "bench", "report", "ship")
 FIELDS = ["format", "precision", "parameters", "size_bytes", "accuracy", "retention", "speedup", "latency_ms",
           "peak_memory_bytes"]
 
@@ -81,3 +81,24 @@ def test_bad_config_writes_nothing(run_tiny, tmp_path):
     assert "distill.temperature: must be > 0, got -1" in result.stderr
     assert "Traceback" not in result.output
     assert not run_dir.exists()
+
+
+def test_tiny_distilbert_student_jsd_and_vocab_trim(run_tiny):
+    result, run_dir = run_tiny("student.architecture=distilbert", "distill.divergence=jsd", "vocab_trim.enabled=true",
+                               "baselines.enabled=false", "quantize.per_channel=false")
+    assert result.exit_code == 0, result.output + (result.stderr or "")
+    report = read_json(run_dir / "report.json")
+    assert report["student"]["architecture"] == "distilbert"
+    assert report["vocab_trim"]["enabled"] and report["vocab_trim"]["max_abs_diff"] <= 1e-5
+    assert [v["name"] for v in report["variants"]] == VARIANTS[:5]
+    assert report["distillation_gain"] == {}
+
+
+def test_tiny_narrow_student_with_hidden_state_and_attention_loss(run_tiny):
+    result, run_dir = run_tiny("student.method=config", "student.layers=null", "student.num_layers=2",
+                               "student.hidden_size=16", "distill.hidden.weight=1.0", "distill.attention_weight=1.0")
+    assert result.exit_code == 0, result.output + (result.stderr or "")
+    metrics = read_json(run_dir / "distill" / "stage.json")["metrics"]
+    assert metrics["hidden"]["projection"] is True  # widths 16 vs 32: bridged by a learned projection
+    assert "cache" not in metrics  # hidden-state losses need the live teacher
+    assert read_json(run_dir / "report.json")["student"]["width"] == 16

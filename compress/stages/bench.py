@@ -13,9 +13,10 @@ from compress.bench.latency import LatencyStats, measure
 from compress.data import Encoded, eval_split
 from compress.distill.train import predict_logits
 from compress.io import dir_size, write_json
+from compress.stages.trim import final_student
 
 NAME = "bench"
-DEPENDS = ("teacher", "student", "distill", "baseline", "export", "quantize")
+DEPENDS = ("teacher", "student", "distill", "baseline", "trim", "export", "quantize")
 CONFIG = ("bench", "data")
 
 
@@ -29,6 +30,10 @@ class Variant:
     parent: str | None = None
 
     @property
+    def tokenizer_dir(self) -> Path:
+        return self.path if self.format == "pytorch" else self.path.parent
+
+    @property
     def weights(self) -> list[Path]:
         return sorted(self.path.glob("*.safetensors")) if self.format == "pytorch" else [self.path]
 
@@ -37,7 +42,7 @@ def variants(ctx) -> list[Variant]:
     out = [
         Variant("teacher", "teacher", "pytorch", "fp32", ctx.stage_dir("teacher") / "model"),
         Variant("teacher-onnx", "teacher", "onnx", "fp32", ctx.stage_dir("export") / "teacher" / "model.onnx", "teacher"),
-        Variant("student", "student", "pytorch", "fp32", ctx.stage_dir("distill") / "model"),
+        Variant("student", "student", "pytorch", "fp32", final_student(ctx)),
         Variant("student-onnx", "student", "onnx", "fp32", ctx.stage_dir("export") / "student" / "model.onnx", "student"),
     ]
     int8 = ctx.stage_dir("quantize") / "student-int8" / "model.onnx"
@@ -51,15 +56,18 @@ def variants(ctx) -> list[Variant]:
 
 
 def run(cfg, ctx) -> dict:
+    from transformers import AutoTokenizer
+
     bcfg = cfg.bench
     split = eval_split(cfg)
-    _, tokenizer = models.load_saved(ctx.stage_dir("teacher") / "model")
-    limit = min(tokenizer.model_max_length, 512)
-    encoded = Encoded(tokenizer(split.texts, truncation=True, max_length=limit)["input_ids"], split.labels)
     labels = np.asarray(split.labels)
-    query = latency_input(tokenizer, split.texts, bcfg.sequence_length, bcfg.batch_size)
     results, params, teacher_pred = [], {}, None
     for v in variants(ctx):
+        # Each variant reads the text with its own tokenizer (a trimmed student has its own vocabulary).
+        tokenizer = AutoTokenizer.from_pretrained(v.tokenizer_dir)
+        limit = min(tokenizer.model_max_length, 512)
+        encoded = Encoded(tokenizer(split.texts, truncation=True, max_length=limit)["input_ids"], split.labels)
+        query = latency_input(tokenizer, split.texts, bcfg.sequence_length, bcfg.batch_size)
         with ctx.console.status(f"accuracy of {v.name} on {len(split)} {split.name} sentences"):
             if v.format == "pytorch":
                 model, _ = models.load_saved(v.path)

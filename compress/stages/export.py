@@ -15,9 +15,10 @@ import torch
 from compress import models, onnxrun
 from compress.data import eval_split
 from compress.errors import CompressError
+from compress.stages.trim import final_student
 
 NAME = "export"
-DEPENDS = ("teacher", "distill")
+DEPENDS = ("teacher", "distill", "trim")
 CONFIG = ("export", "data", "bench")
 
 
@@ -27,7 +28,7 @@ def run(cfg, ctx) -> dict:
     split = eval_split(cfg)
     texts = split.texts[: cfg.export.parity_samples]
     results = {}
-    for name, folder in (("teacher", ctx.stage_dir("teacher") / "model"), ("student", ctx.stage_dir("distill") / "model")):
+    for name, folder in (("teacher", ctx.stage_dir("teacher") / "model"), ("student", final_student(ctx))):
         out = ctx.out / name
         with ctx.console.status(f"exporting {name} to ONNX"):
             _quiet_optimum()

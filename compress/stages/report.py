@@ -11,7 +11,7 @@ from compress.bench.accuracy import accuracy_interval, paired_difference
 from compress.io import read_json, write_json, write_text
 
 NAME = "report"
-DEPENDS = ("teacher", "student", "distill", "baseline", "export", "quantize", "bench")
+DEPENDS = ("teacher", "student", "distill", "baseline", "trim", "export", "quantize", "bench")
 CONFIG = ("name",)
 REFERENCE = "teacher"  # ratios are against the teacher in PyTorch fp32
 
@@ -54,6 +54,8 @@ def build(cfg, ctx) -> dict:
         "eval": {"split": bench["eval_split"], "sentences": first["eval_sentences"]},
         "distill": {"temperature": cfg.distill.temperature, "alpha": cfg.distill.alpha},
         "quantize": stages["quantize"]["metrics"],
+        "student": stages["student"]["metrics"],
+        "vocab_trim": stages["trim"]["metrics"],
         "distillation_gain": {
             f"student vs {base}": paired_difference(correct["student"], correct[base])
             for base in ("student-ce", "student-init") if base in correct
