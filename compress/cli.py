@@ -80,11 +80,13 @@ def run(
 
     from compress import pipeline as recipe
 
-    console = Console()
+    main_process = int(os.environ.get("RANK", "0")) == 0  # under accelerate launch / torchrun only rank 0 speaks
+    console = Console(quiet=not main_process)
     if not console.is_terminal:  # logs and CI: wide enough for the summary table
         console.width = max(console.width, 150)
     run_dir = recipe.run(cfg, runs_dir, console)
-    _summary(console, run_dir)
+    if main_process:
+        _summary(console, run_dir)
 
 
 @app.command()

@@ -39,6 +39,13 @@ class TrainConfig(StrictModel):
     learning_rate: float = Field(5e-5, gt=0, description="Peak AdamW learning rate, linear warm-up then linear decay.")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
     warmup_ratio: float = Field(0.06, ge=0, lt=1, description="Share of the steps spent warming up the learning rate.")
+    grad_accum_steps: int = Field(1, ge=1, description="Micro-batches per optimizer step (batch_size each).")
+    checkpoint_every: int = Field(200, ge=0, description="Save the training state every N optimizer steps so a "
+                                  "killed run resumes mid-epoch; 0 = never.")
+    early_stopping_patience: int | None = Field(None, ge=1, description="With data.validation_split: stop after "
+                                                "this many epochs without a better validation accuracy.")
+    log_with: Literal["tensorboard"] | None = Field(None, description="Log losses through Accelerate's trackers "
+                                                    "(needs the tensorboard package) into runs/<name>/logs.")
     precision: Precision = Field(
         "auto",
         description="Autocast precision; auto = bf16 where the CPU/GPU multiplies bf16 natively, else fp32. "
@@ -58,6 +65,9 @@ class DataConfig(StrictModel):
     label_column: str = Field("label", description="Column holding integer class labels.")
     train_split: str = Field("train", description="Split used for fine-tuning and distillation.")
     eval_split: str = Field("test", description="Split every variant is evaluated on (never trained on).")
+    validation_split: str | None = Field(None, description="Split evaluated after every training epoch to keep the "
+                                         "best weights and stop early; null = no per-epoch evaluation.")
+    max_validation_samples: int | None = Field(2000, gt=0, description="Validation rows used per evaluation.")
     max_train_samples: int | None = Field(None, gt=0, description="Use the first N training rows after a seeded shuffle.")
     max_eval_samples: int | None = Field(None, gt=0, description="Evaluate on the first N rows only (null = the whole split).")
     max_length: int = Field(128, gt=1, le=4096, description="Tokens per sentence in training; longer ones are truncated.")

@@ -230,3 +230,11 @@ def eval_split(cfg) -> Split:
     """The evaluation rows of a pipeline, in file order."""
     d = cfg.data
     return load_split(d, d.eval_split, cfg.teacher.num_labels, seed=cfg.seed, limit=d.max_eval_samples)
+
+
+def validation_split(cfg) -> Split | None:
+    """Rows evaluated after each training epoch (data.validation_split), or None."""
+    d = cfg.data
+    if not d.validation_split:
+        return None
+    return load_split(d, d.validation_split, cfg.teacher.num_labels, seed=cfg.seed, limit=d.max_validation_samples)

@@ -9,8 +9,11 @@ result or none, never half of one.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -30,6 +33,7 @@ class Context:
     console: object
     out: Path = Path()
     device: str = "cpu"
+    checkpoint_dir: Path | None = None  # training state of the running stage, kept until it finishes
     extra: dict = field(default_factory=dict)
 
     def stage_dir(self, name: str) -> Path:
@@ -87,32 +91,64 @@ def plan(cfg: PipelineConfig, run_dir: Path) -> list[tuple[ModuleType, str, bool
 
 
 def run(cfg: PipelineConfig, runs_dir: Path, console) -> Path:
+    """Run the stages that are not finished. Under ``accelerate launch`` / ``torchrun`` every process
+    runs this: training stages (``DISTRIBUTED = True``) run on all of them, the others on the main
+    process only, and only the main process writes the run folder."""
+    from accelerate import PartialState
+
     from compress.envinfo import environment, resolve_device
 
+    device = resolve_device(cfg.device)
+    state = PartialState(cpu=device == "cpu")
+    main = state.is_main_process
     run_dir = runs_dir / cfg.name
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text(run_dir / "config.yaml", dump_yaml(cfg))
-    write_json(run_dir / "env.json", environment())
     steps = plan(cfg, run_dir)
-    write_json(run_dir / "plan.json", [{"stage": s.NAME, "inputs_hash": h, "run": r} for s, h, r in steps])
-    ctx = Context(cfg=cfg, run_dir=run_dir, console=console, device=resolve_device(cfg.device))
-    console.print(f"[bold]compress[/] run [cyan]{cfg.name}[/] -> {run_dir}  (device: {ctx.device}, config {cfg.hash()})")
+    state.wait_for_everyone()  # every process has read the same plan before anything is written
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text(run_dir / "config.yaml", dump_yaml(cfg))
+        write_json(run_dir / "env.json", environment())
+        write_json(run_dir / "plan.json", [{"stage": s.NAME, "inputs_hash": h, "run": r} for s, h, r in steps])
+    state.wait_for_everyone()
+    ctx = Context(cfg=cfg, run_dir=run_dir, console=console, device=device)
+    processes = f", {state.num_processes} processes" if state.num_processes > 1 else ""
+    console.print(f"[bold]compress[/] run [cyan]{cfg.name}[/] -> {run_dir}  (device: {device}{processes}, config {cfg.hash()})")
     started = time.perf_counter()
     for stage, h, will_run in steps:
         if not will_run:
             console.print(f"[green]skip[/] {stage.NAME:<9} finished earlier, inputs unchanged")
             continue
-        console.rule(f"[bold]{stage.NAME}")
-        t0, begun = time.perf_counter(), _now()
-        with atomic_dir(run_dir / stage.NAME) as tmp:
-            ctx.out = tmp
-            metrics = stage.run(cfg, ctx) or {}
-            record = {"stage": stage.NAME, "status": "done", "inputs_hash": h, "started": begun, "finished": _now(),
-                      "seconds": round(time.perf_counter() - t0, 1), "metrics": metrics}
-            write_json(tmp / "stage.json", record)  # last: its presence means the stage is complete
-        console.print(f"[green]done[/] {stage.NAME:<9} {record['seconds']:.1f}s")
+        everywhere = getattr(stage, "DISTRIBUTED", False)
+        if main or everywhere:
+            console.rule(f"[bold]{stage.NAME}")
+            ctx.checkpoint_dir = run_dir / ".checkpoints" / f"{stage.NAME}-{h}"
+            if main:
+                ctx.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            t0, begun = time.perf_counter(), _now()
+            with _output_dir(run_dir / stage.NAME, main) as tmp:
+                ctx.out = tmp
+                metrics = stage.run(cfg, ctx) or {}
+                record = {"stage": stage.NAME, "status": "done", "inputs_hash": h, "started": begun, "finished": _now(),
+                          "seconds": round(time.perf_counter() - t0, 1), "metrics": metrics}
+                if main:
+                    write_json(tmp / "stage.json", record)  # last: its presence means the stage is complete
+            if main:
+                shutil.rmtree(ctx.checkpoint_dir, ignore_errors=True)
+            console.print(f"[green]done[/] {stage.NAME:<9} {record['seconds']:.1f}s")
+        state.wait_for_everyone()
     console.print(f"pipeline finished in {time.perf_counter() - started:.1f}s")
     return run_dir
+
+
+@contextlib.contextmanager
+def _output_dir(final: Path, main: bool):
+    """The main process writes into a folder that replaces ``final`` on success; the others into scratch."""
+    if main:
+        with atomic_dir(final) as tmp:
+            yield tmp
+        return
+    with tempfile.TemporaryDirectory(prefix=f"compress-{final.name}-") as scratch:
+        yield Path(scratch)
 
 
 def _now() -> str:

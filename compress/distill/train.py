@@ -1,42 +1,68 @@
-"""The training loop shared by teacher fine-tuning and distillation, run through Accelerate.
+"""The training loop shared by teacher fine-tuning, distillation and the baselines, on Accelerate.
 
-One process on CPU or one GPU as it is; several GPUs or nodes through ``accelerate launch``.
-Mixed precision is autocast (bf16/fp16) over fp32 master weights; losses are fp32.
+One process on CPU or one GPU as it is; several processes, GPUs or nodes through
+``accelerate launch`` (or ``torchrun``): batches are split across processes
+(``split_batches``), so the global batch, the number of steps and the loss curve do not depend
+on how many processes run. Mixed precision is autocast (bf16/fp16) over fp32 master weights;
+losses are fp32. Gradient accumulation, a warm-up/decay schedule, evaluation after each epoch
+with the best weights kept and early stopping, and checkpoints a killed run resumes from
+mid-epoch.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import shutil
 import time
+from pathlib import Path
 from typing import Callable
 
 import torch
 
 from compress.config import TrainConfig
 from compress.data import Encoded, LengthGroupedBatches, collate
+from compress.errors import CompressError
 
 LossFn = Callable[[torch.nn.Module, dict], tuple[torch.Tensor, dict[str, float]]]
+Evaluate = Callable[[torch.nn.Module], float]
+PROGRESS = "progress.json"
 
 
-def make_accelerator(device: str, precision: str):
+def make_accelerator(device: str, precision: str, grad_accum_steps: int = 1, log_with: str | None = None,
+                     project_dir: Path | None = None):
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
-    AcceleratorState._reset_state(reset_partial_state=True)  # a second loop in one process may change precision
-    return Accelerator(mixed_precision="no" if precision == "fp32" else precision, cpu=device == "cpu")
+    AcceleratorState._reset_state()  # a second loop in one process may change precision; the process group stays
+    return Accelerator(mixed_precision="no" if precision == "fp32" else precision, cpu=device == "cpu",
+                       gradient_accumulation_steps=grad_accum_steps, split_batches=True, log_with=log_with,
+                       project_dir=str(project_dir) if project_dir else None)
 
 
 def fit(model: torch.nn.Module, data: Encoded, pad_id: int, cfg: TrainConfig, accelerator, seed: int,
-        loss_fn: LossFn, desc: str, console) -> dict:
-    """Train ``model`` in place on ``data`` with AdamW and a linear warm-up/decay schedule."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        loss_fn: LossFn, desc: str, console, evaluate: Evaluate | None = None,
+        checkpoint_dir: Path | None = None) -> dict:
+    """Train ``model`` in place on ``data`` with AdamW and a linear warm-up/decay schedule.
+
+    ``evaluate(model) -> score`` (higher is better) runs after every epoch: the best weights are
+    kept and training stops after ``cfg.early_stopping_patience`` epochs without improvement.
+    With ``checkpoint_dir``, the full training state is saved every ``cfg.checkpoint_every``
+    optimizer steps and a later call with the same folder resumes from it.
+    """
     from transformers import get_linear_schedule_with_warmup
 
+    if cfg.batch_size % accelerator.num_processes:
+        raise CompressError(f"train.batch_size: {cfg.batch_size} is not divisible by the "
+                            f"{accelerator.num_processes} processes it is split across")
     torch.manual_seed(seed)
     sampler = LengthGroupedBatches([len(ids) for ids in data.input_ids], cfg.batch_size, seed=seed)
     loader = torch.utils.data.DataLoader(data, batch_sampler=sampler, collate_fn=collate(pad_id))
-    per_epoch = len(loader)
-    total = cfg.max_steps or max(1, math.ceil(cfg.epochs * per_epoch))
+    accum = cfg.grad_accum_steps
+    per_epoch = len(loader)  # batches (micro-steps) per epoch
+    total_micro = cfg.max_steps * accum if cfg.max_steps else max(1, math.ceil(cfg.epochs * per_epoch))
+    total = math.ceil(total_micro / accum)  # optimizer steps
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
     groups = [
         {"params": [p for n, p in model.named_parameters() if p.requires_grad and not n.endswith(no_decay)],
@@ -48,47 +74,155 @@ def fit(model: torch.nn.Module, data: Encoded, pad_id: int, cfg: TrainConfig, ac
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
 
+    progress = {"micro": 0, "epoch": 0, "batch_in_epoch": 0, "curve": [], "recent": [], "scores": [],
+                "best": None, "best_epoch": None, "seen": 0, "resumed_from": None}
+    best_state = resume_rng = None
+    pending_checkpoint = False
+    if checkpoint_dir and (checkpoint_dir / PROGRESS).is_file():
+        accelerator.load_state(str(checkpoint_dir / "state"))
+        resume_rng = torch.load(checkpoint_dir / f"rng_{accelerator.process_index}.pt", weights_only=True)
+        progress.update(json.loads((checkpoint_dir / PROGRESS).read_text()))
+        progress["resumed_from"] = progress["micro"]
+        console.print(f"{desc}: resuming from the checkpoint at step {progress['micro'] // accum}/{total}")
+        if (checkpoint_dir / "best.pt").is_file():
+            best_state = torch.load(checkpoint_dir / "best.pt", weights_only=True)  # tensors only: no pickle code
+
+    if accelerator.log_with:
+        accelerator.init_trackers(desc.replace(" ", "-"))
+    curve_every = max(1, total // 200)
+    started = time.perf_counter()
+    micro_at_start = progress["micro"]
     model.train()
-    step, seen, recent, started = 0, 0, [], time.perf_counter()
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
-               TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=False, disable=not accelerator.is_main_process) as bar:
-        epochs = math.ceil(total / per_epoch)
-        for epoch in range(epochs):
-            sampler.set_epoch(epoch)
-            todo = min(per_epoch, total - step)
-            task = bar.add_task(f"{desc} epoch {epoch + 1}/{epochs}", total=todo, loss="-")
-            for batch in loader:
-                loss, parts = loss_fn(model, batch)
-                accelerator.backward(loss)
-                accelerator.clip_grad_norm_(model.parameters(), 1.0)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
-                seen += batch["labels"].shape[0]
-                recent = (recent + [loss.item()])[-50:]
-                bar.update(task, advance=1, loss=f"{sum(recent) / len(recent):.4f}")
-                if not console.is_terminal and (step % max(1, total // 10) == 0 or step == total):
-                    rate = step / (time.perf_counter() - started)  # logs and CI: a plain line every 10%
-                    console.print(f"{desc}: step {step}/{total}, loss {sum(recent) / len(recent):.4f}, {rate:.2f} steps/s")
-                if step >= total:
+    with _bar(console, accelerator) as bar:
+        task = bar.add_task(desc, total=total, completed=progress["micro"] // accum, loss="-")
+        while progress["micro"] < total_micro:
+            skip = progress["batch_in_epoch"]
+            epoch_loader = accelerator.skip_first_batches(loader, skip) if skip else loader
+            # Accelerate's loader sets the sampler's epoch from its own counter when iterated: set both.
+            sampler.set_epoch(progress["epoch"])
+            if hasattr(epoch_loader, "set_epoch"):
+                epoch_loader.set_epoch(progress["epoch"])
+            for batch in epoch_loader:
+                # Checkpoints are taken here, at the start of a step, with the random state of this very
+                # point: a resumed run restores it here too, so dropout draws the same numbers.
+                if pending_checkpoint:
+                    _save_checkpoint(accelerator, checkpoint_dir, progress, best_state)
+                    pending_checkpoint = False
+                if resume_rng is not None:
+                    _set_rng(resume_rng)
+                    resume_rng = None
+                with accelerator.accumulate(model):
+                    loss, _ = loss_fn(model, batch)
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients:
+                        accelerator.clip_grad_norm_(model.parameters(), 1.0)
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                value = accelerator.reduce(loss.detach(), "mean").item() if accelerator.num_processes > 1 else loss.item()
+                progress["micro"] += 1
+                progress["batch_in_epoch"] += 1
+                progress["seen"] += batch["labels"].shape[0] * accelerator.num_processes
+                progress["recent"] = (progress["recent"] + [value])[-50:]
+                step = progress["micro"] // accum
+                mean = sum(progress["recent"]) / len(progress["recent"])
+                if accelerator.sync_gradients:
+                    if step % curve_every == 0:
+                        progress["curve"].append([step, round(value, 6)])
+                    if accelerator.log_with:
+                        accelerator.log({"loss": value, "lr": scheduler.get_last_lr()[0]}, step=step)
+                    bar.update(task, completed=step, loss=f"{mean:.4f}")
+                    if not console.is_terminal and (step % max(1, total // 10) == 0 or step == total):
+                        rate = (progress["micro"] - micro_at_start) / accum / (time.perf_counter() - started)
+                        console.print(f"{desc}: step {step}/{total}, loss {mean:.4f}, {rate:.2f} steps/s")
+                    if checkpoint_dir and cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total:
+                        pending_checkpoint = True
+                if progress["micro"] >= total_micro:
                     break
-            if step >= total:
+            if progress["batch_in_epoch"] < per_epoch:
+                break  # max_steps ended training inside an epoch
+            progress["epoch"] += 1
+            progress["batch_in_epoch"] = 0
+            if evaluate is None:
+                continue
+            score = evaluate(accelerator.unwrap_model(model))
+            model.train()
+            progress["scores"].append(round(score, 5))
+            console.print(f"{desc}: epoch {progress['epoch']} validation score {score:.4f}")
+            if progress["best"] is None or score > progress["best"]:
+                progress["best"], progress["best_epoch"] = score, progress["epoch"]
+                best_state = {k: v.detach().cpu().clone() for k, v in accelerator.unwrap_model(model).state_dict().items()}
+            elif cfg.early_stopping_patience and progress["epoch"] - progress["best_epoch"] >= cfg.early_stopping_patience:
+                console.print(f"{desc}: early stop, no improvement for {cfg.early_stopping_patience} epoch(s)")
                 break
     seconds = time.perf_counter() - started
+    if accelerator.log_with:
+        accelerator.end_training()
     model = accelerator.unwrap_model(model)
+    if best_state is not None and progress["best_epoch"] != progress["epoch"]:
+        model.load_state_dict(best_state)  # the best epoch's weights, not the last one's
     model.eval()
+    trained = progress["micro"] - micro_at_start
+    recent = progress["recent"]
     return {
-        "steps": step,
-        "epochs": round(step / per_epoch, 3),
-        "sentences": seen,
+        "steps": progress["micro"] // accum,
+        "grad_accum_steps": accum,
+        "processes": accelerator.num_processes,
+        "epochs": round(progress["micro"] / per_epoch, 3),
+        "sentences": progress["seen"],
         "final_loss": round(sum(recent) / max(1, len(recent)), 5),
+        "loss_curve": progress["curve"],
+        "validation_scores": progress["scores"],
+        "best_epoch": progress["best_epoch"],
+        "resumed_from_step": progress["resumed_from"] // accum if progress["resumed_from"] else None,
         "seconds": round(seconds, 1),
-        "sentences_per_second": round(seen / max(seconds, 1e-9), 1),
+        "sentences_per_second": round(trained * cfg.batch_size / max(seconds, 1e-9), 1),
         "precision": accelerator.mixed_precision,
         "device": str(accelerator.device),
     }
+
+
+def _save_checkpoint(accelerator, folder: Path, progress: dict, best_state) -> None:
+    """Training state into ``folder/state`` (replaced whole), then progress.json: the last write wins."""
+    tmp = folder / "state.tmp"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    torch.save(_get_rng(), tmp / f"rng_{accelerator.process_index}.pt")
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        if best_state is not None:
+            torch.save(best_state, folder / "best.pt.tmp")
+            os.replace(folder / "best.pt.tmp", folder / "best.pt")
+        shutil.rmtree(folder / "state", ignore_errors=True)
+        os.replace(tmp, folder / "state")
+        for rng in (folder / "state").glob("rng_*.pt"):
+            os.replace(rng, folder / rng.name)
+        (folder / f"{PROGRESS}.tmp").write_text(json.dumps(progress))
+        os.replace(folder / f"{PROGRESS}.tmp", folder / PROGRESS)
+    accelerator.wait_for_everyone()
+
+
+def _get_rng() -> dict:
+    state = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng(state: dict) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _bar(console, accelerator):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    return Progress(*columns, console=console, disable=not accelerator.is_main_process)
 
 
 @torch.no_grad()
@@ -104,3 +238,28 @@ def predict_logits(model: torch.nn.Module, data: Encoded, pad_id: int, batch_siz
         logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits
         out[idx] = logits.float().cpu()
     return out
+
+
+def accuracy(model: torch.nn.Module, data: Encoded, pad_id: int, device: str, batch_size: int = 128) -> float:
+    logits = predict_logits(model, data, pad_id, batch_size, device)
+    return float((logits.argmax(-1) == torch.tensor(data.labels)).float().mean())
+
+
+def validation_evaluator(cfg, tokenizer, device: str, pick: Callable[[torch.nn.Module], torch.nn.Module] = lambda m: m):
+    """``evaluate(model) -> accuracy`` on data.validation_split, or None when there is none.
+    ``pick`` finds the classifier inside what is trained (the distillation wrapper holds the student)."""
+    from compress.data import encode, validation_split
+
+    split = validation_split(cfg)
+    if split is None:
+        return None
+    data = encode(tokenizer, split, cfg.data.max_length)
+    return lambda model: accuracy(pick(model), data, tokenizer.pad_token_id, device)
+
+
+def accelerator_for(tcfg: TrainConfig, ctx):
+    """The Accelerator of one training stage: its precision, accumulation and trackers."""
+    from compress.envinfo import resolve_precision
+
+    return make_accelerator(ctx.device, resolve_precision(tcfg.precision, ctx.device), tcfg.grad_accum_steps,
+                            tcfg.log_with, ctx.run_dir / "logs")

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from compress import models
 from compress.data import encode, train_split
-from compress.distill.train import fit, make_accelerator
-from compress.envinfo import resolve_precision
+from compress.distill.train import accelerator_for, fit, validation_evaluator
 from compress.stages.teacher import cross_entropy
 
 NAME = "baseline"
 DEPENDS = ("student",)
+DISTRIBUTED = True  # runs on every process under accelerate launch
 CONFIG = ("seed", "data", "baselines", "distill.train")
 
 
@@ -21,9 +21,9 @@ def run(cfg, ctx) -> dict:
     tcfg = cfg.distill.train
     student, tokenizer = models.load_saved(ctx.stage_dir("student") / "model")
     data = encode(tokenizer, train_split(cfg), cfg.data.max_length)
-    accelerator = make_accelerator(ctx.device, resolve_precision(tcfg.precision, ctx.device))
     ctx.console.print(f"baseline: the student on hard labels only, {len(data)} sentences")
-    metrics = fit(student, data, tokenizer.pad_token_id, tcfg, accelerator, cfg.seed, cross_entropy,
-                  "hard labels only", ctx.console)
+    metrics = fit(student, data, tokenizer.pad_token_id, tcfg, accelerator_for(tcfg, ctx), cfg.seed, cross_entropy,
+                  "hard labels only", ctx.console, evaluate=validation_evaluator(cfg, tokenizer, ctx.device),
+                  checkpoint_dir=ctx.checkpoint_dir)
     models.save(student.cpu(), tokenizer, ctx.out / "student-ce")
     return {"enabled": True, "train": metrics}

@@ -12,12 +12,13 @@ from compress import models
 from compress.data import encode, train_split
 from compress.distill import cache as teacher_cache
 from compress.distill.losses import HiddenStateLoss, attention_loss, kd_loss, uniform_layer_map
-from compress.distill.train import fit, make_accelerator
+from compress.distill.train import accelerator_for, fit, validation_evaluator
 from compress.envinfo import resolve_precision
 from compress.errors import CompressError
 
 NAME = "distill"
 DEPENDS = ("teacher", "student")
+DISTRIBUTED = True  # runs on every process under accelerate launch
 CONFIG = ("seed", "data", "distill")
 BF16_FIDELITY_ATOL = 0.15  # bf16 keeps ~3 significant digits of logits of magnitude ~5
 
@@ -54,7 +55,7 @@ def run(cfg, ctx) -> dict:
     student, tokenizer = models.load_saved(ctx.stage_dir("student") / "model")
     data = encode(tokenizer, train_split(cfg), cfg.data.max_length)
     precision = resolve_precision(dcfg.train.precision, ctx.device)
-    accelerator = make_accelerator(ctx.device, precision)
+    accelerator = accelerator_for(dcfg.train, ctx)
     teacher.to(accelerator.device).eval().requires_grad_(False)  # frozen: eval mode, no gradients
     hidden = _hidden_loss(dcfg, student, teacher)
     live = hidden is not None or dcfg.attention_weight > 0
@@ -66,19 +67,7 @@ def run(cfg, ctx) -> dict:
         for m in (teacher, student):
             m.config._attn_implementation = "eager"  # attention maps are returned only by eager attention
 
-    def loss_fn(model, batch):
-        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
-        t_hidden = t_attn = None
-        if cached is not None:
-            teacher_logits = cached.soft_targets(batch["index"].cpu()).to(batch["input_ids"].device)
-        else:
-            with torch.no_grad(), accelerator.autocast():
-                t_out = teacher(**inputs, output_hidden_states=hidden is not None,
-                                output_attentions=dcfg.attention_weight > 0)
-            teacher_logits, t_hidden, t_attn = t_out.logits, t_out.hidden_states, t_out.attentions
-        return model(**inputs, labels=batch["labels"], teacher_logits=teacher_logits, teacher_hidden=t_hidden,
-                     teacher_attentions=t_attn)
-
+    loss_fn = make_loss_fn(dcfg, accelerator, teacher, cached, want_hidden=hidden is not None)
     source = "cached teacher outputs" if cached is not None else "live teacher"
     ctx.console.print(f"distill: {dcfg.divergence} T={dcfg.temperature}, alpha={dcfg.alpha}, {source}"
                       + (f", hidden {dcfg.hidden.kind} x{dcfg.hidden.weight}" if hidden else "")
@@ -86,11 +75,30 @@ def run(cfg, ctx) -> dict:
                       + f", {len(data)} sentences")
     trainable = Trainable(student, dcfg, hidden, _attention_map(student, teacher) if dcfg.attention_weight else [])
     metrics["train"] = fit(trainable, data, tokenizer.pad_token_id, dcfg.train, accelerator, cfg.seed, loss_fn,
-                           "distill", ctx.console)
+                           "distill", ctx.console, checkpoint_dir=ctx.checkpoint_dir,
+                           evaluate=validation_evaluator(cfg, tokenizer, ctx.device, pick=lambda m: m.student))
     models.save(student.cpu(), tokenizer, ctx.out / "model")
     if hidden is not None:
         metrics["hidden"] = {"layer_map": [list(p) for p in hidden.layer_map], "projection": hidden.proj is not None}
     return metrics
+
+
+def make_loss_fn(dcfg, accelerator, teacher, cached=None, want_hidden: bool = False):
+    """loss_fn(trainable, batch) for ``fit``: teacher logits from the cache when given, else live."""
+
+    def loss_fn(model, batch):
+        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        t_hidden = t_attn = None
+        if cached is not None:
+            teacher_logits = cached.soft_targets(batch["index"].cpu()).to(batch["input_ids"].device)
+        else:
+            with torch.no_grad(), accelerator.autocast():
+                t_out = teacher(**inputs, output_hidden_states=want_hidden, output_attentions=dcfg.attention_weight > 0)
+            teacher_logits, t_hidden, t_attn = t_out.logits, t_out.hidden_states, t_out.attentions
+        return model(**inputs, labels=batch["labels"], teacher_logits=teacher_logits, teacher_hidden=t_hidden,
+                     teacher_attentions=t_attn)
+
+    return loss_fn
 
 
 def _hidden_loss(dcfg, student, teacher) -> HiddenStateLoss | None:
@@ -128,7 +136,10 @@ def _cached_outputs(cfg, ctx, teacher, teacher_dir: Path, data, pad_id: int, pre
             return teacher_cache.compute_teacher_outputs(teacher, data, pad_id, 128, device, top_k,
                                                          dcfg.temperature, autocast_dtype=autocast)
 
-    outputs, hit = teacher_cache.get_or_compute(store, key, compute)
+    from accelerate import PartialState
+
+    with PartialState().main_process_first():  # one process computes; the others then read the cache
+        outputs, hit = teacher_cache.get_or_compute(store, key, compute)
     info = {"hit": hit, "key": key[:16], "dir": str(root)}
     if dcfg.cache.fidelity_samples:
         atol = BF16_FIDELITY_ATOL if autocast is not None else 1e-3

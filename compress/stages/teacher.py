@@ -6,11 +6,11 @@ import torch.nn.functional as F
 
 from compress import models
 from compress.data import encode, train_split
-from compress.distill.train import fit, make_accelerator
-from compress.envinfo import resolve_precision
+from compress.distill.train import accelerator_for, fit, validation_evaluator
 
 NAME = "teacher"
 DEPENDS: tuple[str, ...] = ()
+DISTRIBUTED = True  # runs on every process under accelerate launch
 CONFIG = ("seed", "task", "data", "teacher")
 
 
@@ -33,10 +33,10 @@ def run(cfg, ctx) -> dict:
                       f"{model.config.model_type}), {len(train)} training sentences")
     metrics = {"source": source, "model_type": model.config.model_type, "parameters": models.count_parameters(model)}
     if tcfg.finetune:
-        accelerator = make_accelerator(ctx.device, resolve_precision(tcfg.train.precision, ctx.device))
         data = encode(tokenizer, train, cfg.data.max_length)
-        metrics["train"] = fit(model, data, tokenizer.pad_token_id, tcfg.train, accelerator, cfg.seed,
-                               cross_entropy, "fine-tune teacher", ctx.console)
+        metrics["train"] = fit(model, data, tokenizer.pad_token_id, tcfg.train, accelerator_for(tcfg.train, ctx), cfg.seed,
+                               cross_entropy, "fine-tune teacher", ctx.console,
+                               evaluate=validation_evaluator(cfg, tokenizer, ctx.device), checkpoint_dir=ctx.checkpoint_dir)
         model = model.cpu()
     models.save(model, tokenizer, ctx.out / "model")
     return metrics

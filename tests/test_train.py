@@ -1,0 +1,85 @@
+"""The training loop: resume mid-epoch from a checkpoint, gradient accumulation, best epoch kept."""
+
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+from transformers import BertConfig, BertForSequenceClassification
+
+from compress.config import TrainConfig
+from compress.data import Encoded
+from compress.distill.train import fit, make_accelerator
+
+
+def tiny(seed=0):
+    torch.manual_seed(seed)
+    return BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2,
+                                                    num_attention_heads=2, intermediate_size=32, num_labels=2))
+
+
+def data(n=160, seed=0):
+    rng = random.Random(seed)
+    ids = [[1] + [rng.randint(5, 49) for _ in range(rng.randint(3, 12))] + [2] for _ in range(n)]
+    return Encoded(ids, [int(row[1] > 27) for row in ids])
+
+
+def ce(model, batch):
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    loss = F.cross_entropy(logits.float(), batch["labels"])
+    return loss, {}
+
+
+QUIET = Console(quiet=True)
+
+
+def run(model, cfg, **kw):
+    return fit(model, data(), 0, cfg, make_accelerator("cpu", "fp32", cfg.grad_accum_steps), 0, kw.pop("loss_fn", ce),
+               "test", QUIET, **kw)
+
+
+def test_killed_run_resumes_mid_epoch_to_the_same_weights(tmp_path):
+    cfg = TrainConfig(epochs=2, batch_size=8, learning_rate=1e-3, precision="fp32", checkpoint_every=7)
+    reference = tiny()
+    run(reference, cfg)  # 40 steps, dropout on: resuming must restore the RNG too
+
+    calls = {"n": 0}
+
+    def dies_at_step_25(model, batch):
+        calls["n"] += 1
+        if calls["n"] == 25:
+            raise KeyboardInterrupt
+        return ce(model, batch)
+
+    with pytest.raises(KeyboardInterrupt):
+        run(tiny(), cfg, loss_fn=dies_at_step_25, checkpoint_dir=tmp_path)
+    assert (tmp_path / "progress.json").is_file()  # last checkpoint: step 21, inside the second epoch
+    resumed = tiny()
+    metrics = run(resumed, cfg, checkpoint_dir=tmp_path)
+    assert metrics["resumed_from_step"] == 21 and metrics["steps"] == 40
+    for (name, a), (_, b) in zip(reference.state_dict().items(), resumed.state_dict().items()):
+        assert torch.allclose(a, b, atol=1e-6), name
+
+
+def test_gradient_accumulation_counts_optimizer_steps():
+    cfg = TrainConfig(epochs=1, batch_size=8, grad_accum_steps=4, learning_rate=1e-3, precision="fp32")
+    metrics = run(tiny(), cfg)
+    assert metrics["steps"] == 5 and metrics["grad_accum_steps"] == 4  # 20 micro-batches
+
+
+def test_best_epoch_is_kept_and_early_stopping():
+    cfg = TrainConfig(epochs=6, batch_size=8, learning_rate=1e-3, precision="fp32", early_stopping_patience=2)
+    scores = iter([0.5, 0.9, 0.6, 0.7, 0.95, 0.99])
+    snapshots = []
+
+    def evaluate(model):
+        snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
+        return next(scores)
+
+    model = tiny()
+    metrics = run(model, cfg, evaluate=evaluate)
+    assert metrics["validation_scores"] == [0.5, 0.9, 0.6, 0.7]  # stopped: 2 epochs without beating 0.9
+    assert metrics["best_epoch"] == 2
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, snapshots[1][k]), k  # the weights of epoch 2, not of the last epoch
