@@ -185,21 +185,27 @@ def collate(pad_id: int):
 class LengthGroupedBatches:
     """Batch sampler: shuffled, then sorted by length inside windows of 50 batches.
 
-    Sentences of similar length share a batch, so padding costs little, while the
-    order of batches stays random. ``set_epoch`` reshuffles reproducibly.
+    Sentences of similar length share a batch, so padding costs little, while the order of
+    batches stays random. ``set_epoch`` reshuffles reproducibly. With ``num_shards`` > 1 each
+    process takes its share (``shard``) of every global batch, so the global batch and the number
+    of steps do not depend on the number of processes. ``skip`` drops the first batches of the
+    next epoch iterated (a resumed run).
     """
 
-    def __init__(self, lengths: list[int], batch_size: int, seed: int, shuffle: bool = True):
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, shuffle: bool = True,
+                 num_shards: int = 1, shard: int = 0):
         self.lengths, self.batch_size, self.seed, self.shuffle = lengths, batch_size, seed, shuffle
+        self.num_shards, self.shard = num_shards, shard
         self.epoch = 0
+        self.skip = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return (len(self.lengths) + self.batch_size - 1) // self.batch_size
+        return len(self._global_batches())
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def _global_batches(self) -> list[list[int]]:
         order = list(range(len(self.lengths)))
         rng = random.Random(self.seed + self.epoch)
         if self.shuffle:
@@ -211,7 +217,12 @@ class LengthGroupedBatches:
             batches += [chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
         if self.shuffle:
             rng.shuffle(batches)
-        return iter(batches)
+        return [b for b in batches if len(b) >= self.num_shards]  # every process needs a row
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batches = self._global_batches()[self.skip :]
+        self.skip = 0
+        return iter([b[self.shard :: self.num_shards] for b in batches])
 
 
 def eval_batches(lengths: list[int], batch_size: int) -> list[list[int]]:

@@ -92,3 +92,16 @@ def test_unreachable_hub_is_one_sentence(monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", offline)
     with pytest.raises(CompressError, match=r"data.source: could not load hub dataset 'glue'.*Couldn't reach"):
         load_split(DataConfig(source="glue", subset="sst2"), "train", 2)
+
+
+def test_shards_split_every_global_batch_and_skip_resumes():
+    lengths = [(i * 7) % 23 + 1 for i in range(101)]
+    whole = list(LengthGroupedBatches(lengths, batch_size=8, seed=0))
+    halves = [list(LengthGroupedBatches(lengths, batch_size=8, seed=0, num_shards=2, shard=s)) for s in (0, 1)]
+    assert len(halves[0]) == len(halves[1]) == len(whole)
+    for full, a, b in zip(whole, *halves):
+        assert sorted(a + b) == sorted(full)
+    sampler = LengthGroupedBatches(lengths, batch_size=8, seed=0)
+    sampler.skip = 3
+    assert list(sampler) == whole[3:]
+    assert list(sampler) == whole  # skip applies once

@@ -1,9 +1,9 @@
 """The training loop shared by teacher fine-tuning, distillation and the baselines, on Accelerate.
 
 One process on CPU or one GPU as it is; several processes, GPUs or nodes through
-``accelerate launch`` (or ``torchrun``): batches are split across processes
-(``split_batches``), so the global batch, the number of steps and the loss curve do not depend
-on how many processes run. Mixed precision is autocast (bf16/fp16) over fp32 master weights;
+``accelerate launch`` (or ``torchrun``): every global batch is split across the processes by
+the sampler, so the global batch, the number of steps and the loss curve do not depend on how
+many processes run. Mixed precision is autocast (bf16/fp16) over fp32 master weights;
 losses are fp32. Gradient accumulation, a warm-up/decay schedule, evaluation after each epoch
 with the best weights kept and early stopping, and checkpoints a killed run resumes from
 mid-epoch.
@@ -57,7 +57,9 @@ def fit(model: torch.nn.Module, data: Encoded, pad_id: int, cfg: TrainConfig, ac
         raise CompressError(f"train.batch_size: {cfg.batch_size} is not divisible by the "
                             f"{accelerator.num_processes} processes it is split across")
     torch.manual_seed(seed)
-    sampler = LengthGroupedBatches([len(ids) for ids in data.input_ids], cfg.batch_size, seed=seed)
+    # The sampler shards each global batch across processes itself (the loader is not prepared).
+    sampler = LengthGroupedBatches([len(ids) for ids in data.input_ids], cfg.batch_size, seed=seed,
+                                   num_shards=accelerator.num_processes, shard=accelerator.process_index)
     loader = torch.utils.data.DataLoader(data, batch_sampler=sampler, collate_fn=collate(pad_id))
     accum = cfg.grad_accum_steps
     per_epoch = len(loader)  # batches (micro-steps) per epoch
@@ -72,7 +74,7 @@ def fit(model: torch.nn.Module, data: Encoded, pad_id: int, cfg: TrainConfig, ac
     ]
     optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
-    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
 
     progress = {"micro": 0, "epoch": 0, "batch_in_epoch": 0, "curve": [], "recent": [], "scores": [],
                 "best": None, "best_epoch": None, "seen": 0, "resumed_from": None}
@@ -96,13 +98,10 @@ def fit(model: torch.nn.Module, data: Encoded, pad_id: int, cfg: TrainConfig, ac
     with _bar(console, accelerator) as bar:
         task = bar.add_task(desc, total=total, completed=progress["micro"] // accum, loss="-")
         while progress["micro"] < total_micro:
-            skip = progress["batch_in_epoch"]
-            epoch_loader = accelerator.skip_first_batches(loader, skip) if skip else loader
-            # Accelerate's loader sets the sampler's epoch from its own counter when iterated: set both.
             sampler.set_epoch(progress["epoch"])
-            if hasattr(epoch_loader, "set_epoch"):
-                epoch_loader.set_epoch(progress["epoch"])
-            for batch in epoch_loader:
+            sampler.skip = progress["batch_in_epoch"]
+            for batch in loader:
+                batch = {k: v.to(accelerator.device) for k, v in batch.items()}
                 # Checkpoints are taken here, at the start of a step, with the random state of this very
                 # point: a resumed run restores it here too, so dropout draws the same numbers.
                 if pending_checkpoint:
@@ -122,7 +121,7 @@ def fit(model: torch.nn.Module, data: Encoded, pad_id: int, cfg: TrainConfig, ac
                 value = accelerator.reduce(loss.detach(), "mean").item() if accelerator.num_processes > 1 else loss.item()
                 progress["micro"] += 1
                 progress["batch_in_epoch"] += 1
-                progress["seen"] += batch["labels"].shape[0] * accelerator.num_processes
+                progress["seen"] += batch["labels"].shape[0] * accelerator.num_processes  # about: shards may differ by one
                 progress["recent"] = (progress["recent"] + [value])[-50:]
                 step = progress["micro"] // accum
                 mean = sum(progress["recent"]) / len(progress["recent"])

@@ -128,7 +128,9 @@ def _cached_outputs(cfg, ctx, teacher, teacher_dir: Path, data, pad_id: int, pre
     store = teacher_cache.TeacherCache(root)
     autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     top_k = teacher_cache.default_top_k(teacher.config.num_labels)
-    key = store.key(teacher_dir, data, dcfg.temperature, top_k, extra={"autocast": str(autocast)})
+    # Full logits are raw, whatever T: the key holds T only for top-k soft targets, so runs and sweeps
+    # over the temperature share one cache entry.
+    key = store.key(teacher_dir, data, dcfg.temperature if top_k else 1.0, top_k, extra={"autocast": str(autocast)})
     device = str(next(teacher.parameters()).device)
 
     def compute():
