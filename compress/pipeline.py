@@ -47,11 +47,13 @@ def stages() -> list[ModuleType]:
 
 
 def inputs_hash(stage: ModuleType, cfg: PipelineConfig, upstream: dict[str, str]) -> str:
-    dumped = cfg.model_dump(mode="json")
+    # Settings left at their defaults are not hashed: a new option added with a default does not
+    # make finished stages of older runs look changed.
+    dumped = cfg.model_dump(mode="json", exclude_defaults=True)
     payload = {
         "stage": stage.NAME,
         "version": getattr(stage, "VERSION", 1),
-        "config": {key: _get_path(dumped, key) for key in stage.CONFIG},
+        "config": {key: _get_path(dumped, key) for key in stage.CONFIG if _has_path(dumped, key)},
         "upstream": {dep: upstream[dep] for dep in stage.DEPENDS},
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
@@ -62,6 +64,14 @@ def _get_path(tree: dict, dotted: str):
     for part in dotted.split("."):
         tree = tree[part]
     return tree
+
+
+def _has_path(tree: dict, dotted: str) -> bool:
+    for part in dotted.split("."):
+        if not isinstance(tree, dict) or part not in tree:
+            return False
+        tree = tree[part]
+    return True
 
 
 def finished(stage: ModuleType, cfg: PipelineConfig, run_dir: Path, expected_hash: str) -> bool:
@@ -95,6 +105,7 @@ def run(cfg: PipelineConfig, runs_dir: Path, console) -> Path:
     runs this: training stages (``DISTRIBUTED = True``) run on all of them, the others on the main
     process only, and only the main process writes the run folder."""
     from accelerate import PartialState
+    from transformers import set_seed
 
     from compress.envinfo import environment, resolve_device
 
@@ -127,6 +138,7 @@ def run(cfg: PipelineConfig, runs_dir: Path, console) -> Path:
             t0, begun = time.perf_counter(), _now()
             with _output_dir(run_dir / stage.NAME, main) as tmp:
                 ctx.out = tmp
+                set_seed(cfg.seed)  # every stage starts from the same random state: reruns reproduce it
                 metrics = stage.run(cfg, ctx) or {}
                 record = {"stage": stage.NAME, "status": "done", "inputs_hash": h, "started": begun, "finished": _now(),
                           "seconds": round(time.perf_counter() - t0, 1), "metrics": metrics}
