@@ -92,11 +92,15 @@ def plan(cfg: PipelineConfig, run_dir: Path) -> list[tuple[ModuleType, str, bool
     """(stage, inputs_hash, will_run) for every stage, in order."""
     hashes: dict[str, str] = {}
     out = []
+    reruns: set[str] = set()
     for stage in stages():
         h = inputs_hash(stage, cfg, hashes)
         hashes[stage.NAME] = h
-        out.append((stage, h, not finished(stage, cfg, run_dir, h)))
-    # A stage after one that reruns has a new upstream hash already, so it reruns too.
+        # A stage reruns when its inputs changed, its outputs are gone, or a stage it reads reruns
+        # (that stage's outputs may differ even when its settings did not: it was deleted or killed).
+        if not finished(stage, cfg, run_dir, h) or reruns & set(stage.DEPENDS):
+            reruns.add(stage.NAME)
+        out.append((stage, h, stage.NAME in reruns))
     return out
 
 

@@ -102,3 +102,22 @@ def test_tiny_narrow_student_with_hidden_state_and_attention_loss(run_tiny):
     assert metrics["hidden"]["projection"] is True  # widths 16 vs 32: bridged by a learned projection
     assert "cache" not in metrics  # hidden-state losses need the live teacher
     assert read_json(run_dir / "report.json")["student"]["width"] == 16
+
+
+def test_plan_reruns_what_reads_a_deleted_stage(tmp_path):
+    import shutil
+
+    from compress.config import load_config
+    from compress.pipeline import plan
+
+    cfg = load_config(ROOT / "pipelines" / "tiny.yaml", ["ship.enabled=false"])
+    run_dir = tmp_path / "tiny"
+    for stage, h, _ in plan(cfg, run_dir):  # pretend every stage finished
+        (run_dir / stage.NAME).mkdir(parents=True)
+        (run_dir / stage.NAME / "stage.json").write_text(f'{{"status": "done", "inputs_hash": "{h}"}}')
+    (run_dir / "report.json").write_text("{}")
+    (run_dir / "report.md").write_text("")
+    assert [s.NAME for s, _, r in plan(cfg, run_dir) if r] == []
+    shutil.rmtree(run_dir / "distill")
+    rerun = [s.NAME for s, _, r in plan(cfg, run_dir) if r]
+    assert rerun == ["distill", "trim", "export", "quantize", "bench", "report", "ship"]

@@ -27,3 +27,11 @@ def test_cut_down_sst2_pipeline(tmp_path):
     assert by["student"]["parameters"] < 0.85 * by["teacher"]["parameters"]
     assert by["student-int8"]["size_bytes"] < 0.5 * by["student-onnx"]["size_bytes"]
     assert (tmp_path / "exports" / "sst2-ci" / "model.onnx").is_file()
+    # baselines beside the distilled student, and the vocabulary trimmed with identical logits
+    assert by["student-init"]["accuracy"] < by["student"]["accuracy"]
+    assert by["student-ce"]["accuracy"] >= 0.75
+    gain = report["distillation_gain"]["student vs student-ce"]
+    assert gain["ci95"][0] <= gain["difference"] <= gain["ci95"][1]
+    trim = report["vocab_trim"]
+    assert trim["vocab_after"] < 0.6 * trim["vocab_before"] and trim["max_abs_diff"] <= 1e-5
+    assert by["student"]["size_bytes"] < by["student-ce"]["size_bytes"]
