@@ -39,7 +39,8 @@ def test_tiny_run_end_to_end_then_skip_then_rerun_from_distill(run_tiny, tmp_pat
         for field in FIELDS:
             assert v[field] is not None, (v["name"], field)
         assert set(v["latency_ms"]) >= {"p50", "p90", "p99"}
-        assert v["latency_ms"]["p50"] <= v["latency_ms"]["p90"] <= v["latency_ms"]["p99"]
+        percentiles = [v["latency_ms"][q] for q in ("p50", "p90", "p99")]
+        assert percentiles == sorted(percentiles)  # an ordering check on the statistics, not a speed target
         assert v["peak_memory_bytes"] > 10 * 2**20
     by = {v["name"]: v for v in report["variants"]}
     assert by["teacher"]["retention"] == 1.0 and by["teacher"]["speedup"] == 1.0
