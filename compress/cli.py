@@ -34,8 +34,6 @@ def guarded(func):
         except CompressError as exc:
             for problem in exc.problems:
                 typer.echo(f"error: {problem}", err=True)
-            if exc.hint:
-                typer.echo(exc.hint, err=True)
             raise typer.Exit(EXIT_USAGE) from None
         except KeyboardInterrupt:
             typer.echo("interrupted: finished stages are kept; run the same command again to resume", err=True)

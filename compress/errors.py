@@ -9,9 +9,8 @@ class CompressError(Exception):
     Example: ``CompressError("distill.temperature: must be > 0, got -1")``.
     """
 
-    def __init__(self, *problems: str, hint: str | None = None):
+    def __init__(self, *problems: str):
         self.problems = [p for p in problems if p]
-        self.hint = hint
         super().__init__("\n".join(self.problems))
 
 

@@ -99,9 +99,8 @@ def load_saved(folder: Path):
     """A model this run saved itself (always safetensors)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    for name in WEIGHT_FILES[:1]:
-        if not (folder / name).is_file():
-            raise CompressError(f"{folder / name}: missing; delete the stage folder {folder.parent} and run again")
+    if not (folder / "model.safetensors").is_file():
+        raise CompressError(f"{folder / 'model.safetensors'}: missing; delete the stage folder {folder.parent} and run again")
     return AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True), AutoTokenizer.from_pretrained(folder)
 
 

@@ -15,7 +15,7 @@ import json
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from types import ModuleType
@@ -34,7 +34,6 @@ class Context:
     out: Path = Path()
     device: str = "cpu"
     checkpoint_dir: Path | None = None  # training state of the running stage, kept until it finishes
-    extra: dict = field(default_factory=dict)
 
     def stage_dir(self, name: str) -> Path:
         return self.run_dir / name
