@@ -185,7 +185,7 @@ def test_put_is_atomic(tmp_path, monkeypatch):
     model, data = tiny(0), random_data(10)
     cache = TeacherCache(tmp_path / "cache")
     out = compute_teacher_outputs(model, data, PAD, 4, "cpu", None, 1.0)
-    path = cache.put("k", out)
+    cache.put("k", out)
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["k.safetensors"]
     import safetensors.torch
 

@@ -121,7 +121,7 @@ def fit(model: torch.nn.Module, data: Encoded, pad_id: int, cfg: TrainConfig, ac
                 value = accelerator.reduce(loss.detach(), "mean").item() if accelerator.num_processes > 1 else loss.item()
                 progress["micro"] += 1
                 progress["batch_in_epoch"] += 1
-                progress["seen"] += batch["labels"].shape[0] * accelerator.num_processes  # about: shards may differ by one
+                progress["seen"] += batch["labels"].shape[0] * accelerator.num_processes  # approximate: shards of an odd batch differ by one
                 progress["recent"] = (progress["recent"] + [value])[-50:]
                 step = progress["micro"] // accum
                 mean = sum(progress["recent"]) / len(progress["recent"])
