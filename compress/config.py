@@ -163,6 +163,24 @@ class TeacherCacheConfig(StrictModel):
     fidelity_samples: int = Field(64, ge=0, description="Rows recomputed live to check the cache; 0 = no check.")
 
 
+class AugmentConfig(StrictModel):
+    """A transfer set (Tang et al. 2019): perturbed copies of the training text, labelled by the teacher."""
+
+    copies: int = Field(0, ge=0, description="Perturbed copies of each training sentence added to the distillation "
+                        "data (0 = off). Distillation learns them from the teacher alone; the hard-label baseline "
+                        "gets the same rows with the label of their sentence.")
+    mask_prob: float = Field(0.1, ge=0, le=1, description="Chance that a word becomes the mask token.")
+    swap_prob: float = Field(0.1, ge=0, le=1, description="Chance that a word becomes a word drawn from the training text.")
+    ngram_prob: float = Field(0.25, ge=0, le=1, description="Chance that only a random span of the copy is kept.")
+    max_ngram: int = Field(5, ge=1, description="Longest span kept by n-gram sampling, in words.")
+
+    @model_validator(mode="after")
+    def _probabilities(self) -> AugmentConfig:
+        if self.mask_prob + self.swap_prob > 1:
+            raise ValueError(f"distill.augment: mask_prob + swap_prob must be <= 1, got {self.mask_prob + self.swap_prob:g}")
+        return self
+
+
 class DistillConfig(StrictModel):
     """Knowledge distillation (Hinton et al. 2015): soft targets at temperature T mixed with hard labels."""
 
@@ -176,6 +194,7 @@ class DistillConfig(StrictModel):
     attention_weight: float = Field(0.0, ge=0, description="Weight of TinyBERT attention-map transfer; 0 = off "
                                     "(needs the same number of layers in the map and eager attention).")
     cache: TeacherCacheConfig = Field(default_factory=TeacherCacheConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import torch
 
 from compress import models
-from compress.data import encode, train_split
+from compress.data import encode
+from compress.distill.augment import training_split
 from compress.distill import cache as teacher_cache
 from compress.distill.losses import HiddenStateLoss, attention_loss, kd_loss, uniform_layer_map
 from compress.distill.train import accelerator_for, fit, validation_evaluator
@@ -53,7 +54,7 @@ def run(cfg, ctx) -> dict:
     teacher_dir = ctx.stage_dir("teacher") / "model"
     teacher, _ = models.load_saved(teacher_dir)
     student, tokenizer = models.load_saved(ctx.stage_dir("student") / "model")
-    data = encode(tokenizer, train_split(cfg), cfg.data.max_length)
+    data = encode(tokenizer, training_split(cfg, tokenizer, hard_labels_for_copies=False), cfg.data.max_length)
     precision = resolve_precision(dcfg.train.precision, ctx.device)
     accelerator = accelerator_for(dcfg.train, ctx)
     teacher.to(accelerator.device).eval().requires_grad_(False)  # frozen: eval mode, no gradients
@@ -72,7 +73,8 @@ def run(cfg, ctx) -> dict:
     ctx.console.print(f"distill: {dcfg.divergence} T={dcfg.temperature}, alpha={dcfg.alpha}, {source}"
                       + (f", hidden {dcfg.hidden.kind} x{dcfg.hidden.weight}" if hidden else "")
                       + (f", attention x{dcfg.attention_weight}" if dcfg.attention_weight else "")
-                      + f", {len(data)} sentences")
+                      + f", {len(data)} sentences"
+                      + (f" ({dcfg.augment.copies} perturbed copies each included)" if dcfg.augment.copies else ""))
     trainable = Trainable(student, dcfg, hidden, _attention_map(student, teacher) if dcfg.attention_weight else [])
     metrics["train"] = fit(trainable, data, tokenizer.pad_token_id, dcfg.train, accelerator, cfg.seed, loss_fn,
                            "distill", ctx.console, checkpoint_dir=ctx.checkpoint_dir,
