@@ -218,7 +218,16 @@ class ExportConfig(StrictModel):
 
     opset: int | None = Field(None, ge=11, description="ONNX opset; null = optimum's default for the architecture.")
     atol: float = Field(1e-4, gt=0, description="Largest allowed |logit difference| between ONNX Runtime and PyTorch.")
-    parity_samples: int = Field(32, gt=0, description="Evaluation sentences used for the parity check.")
+    parity_samples: int = Field(32, gt=0, description="Evaluation sentences used for the parity checks (every "
+                                "transformation is compared with PyTorch on them at several shapes).")
+
+
+class OptimizeConfig(StrictModel):
+    """ONNX Runtime's transformer optimizer on the exported graphs: fuses what Optimum's O2 leaves unfused."""
+
+    enabled: bool = Field(True, description="Fuse attention, GELU, skip- and embedding-LayerNorm in the ONNX "
+                          "teacher and student (the int8 student is quantized from the fused graph).")
+    atol: float = Field(1e-4, gt=0, description="Largest allowed |logit difference| of the fused graph against PyTorch.")
 
 
 class QuantizeConfig(StrictModel):
@@ -265,6 +274,7 @@ class PipelineConfig(StrictModel):
     baselines: BaselinesConfig = Field(default_factory=BaselinesConfig)
     vocab_trim: VocabTrimConfig = Field(default_factory=VocabTrimConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
+    optimize: OptimizeConfig = Field(default_factory=OptimizeConfig)
     quantize: QuantizeConfig = Field(default_factory=QuantizeConfig)
     bench: BenchConfig = Field(default_factory=BenchConfig)
     ship: ShipConfig = Field(default_factory=ShipConfig)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 
-def session(path: Path, threads: int | None = None, arena: bool = True):
+def session(path: Path, threads: int | None = None, arena: bool = True, providers: list[str] | None = None):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -17,7 +17,7 @@ def session(path: Path, threads: int | None = None, arena: bool = True):
     opts.inter_op_num_threads = 1
     opts.enable_cpu_mem_arena = arena
     opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), sess_options=opts, providers=providers or ["CPUExecutionProvider"])
 
 
 def feeds(sess, input_ids: np.ndarray, attention_mask: np.ndarray) -> dict[str, np.ndarray]:

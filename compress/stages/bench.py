@@ -13,6 +13,7 @@ from compress.bench.latency import LatencyStats, measure
 from compress.data import Encoded, eval_split
 from compress.distill.train import predict_logits
 from compress.io import dir_size, write_json
+from compress.stages.export import onnx_model
 from compress.stages.trim import final_student
 
 NAME = "bench"
@@ -41,9 +42,9 @@ class Variant:
 def variants(ctx) -> list[Variant]:
     out = [
         Variant("teacher", "teacher", "pytorch", "fp32", ctx.stage_dir("teacher") / "model"),
-        Variant("teacher-onnx", "teacher", "onnx", "fp32", ctx.stage_dir("export") / "teacher" / "model.onnx", "teacher"),
+        Variant("teacher-onnx", "teacher", "onnx", "fp32", onnx_model(ctx, "teacher"), "teacher"),
         Variant("student", "student", "pytorch", "fp32", final_student(ctx)),
-        Variant("student-onnx", "student", "onnx", "fp32", ctx.stage_dir("export") / "student" / "model.onnx", "student"),
+        Variant("student-onnx", "student", "onnx", "fp32", onnx_model(ctx, "student"), "student"),
     ]
     int8 = ctx.stage_dir("quantize") / "student-int8" / "model.onnx"
     if int8.is_file():

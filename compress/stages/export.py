@@ -1,7 +1,10 @@
-"""Export: ONNX for teacher and student through optimum-onnx, then parity against PyTorch.
+"""Export: ONNX for teacher and student through optimum-onnx, then ONNX Runtime's transformer
+optimizer, each checked against PyTorch on real evaluation inputs at several shapes.
 
-Optimum only warns when the exported model disagrees with PyTorch; here a difference
-beyond ``export.atol`` on real evaluation sentences fails the run, naming the shape.
+Optimum only warns when the exported model disagrees with PyTorch; here a difference beyond
+``export.atol`` (export) or ``optimize.atol`` (fused graph) fails the run, naming the shape. The
+PyTorch reference logits are saved beside the graphs (``parity.npz``), so the quantize and mobile
+stages hold their models to the same fp32 parent at the same inputs without loading torch.
 """
 
 from __future__ import annotations
@@ -10,16 +13,25 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from compress import models, onnxrun
+from compress import models, parity
 from compress.data import eval_split
 from compress.errors import CompressError
 from compress.stages.trim import final_student
 
 NAME = "export"
 DEPENDS = ("teacher", "distill", "trim")
-CONFIG = ("export", "data", "bench")
+CONFIG = ("export", "optimize", "data", "bench")
+FUSED = "model_optimized.onnx"
+# What ONNX Runtime's BERT optimizer fuses; the report lists how many of each it made.
+FUSIONS = ("EmbedLayerNormalization", "Attention", "MultiHeadAttention", "Gelu", "FastGelu", "BiasGelu",
+           "SkipLayerNormalization", "LayerNormalization")
+
+
+def onnx_model(ctx, name: str) -> Path:
+    """The ONNX graph of ``name`` (teacher or student) that later stages use: fused when optimized."""
+    folder = ctx.stage_dir(NAME) / name
+    return folder / FUSED if (folder / FUSED).is_file() else folder / "model.onnx"
 
 
 def run(cfg, ctx) -> dict:
@@ -35,42 +47,65 @@ def run(cfg, ctx) -> dict:
             main_export(str(folder), output=out, task="text-classification", opset=cfg.export.opset,
                         do_validation=False, device="cpu")
         model, tokenizer = models.load_saved(folder)
-        checks = parity(model, tokenizer, out / "model.onnx", texts, cfg.bench.sequence_length)
-        results[name] = checks
-        for check in checks:
-            ok = check["max_abs_diff"] <= cfg.export.atol
-            mark = "[green]ok[/]" if ok else "[red]FAIL[/]"
-            ctx.console.print(f" -[{mark}] {name} {check['shape']}: logits max diff {check['max_abs_diff']:.2e} "
-                              f"(atol {cfg.export.atol:g}), top-1 agreement {check['top1_agreement']:.1%}")
-        bad = [c for c in checks if c["max_abs_diff"] > cfg.export.atol]
-        if bad:
-            raise CompressError(*(f"export: {name} ONNX logits differ from PyTorch by {c['max_abs_diff']:.3g} at "
-                                  f"{c['shape']} (export.atol {cfg.export.atol:g}); {out / 'model.onnx'}" for c in bad))
+        inputs = parity.shapes(tokenizer, texts, cfg.bench.sequence_length)
+        reference = parity.torch_reference(model, inputs)
+        del model
+        save_reference(out / "parity.npz", inputs, reference)
+        rows = _gate(ctx, f"{name}-onnx (export) vs PyTorch fp32", f"{name}-onnx", out / "model.onnx", inputs,
+                     reference, parity.Tolerance(atol=cfg.export.atol), "export")
+        entry = {"parity": rows}
+        if cfg.optimize.enabled:
+            with ctx.console.status(f"fusing the {name} graph (ONNX Runtime transformer optimizer)"):
+                entry["fusions"] = optimize(out / "model.onnx", out / FUSED)
+            fused = ", ".join(f"{k} x{v}" for k, v in entry["fusions"].items() if v) or "none"
+            ctx.console.print(f"optimize: {name} fusions: {fused}")
+            entry["parity"] += _gate(ctx, f"{name}-onnx (fused) vs PyTorch fp32", f"{name}-onnx fused", out / FUSED,
+                                     inputs, reference, parity.Tolerance(atol=cfg.optimize.atol), "optimize")
+        results[name] = entry
     return results
 
 
-def parity(model, tokenizer, onnx_path: Path, texts: list[str], long_length: int) -> list[dict]:
-    """Compare fp32 PyTorch and ONNX Runtime logits on real sentences at several shapes:
-    all sentences padded to the longest, one sentence alone, one sentence padded to ``long_length``."""
-    sess = onnxrun.session(onnx_path)
-    model.eval()
-    rows = tokenizer(texts, truncation=True, max_length=long_length)["input_ids"]
-    ids, mask = onnxrun.pad(rows, tokenizer.pad_token_id)
-    long_ids = np.full((1, long_length), tokenizer.pad_token_id, dtype=np.int64)
-    long_mask = np.zeros((1, long_length), dtype=np.int64)
-    long_ids[0, : len(rows[0])], long_mask[0, : len(rows[0])] = rows[0], 1
-    shapes = [(ids, mask), (ids[:1, : len(rows[0])], mask[:1, : len(rows[0])]), (long_ids, long_mask)]
-    checks = []
-    for i, m in shapes:
-        with torch.no_grad():
-            ref = model(input_ids=torch.from_numpy(i), attention_mask=torch.from_numpy(m)).logits.float().numpy()
-        got = sess.run(["logits"], onnxrun.feeds(sess, i, m))[0]
-        checks.append({
-            "shape": f"batch {i.shape[0]} x length {i.shape[1]}",
-            "max_abs_diff": float(np.abs(ref - got).max()),
-            "top1_agreement": float((ref.argmax(-1) == got.argmax(-1)).mean()),
-        })
-    return checks
+def _gate(ctx, title, variant, path, inputs, reference, tolerance, what) -> list[dict]:
+    rows = parity.check(variant, inputs, reference, parity.onnx_outputs(path, inputs), tolerance)
+    parity.print_checklist(ctx.console, title, rows)
+    bad = parity.failures(rows, what, path)
+    if bad:
+        raise CompressError(*bad)
+    return rows
+
+
+def optimize(source: Path, target: Path) -> dict[str, int]:
+    """ONNX Runtime's Python fusions for BERT-like graphs (heads and width read from the graph);
+    ONNX Runtime's own graph optimizations still run when a session loads the model."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    logging.disable(logging.WARNING)  # the fusion modules log through their own loggers
+    try:
+        model = optimize_model(str(source), model_type="bert", opt_level=0)
+    finally:
+        logging.disable(logging.NOTSET)
+    counts = model.get_fused_operator_statistics()
+    tmp = target.with_name(target.name + ".tmp")
+    model.save_model_to_file(str(tmp))
+    tmp.replace(target)
+    return {k: int(counts.get(k, 0)) for k in FUSIONS}
+
+
+def save_reference(path: Path, inputs: list[parity.Shape], reference: list[np.ndarray]) -> None:
+    arrays = {"names": np.array([s.name for s in inputs])}
+    for i, (s, ref) in enumerate(zip(inputs, reference)):
+        arrays[f"ids{i}"], arrays[f"mask{i}"], arrays[f"ref{i}"] = s.input_ids, s.attention_mask, ref
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(path)
+
+
+def load_reference(path: Path) -> tuple[list[parity.Shape], list[np.ndarray]]:
+    """The inputs and fp32 PyTorch logits saved by the export stage."""
+    with np.load(path) as z:
+        names = [str(n) for n in z["names"]]
+        inputs = [parity.Shape(n, z[f"ids{i}"], z[f"mask{i}"]) for i, n in enumerate(names)]
+        return inputs, [z[f"ref{i}"] for i in range(len(names))]
 
 
 def _quiet_optimum() -> None:
