@@ -88,8 +88,9 @@ def test_tiny_distilbert_student_jsd_vocab_trim_and_transfer_set(run_tiny):
     result, run_dir = run_tiny("student.architecture=distilbert", "distill.divergence=jsd", "vocab_trim.enabled=true",
                                "baselines.enabled=false", "quantize.per_channel=false", "distill.augment.copies=1")
     assert result.exit_code == 0, result.output + (result.stderr or "")
-    trained = read_json(run_dir / "distill" / "stage.json")["metrics"]["train"]["sentences"]
-    assert 2000 < trained <= 4000  # 2,000 training rows and up to one perturbed copy of each
+    train = read_json(run_dir / "distill" / "stage.json")["metrics"]["train"]
+    rows = train["sentences"] / train["epochs"]
+    assert 2000 < rows <= 4000  # 2,000 training rows and up to one perturbed copy of each, per epoch
     report = read_json(run_dir / "report.json")
     assert report["student"]["architecture"] == "distilbert"
     assert report["vocab_trim"]["enabled"] and report["vocab_trim"]["max_abs_diff"] <= 1e-5
