@@ -239,3 +239,23 @@ def test_cosine_of_identical_and_opposite_rows():
     a = np.array([[1.0, 2.0], [0.0, 0.0], [1.0, 0.0]])
     b = np.array([[2.0, 4.0], [0.0, 0.0], [-1.0, 0.0]])
     assert np.allclose(_cosine(a, b), [1.0, 1.0, -1.0])
+
+
+def test_mobile_disabled_ships_and_verifies_without_model_ort(tiny_shipped, tmp_path):
+    """On a copy of the shared run: only mobile, report and ship rerun (bench does not read mobile)."""
+    run_dir, _, overrides = tiny_shipped
+    shutil.copytree(run_dir.parent, tmp_path / "runs")
+    changed = [o for o in overrides if not o.startswith("ship.dir=")]
+    result = invoke("run", ROOT / "pipelines" / "tiny.yaml", "--runs-dir", tmp_path / "runs",
+                    f"ship.dir={tmp_path / 'exports'}", "mobile.enabled=false", *changed)
+    assert result.exit_code == 0, result.output + (result.stderr or "")
+    ran = {line.split()[1] for line in result.output.splitlines() if line.startswith("done ")}
+    assert ran == {"mobile", "report", "ship"}
+    bundle = tmp_path / "exports" / "tiny"
+    manifest = read_json(bundle / "manifest.json")
+    assert "model.ort" not in manifest["files"] and not (bundle / "model.ort").exists()
+    assert manifest["mobile"] == {"enabled": False}
+    assert "ORT format" not in (tmp_path / "runs" / "tiny" / "report.md").read_text()
+    verified = invoke("verify", bundle)
+    assert verified.exit_code == 0, verified.output + (verified.stderr or "")
+    assert "model.ort" not in verified.stdout and "-[ok] model.onnx: 8 golden texts" in verified.stdout
