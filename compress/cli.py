@@ -65,7 +65,7 @@ def run(
     overrides: Optional[List[str]] = OverridesArg,
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Run folders go to RUNS_DIR/<name>/."),
 ) -> None:
-    """Run a pipeline: teacher, student, distill, export, quantize, bench, report, ship.
+    """Run a pipeline: teacher, student, distill, export, quantize, mobile, bench, report, ship.
 
     Finished stages whose inputs have not changed are skipped; a changed setting reruns
     its stage and every stage after it.
@@ -98,6 +98,24 @@ def validate(
 
     cfg = load_config(pipeline, overrides or [])
     typer.echo(f"{pipeline}: ok (run '{cfg.name}', config {cfg.hash()})")
+
+
+@app.command()
+@guarded
+def verify(
+    bundle: Path = typer.Argument(..., help="A bundle folder written by compress run, e.g. exports/distilbert"),
+) -> None:
+    """Check an edge bundle: every file against manifest.json, then the golden sentences replayed.
+
+    The golden texts are tokenized with the bundle's tokenizer.json (tokenizers library) and run
+    through model.onnx and model.ort with ONNX Runtime; the logits must match golden.json. Exit 0
+    when every check passes, 2 otherwise. Needs neither torch nor transformers.
+    """
+    from rich.console import Console
+
+    from compress.verify import verify_bundle
+
+    verify_bundle(bundle, Console(highlight=False, soft_wrap=True))  # one line per check, however narrow the terminal
 
 
 def _summary(console, run_dir: Path) -> None:

@@ -241,6 +241,23 @@ class QuantizeConfig(StrictModel):
     )
 
 
+class MobileConfig(StrictModel):
+    """ONNX Runtime Mobile: the shipped model in ORT format, checked against its .onnx, and ONNX Runtime's
+    estimate of how much of it NNAPI (Android) and CoreML (iOS) could run."""
+
+    enabled: bool = Field(True, description="Convert the ship.variant model to model.ort and ship it in the bundle.")
+    optimization_level: Literal["basic", "extended", "all"] = Field(
+        "all", description="ONNX Runtime graph optimizations baked into model.ort; all = ONNX Runtime's default "
+        "for ORT format (fused contrib ops, which the full mobile packages include).")
+    optimization_style: Literal["fixed", "runtime"] = Field(
+        "fixed", description="fixed: optimizations applied before saving (best with the CPU execution provider); "
+        "runtime: saved to be replayed on the device (for NNAPI/CoreML, needs session.enable_saved_runtime_optimizations).")
+    target_platform: Literal["arm", "amd64"] = Field("arm", description="CPU family the ORT-format model is made for.")
+    atol: float = Field(1e-4, gt=0, description="Largest allowed |logit difference| between model.ort and the .onnx "
+                        "it was converted from.")
+    parity_samples: int = Field(32, gt=0, description="Evaluation sentences used for the parity check.")
+
+
 class BenchConfig(StrictModel):
     """Latency and memory of every variant, each in a fresh process."""
 
@@ -258,10 +275,14 @@ class ShipConfig(StrictModel):
     enabled: bool = Field(True, description="Write the bundle.")
     variant: Literal["student-int8", "student-onnx"] = Field("student-int8", description="Which variant to ship.")
     dir: str = Field("exports", description="Bundles go to <dir>/<name>/.")
+    golden_samples: int = Field(8, gt=0, description="Evaluation sentences stored in golden.json with their token ids "
+                                "and expected logits, for compress verify.")
+    golden_atol: float = Field(1e-3, gt=0, description="Largest |logit difference| compress verify accepts when it "
+                               "replays golden.json; an int8 model replayed on another CPU family may need more.")
 
 
 class PipelineConfig(StrictModel):
-    """A whole run: teacher -> student -> distill -> export -> quantize -> bench -> report -> ship."""
+    """A whole run: teacher -> student -> distill -> export -> quantize -> mobile -> bench -> report -> ship."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Run name: runs/<name>/, exports/<name>/.")
     task: Literal["sequence-classification"] = Field("sequence-classification", description="What the models do.")
@@ -276,6 +297,7 @@ class PipelineConfig(StrictModel):
     export: ExportConfig = Field(default_factory=ExportConfig)
     optimize: OptimizeConfig = Field(default_factory=OptimizeConfig)
     quantize: QuantizeConfig = Field(default_factory=QuantizeConfig)
+    mobile: MobileConfig = Field(default_factory=MobileConfig)
     bench: BenchConfig = Field(default_factory=BenchConfig)
     ship: ShipConfig = Field(default_factory=ShipConfig)
 

@@ -40,9 +40,10 @@ class Context:
 
 
 def stages() -> list[ModuleType]:
-    from compress.stages import baseline, bench, distill, export, quantize, report, ship, student, teacher, trim
+    from compress.stages import (baseline, bench, distill, export, mobile, quantize, report, ship, student, teacher,
+                                 trim)
 
-    return [teacher, student, distill, baseline, trim, export, quantize, bench, report, ship]
+    return [teacher, student, distill, baseline, trim, export, quantize, mobile, bench, report, ship]
 
 
 def inputs_hash(stage: ModuleType, cfg: PipelineConfig, upstream: dict[str, str]) -> str:

@@ -31,5 +31,20 @@ def run_tiny(tmp_path):
     return _run
 
 
+# A shorter tiny run for tests that only need a finished run and its bundle: fewer steps, no baselines.
+SHIPPED = [*FAST, "baselines.enabled=false", "teacher.train.epochs=1", "distill.train.epochs=1", "data.generated_size=200"]
+
+
+@pytest.fixture(scope="session")
+def tiny_shipped(tmp_path_factory):
+    """One run of pipelines/tiny.yaml (SHIPPED settings) shared by every test that asks for it; returns
+    (run_dir, bundle_dir, overrides). Read-only: copy the bundle before changing anything in it."""
+    base = tmp_path_factory.mktemp("shipped")
+    overrides = [f"ship.dir={base / 'exports'}", *SHIPPED]
+    result = invoke("run", ROOT / "pipelines" / "tiny.yaml", "--runs-dir", base / "runs", *overrides)
+    assert result.exit_code == 0, result.output + (result.stderr or "")
+    return base / "runs" / "tiny", base / "exports" / "tiny", overrides
+
+
 def read_json(path: Path):
     return json.loads(Path(path).read_text())

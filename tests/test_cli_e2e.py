@@ -7,7 +7,8 @@ import sys
 from .conftest import ROOT, read_json
 
 VARIANTS = ["teacher", "teacher-onnx", "student", "student-onnx", "student-int8", "student-init", "student-ce"]
-STAGES = ("teacher", "student", "distill", "baseline", "trim", "export", "quantize", "bench", "report", "ship")
+STAGES = ("teacher", "student", "distill", "baseline", "trim", "export", "quantize", "mobile", "bench", "report",
+          "ship")
 FIELDS = ["format", "precision", "parameters", "size_bytes", "accuracy", "retention", "speedup", "latency_ms",
           "peak_memory_bytes"]
 
@@ -57,7 +58,7 @@ def test_tiny_run_end_to_end_then_skip_then_rerun_from_distill(run_tiny, tmp_pat
     for stage in STAGES:
         assert read_json(run_dir / stage / "stage.json")["status"] == "done"
     manifest = read_json(tmp_path / "exports" / "tiny" / "manifest.json")
-    assert {"model.onnx", "tokenizer.json", "README.md"} <= set(manifest["files"])
+    assert {"model.onnx", "model.ort", "golden.json", "tokenizer.json", "README.md"} <= set(manifest["files"])
     assert [i["name"] for i in manifest["inputs"]][:2] == ["input_ids", "attention_mask"]
     assert "report:" in result.output
 
@@ -124,4 +125,4 @@ def test_plan_reruns_what_reads_a_deleted_stage(tmp_path):
     assert [s.NAME for s, _, r in plan(cfg, run_dir) if r] == []
     shutil.rmtree(run_dir / "distill")
     rerun = [s.NAME for s, _, r in plan(cfg, run_dir) if r]
-    assert rerun == ["distill", "trim", "export", "quantize", "bench", "report", "ship"]
+    assert rerun == ["distill", "trim", "export", "quantize", "mobile", "bench", "report", "ship"]

@@ -9,9 +9,10 @@ import numpy as np
 
 from compress.bench.accuracy import accuracy_interval, paired_difference
 from compress.io import read_json, write_json, write_text
+from compress.stages import mobile
 
 NAME = "report"
-DEPENDS = ("teacher", "student", "distill", "baseline", "trim", "export", "quantize", "bench")
+DEPENDS = ("teacher", "student", "distill", "baseline", "trim", "export", "quantize", "mobile", "bench")
 CONFIG = ("name",)
 REFERENCE = "teacher"  # ratios are against the teacher in PyTorch fp32
 
@@ -56,6 +57,7 @@ def build(cfg, ctx) -> dict:
         "quantize": stages["quantize"]["metrics"],
         "student": stages["student"]["metrics"],
         "vocab_trim": stages["trim"]["metrics"],
+        "mobile": mobile.summary(stages["mobile"]["metrics"]),
         "distillation_gain": {
             f"student vs {base}": paired_difference(correct["student"], correct[base])
             for base in ("student-ce", "student-init") if base in correct
@@ -96,6 +98,7 @@ def markdown(report: dict) -> str:
     q = report["quantize"]
     if q.get("enabled"):
         lines += ["", f"int8: ONNX Runtime dynamic quantization for `{q['isa']}`, per-channel {q['per_channel']}."]
+    lines += mobile_markdown(report["mobile"])
     lines += ["", "Peak memory is the peak RSS of a process that loads the variant and runs it (ONNX Runtime arena on; "
               "PyTorch variants include the torch runtime itself).", "",
               "Stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in report["stage_seconds"].items()), ""]
@@ -107,3 +110,37 @@ def run(cfg, ctx) -> dict:
     write_json(ctx.run_dir / "report.json", report)
     write_text(ctx.run_dir / "report.md", markdown(report))
     return {"report": str(ctx.run_dir / "report.json")}
+
+
+def mobile_markdown(section: dict) -> list[str]:
+    """The ORT-format (mobile) section of report.md: size, parity with the .onnx, what NNAPI and CoreML could run."""
+    if not section.get("enabled"):
+        return []
+    lines = ["", "## ORT format (ONNX Runtime Mobile)", "",
+             f"`model.ort` {section['ort_bytes'] / 1e6:.2f} MB, converted from {section['variant']} "
+             f"({section['onnx_bytes'] / 1e6:.2f} MB .onnx) with optimization level {section['optimization_level']}, "
+             f"{section['optimization_style']} style, for {section['target_platform']}. Logits against the .onnx "
+             f"(atol {section['atol']:g}):", ""]
+    for c in section["parity"]:
+        mark = "ok" if c["max_abs_diff"] <= section["atol"] else "FAIL"
+        lines.append(f"- {mark}: {c['shape']}, max diff {c['max_abs_diff']:.2e}, top-1 agreement "
+                     f"{c['top1_agreement']:.1%}, cosine >= {c['min_cosine']:.6f}")
+    lines += ["", "ONNX Runtime's mobile usability check (nodes an execution provider could take, as the model is"
+              + (f"; inputs {', '.join(section['dynamic_inputs'])} have dynamic shapes):" if section["dynamic_inputs"] else "):"),
+              "", "| execution provider | partitions | nodes supported | suitability | with fixed shapes | unsupported ops |",
+              "|---|---:|---:|---|---|---|"]
+    for ep in section["execution_providers"].values():
+        fixed = ep.get("with_fixed_shapes")
+        fixed_text = (f"{fixed['partitions']} partitions, {fixed['supported_nodes']}/{ep['nodes']} nodes, {fixed['suitability']}"
+                      if fixed else "-")
+        ops = ", ".join(op.removeprefix("ai.onnx:") for op in ep["unsupported_ops"]) or "none"
+        lines.append(f"| {ep['name']} | {ep['partitions']} | {ep['supported_nodes']}/{ep['nodes']} | {ep['suitability']} | "
+                     f"{fixed_text} | {ops} |")
+    advice = ("NNAPI or CoreML may help: compare them with the CPU execution provider on the device."
+              if section["try_nnapi_or_coreml"] else "ONNX Runtime rates NNAPI and CoreML unsuitable for this model (too "
+              "many partitions, or too few nodes supported): use the CPU execution provider.")
+    package = section["mobile_package"]
+    if package.get("checked"):
+        advice += (" The reduced mobile package runs every operator." if package["usable"] else
+                   f" Operators missing from the reduced mobile package: {', '.join(package['ops_not_in_package'])}.")
+    return lines + ["", advice]

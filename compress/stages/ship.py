@@ -1,59 +1,140 @@
-"""Ship: the edge bundle ``exports/<name>/``: the model, its tokenizer, a manifest with the
-sha256 of every file, the input/output spec, the labels and the run's figures."""
+"""Ship: the edge bundle ``exports/<name>/``: the model (``model.onnx``, and ``model.ort`` for ONNX Runtime
+Mobile), its tokenizer, ``golden.json`` (real sentences, their token ids and the logits the bundled model
+gives them), a model card, and a manifest with the sha256 of every file, the input/output spec, the labels
+and the run's figures. ``compress verify`` checks a bundle against its manifest and replays the golden set.
+"""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
+import numpy as np
+
+from compress import __version__, onnxrun
+from compress.errors import CompressError
 from compress.io import atomic_dir, read_json, sha256_file, write_json, write_text
+from compress.stages import mobile
 
 NAME = "ship"
-DEPENDS = ("export", "quantize", "report")
-CONFIG = ("name", "ship")
+DEPENDS = ("export", "quantize", "mobile", "report")
+CONFIG = ("name", "ship", "data")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "config.json")
+GOLDEN_FILE = "golden.json"
+MANIFEST_FILE = "manifest.json"
 
 
 def outputs(cfg, run_dir: Path) -> list[Path]:
     """The bundle lives outside the run folder: the stage reruns if it is gone."""
-    return [Path(cfg.ship.dir) / cfg.name / "manifest.json"] if cfg.ship.enabled else []
+    return [Path(cfg.ship.dir) / cfg.name / MANIFEST_FILE] if cfg.ship.enabled else []
 
 
 def run(cfg, ctx) -> dict:
     if not cfg.ship.enabled:
         ctx.console.print("ship: disabled (ship.enabled: false)")
         return {"enabled": False}
-    import onnx
-
     report = read_json(ctx.run_dir / "report.json")
     variant = next(v for v in report["variants"] if v["name"] == cfg.ship.variant)
+    mobile_metrics = read_json(ctx.stage_dir("mobile") / "stage.json")["metrics"]
     source_dir = ctx.stage_dir("export") / "student"
     final = Path(cfg.ship.dir) / cfg.name
     with atomic_dir(final) as tmp:
         shutil.copyfile(variant["path"], tmp / "model.onnx")
+        if mobile_metrics.get("enabled"):
+            shutil.copyfile(ctx.stage_dir("mobile") / mobile.ORT_FILE, tmp / mobile.ORT_FILE)
         for name in TOKENIZER_FILES:
             if (source_dir / name).is_file():
                 shutil.copyfile(source_dir / name, tmp / name)
-        graph = onnx.load(str(tmp / "model.onnx"), load_external_data=False).graph
-        config = read_json(tmp / "config.json")
-        write_text(tmp / "README.md", model_card(cfg, report, variant))
+        labels = label_names(cfg, read_json(tmp / "config.json"))
+        golden = golden_set(cfg, tmp, labels)
+        write_json(tmp / GOLDEN_FILE, golden)
+        spec = model_spec(tmp / "model.onnx")
+        mobile_summary = mobile.summary(mobile_metrics)
+        write_text(tmp / "README.md", model_card(cfg, report, variant, spec, labels, golden, mobile_summary))
         manifest = {
             "name": cfg.name,
             "variant": variant["name"],
             "precision": variant["precision"],
-            "inputs": [_tensor_spec(t) for t in graph.input],
-            "outputs": [_tensor_spec(t) for t in graph.output],
-            "labels": {str(k): v for k, v in config.get("id2label", {}).items()},
-            "metrics": {k: variant[k] for k in ("accuracy", "retention", "speedup", "size_bytes", "latency_ms",
-                                                "peak_memory_bytes", "parameters")},
+            **spec,
+            "labels": labels,
+            "metrics": {k: variant[k] for k in ("accuracy", "accuracy_ci95", "retention", "speedup", "size_bytes",
+                                                "latency_ms", "peak_memory_bytes", "parameters")},
+            "eval": report["eval"],
+            "target": report["target"],
+            "golden": {"file": GOLDEN_FILE, "samples": len(golden["samples"]), "atol": golden["atol"]},
+            "mobile": mobile_summary,
             "config_hash": report["config_hash"],
+            "compress_version": __version__,
+            "onnxruntime_version": golden["computed_with"]["onnxruntime"],
             "created": report["created"],
+            # every file but the manifest itself; compress verify fails on any file not listed here
             "files": {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
                       for p in sorted(tmp.iterdir()) if p.is_file()},
         }
-        write_json(tmp / "manifest.json", manifest)
-    ctx.console.print(f"ship: {final}/ ({variant['name']}, {len(manifest['files'])} files + manifest.json)")
+        write_json(tmp / MANIFEST_FILE, manifest)
+    ctx.console.print(f"ship: {final}/ ({variant['name']}, {len(manifest['files'])} files + {MANIFEST_FILE}, "
+                      f"{len(golden['samples'])} golden sentences; check it with: compress verify {final})")
     return {"bundle": str(final), "variant": variant["name"], "files": sorted(manifest["files"])}
+
+
+def label_names(cfg, config: dict) -> dict[str, str]:
+    """Class index (as a string) -> name; transformers' LABEL_<i> where the model config names none."""
+    named = {str(k): v for k, v in config.get("id2label", {}).items()}
+    return named or {str(i): f"LABEL_{i}" for i in range(cfg.teacher.num_labels)}
+
+
+def golden_set(cfg, bundle: Path, labels: dict[str, str]) -> dict:
+    """Real evaluation sentences, their ids from the bundled ``tokenizer.json`` (the ``tokenizers`` library, as a
+    device runs it) and the logits the bundled ``model.onnx`` gives them one sentence at a time. The ids are
+    checked against the transformers tokenizer the model was evaluated with: the bundle must reproduce them."""
+    import onnxruntime
+    from tokenizers import Tokenizer
+    from transformers import AutoTokenizer
+
+    from compress.data import eval_split
+
+    split = eval_split(cfg)
+    picked = [(t, label) for t, label in zip(split.texts, split.labels) if t.strip()][: cfg.ship.golden_samples]
+    reference = AutoTokenizer.from_pretrained(bundle)
+    max_length = min(reference.model_max_length, 512)  # the truncation bench measured accuracy with
+    tokenizer = Tokenizer.from_file(str(bundle / "tokenizer.json"))
+    configure_tokenizer(tokenizer, max_length)
+    sess = onnxrun.session(bundle / "model.onnx")
+    samples = []
+    for i, (text, label) in enumerate(picked):
+        enc = tokenizer.encode(text)
+        expected = reference(text, truncation=True, max_length=max_length)["input_ids"]
+        if enc.ids != expected:
+            raise CompressError(f"ship: the bundled tokenizer.json gives other ids than the model was evaluated with for "
+                                f"evaluation sentence {i} ({text[:60]!r}): {enc.ids[:12]} vs {expected[:12]}")
+        ids, mask = np.asarray([enc.ids], dtype=np.int64), np.asarray([enc.attention_mask], dtype=np.int64)
+        logits = sess.run(["logits"], onnxrun.feeds(sess, ids, mask))[0][0]
+        samples.append({"text": text, "label": label, "input_ids": enc.ids, "attention_mask": enc.attention_mask,
+                        "logits": [float(x) for x in logits],
+                        "predicted": labels.get(str(int(logits.argmax())), str(int(logits.argmax())))})
+    return {
+        "about": "Evaluation sentences with the ids tokenizer.json gives them and the logits model.onnx gives them, "
+                 "one sentence per run, unpadded, token_type_ids zero. compress verify replays them.",
+        "tokenizer": {"file": "tokenizer.json", "add_special_tokens": True, "truncation_max_length": max_length},
+        "output": "logits",
+        "atol": cfg.ship.golden_atol,
+        "computed_with": {"model": "model.onnx", "onnxruntime": onnxruntime.__version__, "provider": "CPUExecutionProvider"},
+        "samples": samples,
+    }
+
+
+def configure_tokenizer(tokenizer, max_length: int) -> None:
+    """How a bundle's tokenizer.json is run: one sentence, truncated to ``max_length``, no padding."""
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length=max_length)
+
+
+def model_spec(onnx_path: Path) -> dict:
+    """Inputs and outputs of the model: names, dtypes, shapes with their symbolic (dynamic) axes named."""
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    return {"inputs": [_tensor_spec(t) for t in graph.input], "outputs": [_tensor_spec(t) for t in graph.output]}
 
 
 def _tensor_spec(value) -> dict:
@@ -61,16 +142,22 @@ def _tensor_spec(value) -> dict:
 
     t = value.type.tensor_type
     dims = [d.dim_param or d.dim_value for d in t.shape.dim]
-    return {"name": value.name, "dtype": onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name, "shape": dims}
+    return {"name": value.name, "dtype": onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name, "shape": dims,
+            "dynamic_axes": {str(i): d for i, d in enumerate(dims) if isinstance(d, str)}}
 
 
-def model_card(cfg, report: dict, variant: dict) -> str:
+def model_card(cfg, report: dict, variant: dict, spec: dict, labels: dict, golden: dict, mobile_summary: dict) -> str:
     lat = variant["latency_ms"]
-    return "\n".join([
+    inputs = ", ".join(f"`{t['name']}` {t['dtype']} {_shape(t)}" for t in spec["inputs"])
+    outputs = ", ".join(f"`{t['name']}` {t['dtype']} {_shape(t)}" for t in spec["outputs"])
+    files = "`model.onnx`" + (", `model.ort` (ORT format, for ONNX Runtime Mobile)" if mobile_summary["enabled"] else "")
+    lines = [
         f"# {cfg.name}",
         "",
-        f"A {variant['parameters'] / 1e6:.1f}M-parameter student distilled from `{cfg.teacher.model or 'a random teacher'}` "
-        f"by compress (T={cfg.distill.temperature}, alpha={cfg.distill.alpha}), exported to ONNX, {variant['precision']}.",
+        f"A {_count(variant['parameters'])}-parameter {cfg.task} student distilled from "
+        f"`{cfg.teacher.model or 'a random teacher'}` by compress {__version__} (T={cfg.distill.temperature}, "
+        f"alpha={cfg.distill.alpha}), exported to ONNX, {variant['precision']}. Labels: "
+        + ", ".join(f"{k} = {v}" for k, v in labels.items()) + ".",
         "",
         f"- accuracy {variant['accuracy']:.4f} on {report['eval']['sentences']} `{report['eval']['split']}` sentences, "
         f"{variant['retention']:.1%} of the teacher's",
@@ -78,7 +165,75 @@ def model_card(cfg, report: dict, variant: dict) -> str:
         f"{report['target']['batch_size']}, length {report['target']['sequence_length']}, {report['target']['threads']} CPU threads",
         f"- {variant['size_bytes'] / 1e6:.1f} MB on disk",
         "",
-        "Files: `model.onnx` (inputs input_ids, attention_mask[, token_type_ids]; output logits), the tokenizer, "
-        "and `manifest.json` with the sha256 of every file. Run it with onnxruntime and the `tokenizers` library.",
+        "## Files",
         "",
-    ])
+        f"{files}, the tokenizer (`tokenizer.json` and its configuration), `golden.json` ({len(golden['samples'])} "
+        "evaluation sentences with their token ids and expected logits) and `manifest.json` (sha256 and size of every "
+        "file, input/output spec, labels, figures).",
+        "",
+        f"Inputs: {inputs}. Outputs: {outputs}. Token ids come from `tokenizer.json`, one sentence truncated to "
+        f"{golden['tokenizer']['truncation_max_length']} tokens with special tokens added; `token_type_ids` are zeros.",
+        "",
+        "## Run it",
+        "",
+        "With `pip install onnxruntime tokenizers numpy`, in this folder:",
+        "",
+        "```python",
+        *usage_example(spec, golden),
+        "```",
+        "",
+    ]
+    if mobile_summary["enabled"]:
+        eps = "; ".join(f"{ep['name']}: {ep['partitions']} partitions, {ep['supported_nodes']}/{ep['nodes']} nodes"
+                        for ep in mobile_summary["execution_providers"].values())
+        lines += [
+            f"On Android/iOS load `model.ort` with ONNX Runtime Mobile (onnxruntime-android, onnxruntime-objc/-c) the "
+            f"same way (optimization level {mobile_summary['optimization_level']}, {mobile_summary['optimization_style']}, "
+            f"for {mobile_summary['target_platform']}). ONNX Runtime's usability check: {eps}; "
+            + ("NNAPI or CoreML may help, compare them with the CPU execution provider."
+               if mobile_summary["try_nnapi_or_coreml"] else "use the CPU execution provider."),
+            "",
+        ]
+    lines += [
+        "## Verify it",
+        "",
+        "`compress verify <this folder>` checks every file against `manifest.json`, tokenizes the golden sentences with "
+        "`tokenizer.json`, runs them through `model.onnx`" + (" and `model.ort`" if mobile_summary["enabled"] else "")
+        + f" and compares the logits with `golden.json` (tolerance {golden['atol']:g}). It needs neither torch nor "
+        "transformers.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _count(n: int) -> str:
+    return f"{n / 1e6:.1f}M" if n >= 100_000 else f"{n:,}"
+
+
+def _shape(t: dict) -> str:
+    return "[" + ", ".join(str(d) for d in t["shape"]) + "]"
+
+
+def usage_example(spec: dict, golden: dict) -> list[str]:
+    """About ten lines of Python that run the bundle on a golden sentence with onnxruntime and tokenizers alone."""
+    sample = golden["samples"][0]
+    max_length = golden["tokenizer"]["truncation_max_length"]
+    feeds = {"input_ids": "enc.ids", "attention_mask": "enc.attention_mask", "token_type_ids": "enc.type_ids"}
+    names = [t["name"] for t in spec["inputs"]]
+    unknown = [n for n in names if n not in feeds]
+    if unknown:
+        raise CompressError(f"ship: model input {unknown[0]!r} is not one of {', '.join(feeds)}; cannot write the model card")
+    return [
+        "import json",
+        "import numpy as np",
+        "import onnxruntime as ort",
+        "from tokenizers import Tokenizer",
+        "",
+        'tokenizer = Tokenizer.from_file("tokenizer.json")',
+        f"tokenizer.enable_truncation(max_length={max_length})",
+        'session = ort.InferenceSession("model.onnx", providers=["CPUExecutionProvider"])',
+        f"enc = tokenizer.encode({sample['text']!r})",
+        "feeds = {" + ", ".join(f'"{n}": np.array([{feeds[n]}], dtype=np.int64)' for n in names) + "}",
+        'logits = session.run(["logits"], feeds)[0]',
+        'print(json.load(open("manifest.json"))["labels"][str(int(logits.argmax()))], logits)',
+    ]
