@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from compress.errors import CompressError
 from compress.io import atomic_dir, read_json, sha256_file, write_json, write_text
 
 NAME = "ship"
@@ -26,7 +27,12 @@ def run(cfg, ctx) -> dict:
     import onnx
 
     report = read_json(ctx.run_dir / "report.json")
-    variant = next(v for v in report["variants"] if v["name"] == cfg.ship.variant)
+    variant = next((v for v in report["variants"] if v["name"] == cfg.ship.variant), None)
+    if variant is None:  # a GPU variant skipped where there is no CUDA
+        skipped = {v["name"]: v.get("reason") for v in report["quantize"].get("variants", []) if v["status"] == "skipped"}
+        raise CompressError(f"ship.variant: {cfg.ship.variant} was not produced"
+                            + (f" ({skipped[cfg.ship.variant]})" if cfg.ship.variant in skipped else "")
+                            + "; ship student-onnx or a variant this machine can make")
     source_dir = ctx.stage_dir("export") / "student"
     final = Path(cfg.ship.dir) / cfg.name
     with atomic_dir(final) as tmp:
