@@ -230,15 +230,96 @@ class OptimizeConfig(StrictModel):
     atol: float = Field(1e-4, gt=0, description="Largest allowed |logit difference| of the fused graph against PyTorch.")
 
 
-class QuantizeConfig(StrictModel):
-    """ONNX Runtime int8 quantization of the exported student."""
+QuantMethod = Literal["onnx_dynamic", "onnx_static", "fp16", "torch_dynamic", "bnb_int8", "bnb_nf4"]
+ONNX_INT8 = ("onnx_dynamic", "onnx_static")  # quantized with ONNX Runtime, walked down the fallback ladder
+ONNX_METHODS = (*ONNX_INT8, "fp16")  # produce an .onnx file: shippable
+GPU_METHODS = ("fp16", "bnb_int8", "bnb_nf4")  # need CUDA to run well (fp16) or at all (bitsandbytes)
+BNB_METHODS = ("bnb_int8", "bnb_nf4")
+BUILTIN_VARIANTS = ("teacher", "teacher-onnx", "student", "student-onnx", "student-init", "student-ce")
 
-    enabled: bool = Field(True, description="Produce the student-int8 variant.")
-    method: Literal["dynamic"] = Field("dynamic", description="dynamic: weights int8 offline, activations at run time.")
-    per_channel: bool = Field(True, description="One scale per output channel: halves the int8 accuracy loss on SST-2 at no measurable cost in speed.")
+
+class CalibrationConfig(StrictModel):
+    """Static quantization: the activation ranges are measured on a seeded sample of the training split."""
+
+    samples: int = Field(128, ge=0, description="Training sentences run through the fp32 graph to measure "
+                         "activation ranges (a seeded choice; its sha256 is recorded).")
+    method: Literal["minmax", "entropy", "percentile"] = Field(
+        "minmax", description="minmax: the observed range; entropy: the range that keeps the KL divergence of the "
+        "histogram smallest; percentile: clip the 0.001% tails.")
+
+
+class QuantVariantConfig(StrictModel):
+    """One quantized variant of the student: a name, a method, its options and an accuracy budget."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Variant name in the bench, report and "
+                      "ship.variant (e.g. student-int8).")
+    method: QuantMethod = Field(description="onnx_dynamic / onnx_static: ONNX Runtime int8 (CPU); fp16: ONNX float16 "
+                                "(GPU); torch_dynamic: PyTorch int8 nn.Linear (CPU); bnb_int8 / bnb_nf4: "
+                                "bitsandbytes (CUDA, never exported to ONNX).")
+    budget: float = Field(1.0, ge=-100, le=100, description="Points of accuracy the variant may lose against its fp32 "
+                          "parent on the held-out sample; over it, ONNX int8 variants walk the fallback ladder.")
+    per_channel: bool | None = Field(None, description="onnx_dynamic / onnx_static: one weight scale per output "
+                                     "channel (null = true for dynamic, false for static).")
+    calibration: CalibrationConfig | None = Field(None, description="onnx_static: the calibration sample "
+                                                  "(null = 128 sentences, minmax).")
+    ladder: bool = Field(True, description="onnx_dynamic / onnx_static: over budget, try per-channel, then keeping the "
+                         "most sensitive nodes in fp32, then (static) dynamic; false = fail at once.")
+    exclude_nodes: int = Field(2, ge=1, description="onnx_dynamic / onnx_static: nodes kept in fp32 on the ladder's "
+                               "exclusion rung (the ones that add the most error).")
+
+    @model_validator(mode="after")
+    def _method_keys(self) -> QuantVariantConfig:
+        onnx_only = {"per_channel": self.per_channel is not None, "ladder": not self.ladder,
+                     "exclude_nodes": self.exclude_nodes != 2}
+        stray = [k for k, set_ in onnx_only.items() if set_ and self.method not in ONNX_INT8]
+        if self.calibration is not None and self.method != "onnx_static":
+            stray.insert(0, "calibration")
+        if stray:
+            only = "onnx_static" if stray[0] == "calibration" else "onnx_dynamic and onnx_static"
+            raise ValueError(f"{stray[0]}: only used with method {only}, but method is {self.method}")
+        if self.method == "onnx_static" and self.calibration is None:
+            self.calibration = CalibrationConfig()
+        if self.per_channel is None and self.method in ONNX_INT8:
+            self.per_channel = self.method == "onnx_dynamic"
+        return self
+
+
+class QuantParityConfig(StrictModel):
+    """What every quantized variant must keep against the fp32 PyTorch student at the export's parity shapes."""
+
+    min_top1: float = Field(0.9, ge=0, le=1, description="Least share of rows whose top-1 class is unchanged.")
+    min_cosine: float = Field(0.95, ge=-1, le=1, description="Least cosine similarity of a row's logits.")
+
+
+def _default_variants() -> list[QuantVariantConfig]:
+    return [QuantVariantConfig(name="student-int8", method="onnx_dynamic", per_channel=True)]
+
+
+class QuantizeConfig(StrictModel):
+    """Quantized variants of the student, each held to an accuracy budget against its fp32 parent."""
+
+    enabled: bool = Field(True, description="Produce the variants listed in quantize.variants.")
+    variants: list[QuantVariantConfig] = Field(default_factory=_default_variants, description="The variants to produce "
+                                               "(default: student-int8, ONNX dynamic per-channel).")
     isa: Literal["auto", "avx512_vnni", "avx512", "avx2", "arm64"] = Field(
-        "auto", description="Instruction set the int8 kernels target; auto = read from this CPU."
+        "auto", description="Instruction set the int8 kernels target; auto = read from this CPU. Without VNNI "
+        "(avx2, avx512) weights use 7 bits (reduce_range) so the int16 accumulators cannot saturate."
     )
+    accuracy_samples: int = Field(1000, gt=0, description="Rows of the held-out sample every candidate is measured on "
+                                  "(data.validation_split when set, else training rows not used for calibration).")
+    latency_runs: int = Field(50, ge=5, description="Timed runs (batch 1, bench.sequence_length) whose median ranks "
+                              "the rungs of the ladder that keep the budget.")
+    parity: QuantParityConfig = Field(default_factory=QuantParityConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            moved = [k for k in ("method", "per_channel") if k in data]
+            if moved:
+                raise ValueError(f"quantize.{moved[0]}: moved into each entry of quantize.variants, e.g. "
+                                 "variants: [{name: student-int8, method: onnx_dynamic, per_channel: true}]")
+        return data
 
 
 class MobileConfig(StrictModel):
@@ -273,7 +354,8 @@ class ShipConfig(StrictModel):
     """The edge bundle: the shipped model, its tokenizer and a manifest with checksums."""
 
     enabled: bool = Field(True, description="Write the bundle.")
-    variant: Literal["student-int8", "student-onnx"] = Field("student-int8", description="Which variant to ship.")
+    variant: str = Field("student-int8", description="Which variant to ship: student-onnx or the name of an ONNX "
+                         "variant in quantize.variants.")
     dir: str = Field("exports", description="Bundles go to <dir>/<name>/.")
     golden_samples: int = Field(8, gt=0, description="Evaluation sentences stored in golden.json with their token ids "
                                 "and expected logits, for compress verify.")
@@ -288,6 +370,9 @@ class PipelineConfig(StrictModel):
     task: Literal["sequence-classification"] = Field("sequence-classification", description="What the models do.")
     seed: int = Field(0, description="Seeds data order, initialisation and dropout.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when available, else cpu.")
+    targets: list[Literal["cpu", "mobile", "gpu"]] = Field(
+        default_factory=lambda: ["cpu"], min_length=1, description="Where the variants will run: decides which "
+        "quantization methods make sense (fp16 and bitsandbytes need gpu; int8 ONNX needs cpu or mobile).")
     data: DataConfig
     teacher: TeacherConfig
     student: StudentConfig = Field(default_factory=StudentConfig)
@@ -300,12 +385,6 @@ class PipelineConfig(StrictModel):
     mobile: MobileConfig = Field(default_factory=MobileConfig)
     bench: BenchConfig = Field(default_factory=BenchConfig)
     ship: ShipConfig = Field(default_factory=ShipConfig)
-
-    @model_validator(mode="after")
-    def _combinations(self) -> PipelineConfig:
-        if self.ship.enabled and self.ship.variant == "student-int8" and not self.quantize.enabled:
-            raise ValueError("ship.variant: student-int8 needs quantize.enabled: true (or ship student-onnx)")
-        return self
 
     def hash(self) -> str:
         return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
@@ -324,7 +403,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Pipelin
         cfg = PipelineConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(*format_validation_error(exc)) from None
-    problems = check_sources(cfg)
+    problems = check_combinations(cfg) + check_sources(cfg)
     if problems:
         raise ConfigError(*problems)
     return cfg
@@ -368,14 +447,30 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> list[str]:
         node = raw
         parts = key.split(".")
         for depth, part in enumerate(parts[:-1]):
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                problems.append(f"override {key}: {'.'.join(parts[: depth + 1])} is not a mapping")
+            child = _child(node, part, parts[depth + 1])
+            if child is None:
+                where = ".".join(parts[: depth + 1])
+                problems.append(f"override {key}: {where} is not a mapping, nor a list with an item {parts[depth + 1]}")
                 break
             node = child
         else:
-            node[parts[-1]] = value
+            if isinstance(node, list):
+                node[int(parts[-1])] = value  # _child checked the index
+            else:
+                node[parts[-1]] = value
     return problems
+
+
+def _child(node: dict | list, part: str, next_part: str) -> dict | list | None:
+    """The mapping or list under ``part``, created as a mapping when missing; a list is indexed by
+    position (``quantize.variants.0.budget=2``). None when the path cannot go on."""
+    if isinstance(node, list):
+        child = node[int(part)] if part.isdigit() and int(part) < len(node) else None
+    else:
+        child = node.setdefault(part, {})
+    if isinstance(child, list) and not (next_part.isdigit() and int(next_part) < len(child)):
+        return None
+    return child if isinstance(child, (dict, list)) else None
 
 
 def format_validation_error(exc: ValidationError) -> list[str]:
@@ -438,6 +533,69 @@ def _model_of(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+def check_combinations(cfg: PipelineConfig) -> list[str]:
+    """Settings that validate one by one but cannot work together: one line each, with the reason."""
+    problems = []
+    targets = set(cfg.targets)
+    names = [v.name for v in cfg.quantize.variants]
+    for i, v in enumerate(cfg.quantize.variants):
+        key = f"quantize.variants.{i}"
+        if names.count(v.name) > 1 and names.index(v.name) != i:
+            problems.append(f"{key}.name: {v.name} is listed twice; every variant needs its own name")
+        if v.name in BUILTIN_VARIANTS:
+            problems.append(f"{key}.name: {v.name} is a variant every run makes; pick another name "
+                            f"(taken: {', '.join(BUILTIN_VARIANTS)})")
+        if v.method in BNB_METHODS and "gpu" not in targets:
+            problems.append(f"{key}.method: {v.method} needs a CUDA GPU (bitsandbytes has no CPU kernels), but targets "
+                            f"is {cfg.targets}; add gpu to targets or use onnx_dynamic")
+        if v.method == "fp16" and "gpu" not in targets:
+            problems.append(f"{key}.method: fp16 on a CPU target: ONNX Runtime's CPU kernels mostly compute float16 "
+                            f"by casting to fp32, so it runs slower than fp32 and is twice the size of int8; "
+                            f"targets is {cfg.targets} (add gpu, or use onnx_dynamic / onnx_static)")
+        if v.method in ONNX_INT8 and not targets & {"cpu", "mobile"}:
+            problems.append(f"{key}.method: {v.method} makes int8 kernels for CPUs, but targets is {cfg.targets}; "
+                            f"add cpu or mobile to targets, or use fp16 for a GPU")
+        if v.method == "torch_dynamic" and "cpu" not in targets:
+            problems.append(f"{key}.method: torch_dynamic runs PyTorch's int8 CPU kernels, but targets is "
+                            f"{cfg.targets}; add cpu to targets")
+        if v.method == "onnx_static":
+            samples, limit = v.calibration.samples, cfg.data.max_train_samples
+            if samples == 0:
+                problems.append(f"{key}.calibration.samples: 0; static quantization needs calibration data "
+                                f"(training sentences to measure activation ranges, e.g. 128), or use onnx_dynamic")
+            elif limit is not None and samples > limit:
+                problems.append(f"{key}.calibration.samples: {samples} calibration sentences, but "
+                                f"data.max_train_samples keeps only {limit} training rows")
+            elif cfg.data.source == "generated" and samples > cfg.data.generated_size:
+                problems.append(f"{key}.calibration.samples: {samples} calibration sentences, but "
+                                f"data.generated_size makes only {cfg.data.generated_size} training rows")
+    problems += _check_ship(cfg)
+    return problems
+
+
+def _check_ship(cfg: PipelineConfig) -> list[str]:
+    """ship.variant must name an ONNX model this run produces."""
+    if not cfg.ship.enabled or cfg.ship.variant == "student-onnx":
+        return []
+    name = cfg.ship.variant
+    listed = {v.name: v for v in cfg.quantize.variants}
+    shippable = ["student-onnx", *(v.name for v in cfg.quantize.variants if v.method in ONNX_METHODS)]
+    if name == "student-int8" and not cfg.quantize.enabled:
+        return ["ship.variant: student-int8 needs quantize.enabled: true (or ship student-onnx)"]
+    if name not in listed:
+        return [f"ship.variant: {name} is not produced by this run; valid: {', '.join(shippable)}"]
+    if not cfg.quantize.enabled:
+        return [f"ship.variant: {name} needs quantize.enabled: true (or ship student-onnx)"]
+    method = listed[name].method
+    if method in BNB_METHODS:
+        return [f"ship.variant: {name} is a {method} variant: bitsandbytes models live in PyTorch on CUDA and are never "
+                f"exported to ONNX; ship one of {', '.join(shippable)}"]
+    if method not in ONNX_METHODS:
+        return [f"ship.variant: {name} is a {method} variant (a PyTorch model); the bundle ships ONNX: "
+                f"ship one of {', '.join(shippable)}"]
+    return []
+
+
 def is_local_path(text: str) -> bool:
     """A source is a local path when it exists or is spelled like one (./, ../, /, ~)."""
     return text.startswith((".", "/", "~")) or Path(text).expanduser().exists()
@@ -449,6 +607,16 @@ def check_sources(cfg: PipelineConfig) -> list[str]:
     src = cfg.data.source
     if src != "generated" and is_local_path(src) and not Path(src).expanduser().is_dir():
         problems.append(f"data.source: folder not found: {src} (a folder of <split>.tsv/.csv/.jsonl files, a hub id, or 'generated')")
+    static = next((i for i, v in enumerate(cfg.quantize.variants) if v.method == "onnx_static"), None)
+    if cfg.quantize.enabled and static is not None and src != "generated" and is_local_path(src):
+        rows = count_local_rows(Path(src).expanduser(), cfg.data.train_split)
+        samples = cfg.quantize.variants[static].calibration.samples
+        if rows == 0:
+            problems.append(f"quantize.variants.{static}: onnx_static calibrates on the training split, but split "
+                            f"'{cfg.data.train_split}' of {src} has no rows")
+        elif rows is not None and samples > rows:
+            problems.append(f"quantize.variants.{static}.calibration.samples: {samples} calibration sentences, but "
+                            f"split '{cfg.data.train_split}' of {src} has only {rows} rows")
     model = cfg.teacher.model
     if model and model.startswith(PACKAGE_PREFIX):
         module = model[len(PACKAGE_PREFIX):]
@@ -457,6 +625,18 @@ def check_sources(cfg: PipelineConfig) -> list[str]:
     elif model and is_local_path(model) and not Path(model).expanduser().is_dir():
         problems.append(f"teacher.model: folder not found: {model}")
     return problems
+
+
+def count_local_rows(folder: Path, split: str) -> int | None:
+    """Data rows in ``<folder>/<split>.tsv/.csv/.jsonl`` (None when there is no such file, or it is .json),
+    counted as lines without parsing: enough to tell an empty split from a usable one."""
+    for suffix, header in ((".tsv", 1), (".csv", 1), (".jsonl", 0)):
+        path = folder / f"{split}{suffix}"
+        if path.is_file():
+            with open(path, "rb") as fh:
+                lines = sum(1 for line in fh if line.strip())
+            return max(lines - header, 0)
+    return None
 
 
 def resolve_model_path(spec: str) -> str:

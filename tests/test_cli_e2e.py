@@ -6,7 +6,7 @@ import sys
 
 from .conftest import ROOT, read_json
 
-VARIANTS = ["teacher", "teacher-onnx", "student", "student-onnx", "student-int8", "student-init", "student-ce"]
+VARIANTS = ["teacher", "teacher-onnx", "student", "student-onnx", "student-int8", "student-int8-static", "student-init", "student-ce"]
 STAGES = ("teacher", "student", "distill", "baseline", "trim", "export", "quantize", "mobile", "bench", "report",
           "ship")
 FIELDS = ["format", "precision", "parameters", "size_bytes", "accuracy", "retention", "speedup", "latency_ms",
@@ -50,7 +50,15 @@ def test_tiny_run_end_to_end_then_skip_then_rerun_from_distill(run_tiny, tmp_pat
     assert by["student-int8"]["size_bytes"] < by["student-onnx"]["size_bytes"]
     # ONNX variants are measured without torch in the process: far less memory than a torch process
     assert by["student-int8"]["peak_memory_bytes"] < by["student"]["peak_memory_bytes"]
-    assert (run_dir / "report.md").read_text().count("| student-int8 |") == 1
+    md = (run_dir / "report.md").read_text()
+    assert md.count("| student-int8 | onnx | int8 |") == 1 and "## Quantization" in md
+    quantized = {v["name"]: v for v in report["quantize"]["variants"]}
+    assert set(quantized) == {"student-int8", "student-int8-static"}
+    for v in quantized.values():  # every quantized variant carries its parity checklist, at every saved shape
+        assert v["status"] == "produced" and len(v["parity"]) == 4 and all(r["ok"] for r in v["parity"])
+        assert abs(v["drop_points"]) <= v["budget"]
+    assert quantized["student-int8-static"]["calibration"]["samples"] == 32
+    assert len(quantized["student-int8-static"]["calibration"]["sha256"]) == 64
     assert (run_dir / "config.yaml").is_file() and (run_dir / "env.json").is_file()
     assert set(report["distillation_gain"]) == {"student vs student-ce", "student vs student-init"}
     lo, hi = report["distillation_gain"]["student vs student-ce"]["ci95"]
@@ -87,7 +95,7 @@ def test_bad_config_writes_nothing(run_tiny, tmp_path):
 
 def test_tiny_distilbert_student_jsd_vocab_trim_and_transfer_set(run_tiny):
     result, run_dir = run_tiny("student.architecture=distilbert", "distill.divergence=jsd", "vocab_trim.enabled=true",
-                               "baselines.enabled=false", "quantize.per_channel=false", "distill.augment.copies=1")
+                               "baselines.enabled=false", "quantize.variants.0.per_channel=false", "distill.augment.copies=1")
     assert result.exit_code == 0, result.output + (result.stderr or "")
     train = read_json(run_dir / "distill" / "stage.json")["metrics"]["train"]
     rows = train["sentences"] / train["epochs"]
@@ -95,7 +103,7 @@ def test_tiny_distilbert_student_jsd_vocab_trim_and_transfer_set(run_tiny):
     report = read_json(run_dir / "report.json")
     assert report["student"]["architecture"] == "distilbert"
     assert report["vocab_trim"]["enabled"] and report["vocab_trim"]["max_abs_diff"] <= 1e-5
-    assert [v["name"] for v in report["variants"]] == VARIANTS[:5]
+    assert [v["name"] for v in report["variants"]] == VARIANTS[:6]
     assert report["distillation_gain"] == {}
 
 

@@ -45,12 +45,12 @@ def test_three_mistakes_three_lines(tmp_path):
 
 def test_validate_command_exit_code_and_lines(tmp_path):
     text = TINY.read_text().replace("temperature: 4.0", "temperature: 0").replace("name: tiny", "name: tiny\nwidth: 3")
-    text = text.replace("method: dynamic", "method: sideways")
+    text = text.replace("method: onnx_dynamic", "method: sideways")
     result = invoke("validate", write(tmp_path, text))
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 3, lines
-    assert {line.split(":")[1].strip() for line in lines} == {"distill.temperature", "width", "quantize.method"}
+    assert {line.split(":")[1].strip() for line in lines} == {"distill.temperature", "width", "quantize.variants.0.method"}
     assert "Traceback" not in result.output
 
 

@@ -51,10 +51,11 @@ class LatencyStats:
         return asdict(self)
 
 
-def measure(fmt: str, path: Path, input_ids: list[list[int]], warmup: int, queries: int, threads: int | None) -> dict:
+def measure(fmt: str, path: Path, input_ids: list[list[int]], warmup: int, queries: int, threads: int | None,
+            device: str = "cpu", loader: str = "saved", providers: list[str] | None = None) -> dict:
     """Run the worker on one variant in a fresh Python process and return what it measured."""
     spec = {"format": fmt, "path": str(path), "input_ids": input_ids, "warmup": warmup, "queries": queries,
-            "threads": threads or os.cpu_count()}
+            "threads": threads or os.cpu_count(), "device": device, "loader": loader, "providers": providers}
     with tempfile.TemporaryDirectory() as tmp:
         spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
         spec_path.write_text(json.dumps(spec))

@@ -20,26 +20,47 @@ def _onnx_runner(spec: dict):
 
     from compress import onnxrun
 
-    sess = onnxrun.session(Path(spec["path"]), threads=spec["threads"], arena=True)
+    sess = onnxrun.session(Path(spec["path"]), threads=spec["threads"], arena=True, providers=spec.get("providers"))
     ids = np.asarray(spec["input_ids"], dtype=np.int64)
     inputs = onnxrun.feeds(sess, ids, np.ones_like(ids))
-    return lambda: sess.run(["logits"], inputs), {"runtime": "onnxruntime", "arena": True}
+    runtime = "onnxruntime" + (f" ({sess.get_providers()[0]})" if spec.get("providers") else "")
+    return lambda: sess.run(["logits"], inputs), {"runtime": runtime, "arena": True}
 
 
 def _torch_runner(spec: dict):
     import torch
-    from transformers import AutoModelForSequenceClassification
 
     torch.set_num_threads(spec["threads"])
-    model = AutoModelForSequenceClassification.from_pretrained(spec["path"], use_safetensors=True).eval()
-    ids = torch.tensor(spec["input_ids"], dtype=torch.long)
+    model = _load_torch(spec)
+    device = spec.get("device", "cpu")
+    ids = torch.tensor(spec["input_ids"], dtype=torch.long).to(device)
     mask = torch.ones_like(ids)
 
     def run():
         with torch.inference_mode():
-            return model(input_ids=ids, attention_mask=mask).logits
+            logits = model(input_ids=ids, attention_mask=mask).logits
+        if device == "cuda":  # kernels are asynchronous: time them, not their launch
+            torch.cuda.synchronize()
+        return logits
 
-    return run, {"runtime": "torch eager"}
+    loader = spec.get("loader", "saved")
+    return run, {"runtime": "torch eager" + ("" if loader == "saved" else f" ({loader})")}
+
+
+def _load_torch(spec: dict):
+    """The model of a PyTorch variant: fp32 safetensors, int8 (compress.quant.torch_int8) or bitsandbytes."""
+    path, loader = Path(spec["path"]), spec.get("loader", "saved")
+    if loader == "torch_int8":
+        from compress.quant.torch_int8 import load
+
+        return load(path)[0]
+    if loader == "bnb":
+        from compress.quant.gpu import load_bnb
+
+        return load_bnb(path)[0]
+    from transformers import AutoModelForSequenceClassification
+
+    return AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True).eval()
 
 
 def peak_rss_bytes() -> int:

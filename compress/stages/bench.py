@@ -11,9 +11,9 @@ import numpy as np
 from compress import models, onnxrun
 from compress.bench.latency import LatencyStats, measure
 from compress.data import Encoded, eval_split
-from compress.distill.train import predict_logits
-from compress.io import dir_size, write_json
+from compress.io import dir_size, read_json, write_json
 from compress.stages.export import onnx_model
+from compress.stages.quantize import torch_logits
 from compress.stages.trim import final_student
 
 NAME = "bench"
@@ -26,9 +26,13 @@ class Variant:
     name: str
     role: str  # teacher | student
     format: str  # pytorch | onnx
-    precision: str  # fp32 | int8
+    precision: str  # fp32 | int8 | fp16 | nf4
     path: Path  # folder (pytorch) or .onnx file
     parent: str | None = None
+    method: str | None = None  # how a quantized variant was made (quantize.variants[].method)
+    device: str = "cpu"  # cuda: GPU-only variants, measured there
+    loader: str = "saved"  # pytorch: saved (fp32 safetensors) | torch_int8 | bnb
+    providers: list[str] | None = None  # onnx: execution providers (None = CPU)
 
     @property
     def tokenizer_dir(self) -> Path:
@@ -36,7 +40,23 @@ class Variant:
 
     @property
     def weights(self) -> list[Path]:
+        if self.loader == "torch_int8":
+            from compress.quant.torch_int8 import weight_files
+
+            return weight_files(self.path)
         return sorted(self.path.glob("*.safetensors")) if self.format == "pytorch" else [self.path]
+
+    def load_torch(self):
+        """(model, tokenizer) of a PyTorch variant, on its device."""
+        if self.loader == "torch_int8":
+            from compress.quant.torch_int8 import load
+
+            return load(self.path)
+        if self.loader == "bnb":
+            from compress.quant.gpu import load_bnb
+
+            return load_bnb(self.path)
+        return models.load_saved(self.path)
 
 
 def variants(ctx) -> list[Variant]:
@@ -46,14 +66,24 @@ def variants(ctx) -> list[Variant]:
         Variant("student", "student", "pytorch", "fp32", final_student(ctx)),
         Variant("student-onnx", "student", "onnx", "fp32", onnx_model(ctx, "student"), "student"),
     ]
-    int8 = ctx.stage_dir("quantize") / "student-int8" / "model.onnx"
-    if int8.is_file():
-        out.append(Variant("student-int8", "student", "onnx", "int8", int8, "student-onnx"))
+    out += quantized(ctx)
     ce = ctx.stage_dir("baseline") / "student-ce"
     if ce.is_dir():  # baselines: the same student before distillation, and trained on hard labels only
         out.append(Variant("student-init", "baseline", "pytorch", "fp32", ctx.stage_dir("student") / "model"))
         out.append(Variant("student-ce", "baseline", "pytorch", "fp32", ce))
     return out
+
+
+def quantized(ctx) -> list[Variant]:
+    """The variants the quantize stage produced, as listed in its variants.json."""
+    from compress.stages.quantize import MANIFEST
+
+    listing = ctx.stage_dir("quantize") / MANIFEST
+    if not listing.is_file():
+        return []
+    return [Variant(e["name"], "student", e["format"], e["precision"], ctx.stage_dir("quantize") / e["path"], e["parent"],
+                    e["method"], e.get("device", "cpu"), e.get("loader", "saved"), e.get("providers"))
+            for e in read_json(listing)]
 
 
 def run(cfg, ctx) -> dict:
@@ -71,19 +101,21 @@ def run(cfg, ctx) -> dict:
         query = latency_input(tokenizer, split.texts, bcfg.sequence_length, bcfg.batch_size)
         with ctx.console.status(f"accuracy of {v.name} on {len(split)} {split.name} sentences"):
             if v.format == "pytorch":
-                model, _ = models.load_saved(v.path)
-                params[v.name] = models.count_parameters(model)
-                logits = predict_logits(model, encoded, tokenizer.pad_token_id, bcfg.eval_batch_size, "cpu").numpy()
+                model, _ = v.load_torch()
+                # packed int8 weights are not parameters: a quantized model has its parent's count
+                params[v.name] = params[v.parent] if v.parent else models.count_parameters(model)
+                logits = torch_logits(model, encoded.input_ids, tokenizer.pad_token_id, v.device, bcfg.eval_batch_size)
                 del model
             else:
-                sess = onnxrun.session(v.path, threads=bcfg.threads)
+                sess = onnxrun.session(v.path, threads=bcfg.threads, providers=v.providers)
                 logits = onnxrun.logits(sess, encoded.input_ids, tokenizer.pad_token_id, bcfg.eval_batch_size)
                 params[v.name] = params[v.parent]
                 del sess
         pred = logits.argmax(-1)
         teacher_pred = pred if teacher_pred is None else teacher_pred
         with ctx.console.status(f"latency and memory of {v.name} in a fresh process"):
-            timing = measure(v.format, v.path, query, bcfg.warmup, bcfg.queries, bcfg.threads)
+            timing = measure(v.format, v.path, query, bcfg.warmup, bcfg.queries, bcfg.threads,
+                             device=v.device, loader=v.loader, providers=v.providers)
         stats = LatencyStats(**timing["latency"])
         row = {
             **{k: str(val) if isinstance(val, Path) else val for k, val in asdict(v).items()},

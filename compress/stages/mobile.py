@@ -37,10 +37,10 @@ EXECUTION_PROVIDERS = (
 
 
 def shipped_onnx(cfg, ctx) -> Path:
-    """The .onnx of ``ship.variant``: the quantized student or the fp32 export."""
-    if cfg.ship.variant == "student-int8":
-        return ctx.stage_dir("quantize") / "student-int8" / "model.onnx"
-    return ctx.stage_dir("export") / "student" / "model.onnx"
+    """The .onnx of ``ship.variant``: a quantized variant or the fp32 export (its fused graph)."""
+    from compress.stages.quantize import onnx_variant_path
+
+    return onnx_variant_path(ctx, cfg.ship.variant)
 
 
 def run(cfg, ctx) -> dict:
@@ -54,7 +54,8 @@ def run(cfg, ctx) -> dict:
 
     source = shipped_onnx(cfg, ctx)
     if not source.is_file():
-        raise CompressError(f"mobile: {source} not found (ship.variant: {cfg.ship.variant}); delete {ctx.run_dir} and run again")
+        raise CompressError(f"mobile: {source} not found: ship.variant {cfg.ship.variant} was not produced by the "
+                            f"quantize stage (see its messages above); ship student-onnx or a variant this machine can make")
     with ctx.console.status(f"converting {cfg.ship.variant} to ORT format"):
         ort_path, operators = convert(source, ctx.out, mcfg.optimization_level, mcfg.optimization_style,
                                       mcfg.target_platform)

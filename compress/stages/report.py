@@ -32,7 +32,7 @@ def build(cfg, ctx) -> dict:
     for r in rows:
         lo, hi = accuracy_interval(correct[r["name"]])
         variants.append({
-            "name": r["name"], "role": r["role"], "format": r["format"], "precision": r["precision"],
+            "name": r["name"], "role": r["role"], "format": r["format"], "precision": r["precision"], "method": r.get("method"),
             "parameters": r["parameters"], "size_bytes": r["size_bytes"], "accuracy": r["accuracy"],
             "accuracy_ci95": [round(lo, 5), round(hi, 5)],
             "retention": round(r["accuracy"] / ref["accuracy"], 5) if ref["accuracy"] else None,
@@ -55,6 +55,7 @@ def build(cfg, ctx) -> dict:
         "eval": {"split": bench["eval_split"], "sentences": first["eval_sentences"]},
         "distill": {"temperature": cfg.distill.temperature, "alpha": cfg.distill.alpha},
         "quantize": stages["quantize"]["metrics"],
+        "export_parity": {name: e.get("parity", []) for name, e in stages["export"]["metrics"].items()},
         "student": stages["student"]["metrics"],
         "vocab_trim": stages["trim"]["metrics"],
         "mobile": mobile.summary(stages["mobile"]["metrics"]),
@@ -95,14 +96,70 @@ def markdown(report: dict) -> str:
         lines += ["", f"Distillation gain, {name}: {gain['difference'] * 100:+.2f} points of accuracy "
                   f"(95% paired bootstrap interval {lo * 100:+.2f} to {hi * 100:+.2f}; {gain['wins']} sentences won, "
                   f"{gain['losses']} lost)."]
-    q = report["quantize"]
-    if q.get("enabled"):
-        lines += ["", f"int8: ONNX Runtime dynamic quantization for `{q['isa']}`, per-channel {q['per_channel']}."]
+    lines += quantization_section(report)
     lines += mobile_markdown(report["mobile"])
     lines += ["", "Peak memory is the peak RSS of a process that loads the variant and runs it (ONNX Runtime arena on; "
               "PyTorch variants include the torch runtime itself).", "",
               "Stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in report["stage_seconds"].items()), ""]
     return "\n".join(lines)
+
+
+def quantization_section(report: dict) -> list[str]:
+    """The quantized variants: how each was made, its accuracy budget and fallback ladder, and the
+    parity checklist of every ONNX and quantized variant against the fp32 PyTorch parent."""
+    q = report["quantize"]
+    if not q.get("enabled"):
+        return []
+    vnni = ("with VNNI: int8 products accumulate in int32, weights keep all 8 bits" if q["vnni"]
+            else "without VNNI: int8 products are summed in int16, so weights keep 7 bits (reduce_range)")
+    lines = ["", "## Quantization", "",
+             f"int8 settings chosen for `{q['isa']}` ({vnni}). Each variant's accuracy budget is judged against its "
+             f"fp32 parent on {q['held_out']['source']} ({q['held_out']['rows']} rows, never the evaluation split); "
+             "over budget, an ONNX int8 variant walks a ladder (per-channel, then the most sensitive nodes kept in fp32, "
+             "then dynamic) and keeps the fastest setting inside the budget.", "",
+             "| variant | method | kept setting | graph | held-out accuracy | parent | drop (points) | budget | latency (ms) |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|"]
+    produced = [v for v in q["variants"] if v["status"] == "produced"]
+    for v in produced:
+        method = v["method"]
+        if v.get("engine"):  # torch_dynamic: which library, and whether the int8 weights are on disk
+            kept = "int8 safetensors" if v["storage"] == "safetensors" else "re-quantized from the fp32 student at load"
+            method += f" ({v['engine']}, {kept})"
+        lines.append(f"| {v['name']} | {method} | {v['kept_rung']}: {v['settings']['describe']} | {v.get('graph') or '-'} | "
+                     f"{v['accuracy']:.4f} | {v['parent_accuracy']:.4f} ({v['parent']}) | {v['drop_points']:+.2f} | "
+                     f"{v['budget']:g} | {v['latency_ms']:.2f} |")
+    for v in q["variants"]:
+        if v["status"] == "skipped":
+            lines += ["", f"Skipped: {v['name']} ({v['method']}): {v['reason']}."]
+    for v in produced:
+        if "calibration" in v:
+            c = v["calibration"]
+            lines += ["", f"{v['name']}: calibrated ({c['method']}) on {c['samples']} sentences of the {c['from']}, "
+                      f"padded to {c['width']} tokens; sha256 of their token ids `{c['sha256']}`."]
+        if v.get("fused_graph_not_used"):
+            lines += ["", f"{v['name']}: static quantization of the fused graph was not possible "
+                      f"({v['fused_graph_not_used']}); the unfused export was quantized instead."]
+        if len(v["ladder"]) > 1:
+            lines += ["", f"Ladder of {v['name']}:", "", "| rung | settings | accuracy | drop (points) | latency (ms) | parity | kept |",
+                      "|---|---|---:|---:|---:|---|---|"]
+            for r in v["ladder"]:
+                acc = f"{r['accuracy']:.4f}" if r["accuracy"] is not None else "-"
+                drop = f"{r['drop_points']:+.2f}" if r["drop_points"] is not None else "-"
+                lat = f"{r['latency_ms']:.2f}" if r["latency_ms"] is not None else "-"
+                ok = "ok" if r["parity_ok"] else ("; ".join(r["problems"]) or "-")
+                lines.append(f"| {r['rung']} | {r['settings']['describe']} | {acc} | {drop} | {lat} | {ok} | "
+                             f"{'yes' if r['kept'] else ''} |")
+    checks = [(f"{name}-onnx", row) for name, rows in report.get("export_parity", {}).items() for row in rows]
+    checks += [(v["name"], row) for v in produced for row in v["parity"]]
+    if checks:
+        lines += ["", "Parity against the fp32 PyTorch parent, at the shapes the export saved:", "",
+                  "| variant | shape | max abs diff | top-1 agreement | min cosine | tolerance | ok |",
+                  "|---|---|---:|---:|---:|---|---|"]
+        for name, r in checks:
+            label = f"{name} ({r['variant'].split()[-1]})" if r.get("variant", "").endswith("fused") else name
+            lines.append(f"| {label} | {r['shape']} | {r['max_abs_diff']:.2e} | {r['top1_agreement']:.1%} | "
+                         f"{r['min_cosine']:.6f} | {r['tolerance']} | {'ok' if r['ok'] else 'FAIL'} |")
+    return lines
 
 
 def run(cfg, ctx) -> dict:

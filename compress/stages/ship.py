@@ -34,7 +34,12 @@ def run(cfg, ctx) -> dict:
         ctx.console.print("ship: disabled (ship.enabled: false)")
         return {"enabled": False}
     report = read_json(ctx.run_dir / "report.json")
-    variant = next(v for v in report["variants"] if v["name"] == cfg.ship.variant)
+    variant = next((v for v in report["variants"] if v["name"] == cfg.ship.variant), None)
+    if variant is None:  # a GPU variant skipped where there is no CUDA
+        skipped = {v["name"]: v.get("reason") for v in report["quantize"].get("variants", []) if v["status"] == "skipped"}
+        raise CompressError(f"ship.variant: {cfg.ship.variant} was not produced"
+                            + (f" ({skipped[cfg.ship.variant]})" if cfg.ship.variant in skipped else "")
+                            + "; ship student-onnx or a variant this machine can make")
     mobile_metrics = read_json(ctx.stage_dir("mobile") / "stage.json")["metrics"]
     source_dir = ctx.stage_dir("export") / "student"
     final = Path(cfg.ship.dir) / cfg.name
