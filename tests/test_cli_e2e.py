@@ -6,7 +6,7 @@ import sys
 
 from .conftest import ROOT, read_json
 
-VARIANTS = ["teacher", "teacher-onnx", "student", "student-onnx", "student-int8", "student-int8-static", "student-init", "student-ce"]
+VARIANTS = ["teacher", "teacher-onnx", "student", "student-onnx", "student-int8", "student-int8-static", "student-torch-int8", "student-init", "student-ce"]
 STAGES = ("teacher", "student", "distill", "baseline", "trim", "export", "quantize", "mobile", "bench", "report",
           "ship")
 FIELDS = ["format", "precision", "parameters", "size_bytes", "accuracy", "retention", "speedup", "latency_ms",
@@ -53,7 +53,7 @@ def test_tiny_run_end_to_end_then_skip_then_rerun_from_distill(run_tiny, tmp_pat
     md = (run_dir / "report.md").read_text()
     assert md.count("| student-int8 | onnx | int8 |") == 1 and "## Quantization" in md
     quantized = {v["name"]: v for v in report["quantize"]["variants"]}
-    assert set(quantized) == {"student-int8", "student-int8-static"}
+    assert set(quantized) == {"student-int8", "student-int8-static", "student-torch-int8"}
     for v in quantized.values():  # every quantized variant carries its parity checklist, at every saved shape
         assert v["status"] == "produced" and len(v["parity"]) == 4 and all(r["ok"] for r in v["parity"])
         assert abs(v["drop_points"]) <= v["budget"]
@@ -103,7 +103,7 @@ def test_tiny_distilbert_student_jsd_vocab_trim_and_transfer_set(run_tiny):
     report = read_json(run_dir / "report.json")
     assert report["student"]["architecture"] == "distilbert"
     assert report["vocab_trim"]["enabled"] and report["vocab_trim"]["max_abs_diff"] <= 1e-5
-    assert [v["name"] for v in report["variants"]] == VARIANTS[:6]
+    assert [v["name"] for v in report["variants"]] == VARIANTS[:7]
     assert report["distillation_gain"] == {}
 
 

@@ -20,6 +20,7 @@ from compress.errors import CompressError
 from compress.stages.trim import final_student
 
 NAME = "export"
+VERSION = 2  # 2: fused graph and parity.npz, which quantize and mobile read
 DEPENDS = ("teacher", "distill", "trim")
 CONFIG = ("export", "optimize", "data", "bench")
 FUSED = "model_optimized.onnx"

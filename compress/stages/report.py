@@ -56,6 +56,7 @@ def build(cfg, ctx) -> dict:
         "distill": {"temperature": cfg.distill.temperature, "alpha": cfg.distill.alpha},
         "quantize": stages["quantize"]["metrics"],
         "export_parity": {name: e.get("parity", []) for name, e in stages["export"]["metrics"].items()},
+        "fusions": {name: e["fusions"] for name, e in stages["export"]["metrics"].items() if "fusions" in e},
         "student": stages["student"]["metrics"],
         "vocab_trim": stages["trim"]["metrics"],
         "mobile": mobile.summary(stages["mobile"]["metrics"]),
@@ -96,12 +97,24 @@ def markdown(report: dict) -> str:
         lines += ["", f"Distillation gain, {name}: {gain['difference'] * 100:+.2f} points of accuracy "
                   f"(95% paired bootstrap interval {lo * 100:+.2f} to {hi * 100:+.2f}; {gain['wins']} sentences won, "
                   f"{gain['losses']} lost)."]
+    lines += fusion_lines(report.get("fusions", {}))
     lines += quantization_section(report)
     lines += mobile_markdown(report["mobile"])
     lines += ["", "Peak memory is the peak RSS of a process that loads the variant and runs it (ONNX Runtime arena on; "
               "PyTorch variants include the torch runtime itself).", "",
               "Stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in report["stage_seconds"].items()), ""]
     return "\n".join(lines)
+
+
+def fusion_lines(fusions: dict[str, dict[str, int]]) -> list[str]:
+    """Which operators ONNX Runtime's transformer optimizer fused, per exported model."""
+    if not fusions:
+        return ["", "Graph optimization: off (optimize.enabled: false); the ONNX variants are the plain export."]
+    lines = ["", "Graph optimization (ONNX Runtime's transformer optimizer; the `-onnx` variants are the fused graphs):", ""]
+    for name, counts in fusions.items():
+        made = ", ".join(f"{op} x{n}" for op, n in counts.items() if n) or "nothing fused"
+        lines.append(f"- {name}: {made}")
+    return lines
 
 
 def quantization_section(report: dict) -> list[str]:
