@@ -335,8 +335,7 @@ class MobileConfig(StrictModel):
         "runtime: saved to be replayed on the device (for NNAPI/CoreML, needs session.enable_saved_runtime_optimizations).")
     target_platform: Literal["arm", "amd64"] = Field("arm", description="CPU family the ORT-format model is made for.")
     atol: float = Field(1e-4, gt=0, description="Largest allowed |logit difference| between model.ort and the .onnx "
-                        "it was converted from.")
-    parity_samples: int = Field(32, gt=0, description="Evaluation sentences used for the parity check.")
+                        "it was converted from, at the export's parity shapes (export.parity_samples sentences).")
 
 
 class BenchConfig(StrictModel):

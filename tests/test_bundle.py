@@ -139,7 +139,8 @@ def test_mobile_stage_metrics_and_report_section(tiny_shipped):
     assert metrics["enabled"] and metrics["variant"] == "student-int8"
     assert metrics["optimization_level"] == "all" and metrics["ort_bytes"] == (run_dir / "mobile" / "model.ort").stat().st_size
     shapes = [c["shape"] for c in metrics["parity"]]
-    assert len(shapes) == 3 and shapes[2] == "batch 1 x length 32" and shapes[0].startswith("batch 32 x ")
+    assert len(shapes) == 4 and shapes[2:] == ["batch 1 x length 32", "batch 4 x length 32"]
+    assert shapes[0].startswith("batch 32 x ")
     for c in metrics["parity"]:
         assert c["max_abs_diff"] <= metrics["atol"] and c["top1_agreement"] == 1.0 and c["min_cosine"] > 0.9999
     eps = metrics["usability"]["execution_providers"]
@@ -158,11 +159,11 @@ def test_mobile_stage_metrics_and_report_section(tiny_shipped):
     md = (run_dir / "report.md").read_text()
     assert "## ORT format (ONNX Runtime Mobile)" in md
     assert f"| NNAPI | {eps['nnapi']['partitions']} | {eps['nnapi']['supported_nodes']}/{eps['nnapi']['nodes']} |" in md
-    assert md.count("- ok: batch ") == 3
+    assert md.count("- ok: batch ") == 4
 
 
 def test_ort_parity_failure_names_the_shape(tiny_shipped, tmp_path, monkeypatch):
-    """A converter whose model adds 0.01 x (batch size - 1) to the logits: only the batched shape is off."""
+    """A converter whose model adds 0.01 x (batch size - 1) to the logits: only the batched shapes are off."""
     import onnx
     from onnx import TensorProto, helper
     from rich.console import Console
@@ -206,12 +207,14 @@ def test_ort_parity_failure_names_the_shape(tiny_shipped, tmp_path, monkeypatch)
     with pytest.raises(CompressError) as caught:
         mobile.run(cfg, ctx)
     problems = caught.value.problems
-    assert len(problems) == 1, problems
+    assert len(problems) == 2, problems
     assert re.search(r"model\.ort logits differ from .*model\.onnx by 0\.31 at batch 32 x length \d+ \(mobile\.atol 0\.0001\)",
                      problems[0]), problems
+    assert "by 0.03 at batch 4 x length 32" in problems[1], problems
     lines = printed.getvalue().splitlines()
-    assert sum("-[FAIL] model.ort batch 32 x" in line for line in lines) == 1
-    assert sum("-[ok] model.ort batch 1 x" in line for line in lines) == 2
+    assert sum(line.startswith("  [FAIL] batch 32 x") for line in lines) == 1
+    assert sum(line.startswith("  [FAIL] batch 4 x") for line in lines) == 1
+    assert sum(line.startswith("  [ok  ] batch 1 x") for line in lines) == 2
 
 
 def test_operator_config_and_mobile_package_check(tmp_path, monkeypatch):
@@ -233,12 +236,15 @@ def test_operator_config_and_mobile_package_check(tmp_path, monkeypatch):
     assert result == {"checked": True, "usable": False, "ops_not_in_package": ["com.microsoft:Gelu (opset 1)"]}
 
 
-def test_cosine_of_identical_and_opposite_rows():
-    from compress.stages.mobile import _cosine
+def test_parity_measures_of_identical_opposite_and_zero_rows():
+    from compress.parity import compare
 
     a = np.array([[1.0, 2.0], [0.0, 0.0], [1.0, 0.0]])
     b = np.array([[2.0, 4.0], [0.0, 0.0], [-1.0, 0.0]])
-    assert np.allclose(_cosine(a, b), [1.0, 1.0, -1.0])
+    m = compare(a, b)
+    assert m["min_cosine"] == pytest.approx(-1.0) and m["max_abs_diff"] == 2.0
+    assert m["top1_agreement"] == pytest.approx(2 / 3)  # [1, 0] vs [-1, 0] flips the top class
+    assert compare(a, a) == {"max_abs_diff": 0.0, "top1_agreement": 1.0, "min_cosine": pytest.approx(1.0)}
 
 
 def test_mobile_disabled_ships_and_verifies_without_model_ort(tiny_shipped, tmp_path):

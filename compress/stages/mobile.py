@@ -17,14 +17,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
-from compress import onnxrun
+from compress import parity
 from compress.errors import CompressError
 
 NAME = "mobile"
 DEPENDS = ("export", "quantize")
-CONFIG = ("mobile", "ship.variant", "data", "bench.sequence_length")
+CONFIG = ("mobile", "ship.variant")
 ORT_FILE = "model.ort"
 OPERATORS_FILE = "required_operators.config"
 LEVEL_VARIABLE = "ORT_CONVERT_ONNX_MODELS_TO_ORT_OPTIMIZATION_LEVEL"  # how the converter takes its level
@@ -48,9 +46,7 @@ def run(cfg, ctx) -> dict:
     if not mcfg.enabled:
         ctx.console.print("mobile: disabled (mobile.enabled: false)")
         return {"enabled": False}
-    from transformers import AutoTokenizer
-
-    from compress.data import eval_split
+    from compress.stages.export import load_reference
 
     source = shipped_onnx(cfg, ctx)
     if not source.is_file():
@@ -59,16 +55,15 @@ def run(cfg, ctx) -> dict:
     with ctx.console.status(f"converting {cfg.ship.variant} to ORT format"):
         ort_path, operators = convert(source, ctx.out, mcfg.optimization_level, mcfg.optimization_style,
                                       mcfg.target_platform)
-    tokenizer = AutoTokenizer.from_pretrained(source.parent)  # the tokenizer files next to the .onnx
-    texts = eval_split(cfg).texts[: mcfg.parity_samples]
-    rows = tokenizer(texts, truncation=True, max_length=cfg.bench.sequence_length)["input_ids"]
-    checks = parity(source, ort_path, rows, tokenizer.pad_token_id, cfg.bench.sequence_length)
     ctx.console.print(f"mobile: {ORT_FILE} {ort_path.stat().st_size / 1e6:.2f} MB from {cfg.ship.variant} "
                       f"{source.stat().st_size / 1e6:.2f} MB (optimization level {mcfg.optimization_level}, "
                       f"{mcfg.optimization_style}, for {mcfg.target_platform})")
-    for line in checklist(checks, mcfg.atol):
-        ctx.console.print(line)
-    bad = [c for c in checks if c["max_abs_diff"] > mcfg.atol]
+    # the inputs every other check ran at; the .onnx it was converted from is the reference
+    inputs, _ = load_reference(ctx.stage_dir("export") / "student" / "parity.npz")
+    checks = parity.check(ORT_FILE, inputs, parity.onnx_outputs(source, inputs), parity.onnx_outputs(ort_path, inputs),
+                          parity.Tolerance(atol=mcfg.atol))
+    parity.print_checklist(ctx.console, f"{ORT_FILE} vs the .onnx of {cfg.ship.variant}", checks)
+    bad = [c for c in checks if not c["ok"]]
     if bad:
         raise CompressError(*(f"mobile: {ORT_FILE} logits differ from {source} by {c['max_abs_diff']:.3g} at "
                               f"{c['shape']} (mobile.atol {mcfg.atol:g}); convert with mobile.optimization_level: basic "
@@ -176,53 +171,6 @@ def mobile_package(required: dict[str, dict[str, list[str]]]) -> dict:
                      for opset, names in opsets.items() for op in names
                      if op not in package.get(domain, {}).get(opset, []))
     return {"checked": True, "usable": not missing, "ops_not_in_package": missing}
-
-
-# ----------------------------------------------------------------------------- parity
-
-
-def shapes(rows: list[list[int]], pad_id: int, long_length: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """All sentences padded to the longest, the first alone, the first padded to ``long_length``."""
-    ids, mask = onnxrun.pad(rows, pad_id)
-    first = rows[0][:long_length]
-    long_ids = np.full((1, long_length), pad_id, dtype=np.int64)
-    long_mask = np.zeros((1, long_length), dtype=np.int64)
-    long_ids[0, : len(first)], long_mask[0, : len(first)] = first, 1
-    return [(ids, mask), (ids[:1, : len(rows[0])], mask[:1, : len(rows[0])]), (long_ids, long_mask)]
-
-
-def parity(onnx_path: Path, ort_path: Path, rows: list[list[int]], pad_id: int, long_length: int) -> list[dict]:
-    """ORT-format logits against the .onnx's, both in ONNX Runtime on the CPU, at every shape of ``shapes``."""
-    reference, candidate = onnxrun.session(onnx_path), onnxrun.session(ort_path)
-    checks = []
-    for ids, mask in shapes(rows, pad_id, long_length):
-        ref = reference.run(["logits"], onnxrun.feeds(reference, ids, mask))[0]
-        got = candidate.run(["logits"], onnxrun.feeds(candidate, ids, mask))[0]
-        checks.append({
-            "shape": f"batch {ids.shape[0]} x length {ids.shape[1]}",
-            "max_abs_diff": float(np.abs(ref - got).max()),
-            "top1_agreement": float((ref.argmax(-1) == got.argmax(-1)).mean()),
-            "min_cosine": float(_cosine(ref, got).min()),
-        })
-    return checks
-
-
-def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Cosine similarity of each row of logits; two zero rows count as identical."""
-    a, b = a.astype(np.float64), b.astype(np.float64)
-    norms = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
-    dots = (a * b).sum(-1)
-    return np.where(norms > 0, dots / np.where(norms > 0, norms, 1), 1.0)
-
-
-def checklist(checks: list[dict], atol: float) -> list[str]:
-    """One rich-markup line per parity check, ok or FAIL."""
-    lines = []
-    for c in checks:
-        mark = "[green]ok[/]" if c["max_abs_diff"] <= atol else "[red]FAIL[/]"
-        lines.append(f" -[{mark}] {ORT_FILE} {c['shape']}: logits max diff {c['max_abs_diff']:.2e} (atol {atol:g}), "
-                     f"top-1 agreement {c['top1_agreement']:.1%}, cosine >= {c['min_cosine']:.6f}")
-    return lines
 
 
 # ----------------------------------------------------------------------------- NNAPI / CoreML

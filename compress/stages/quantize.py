@@ -24,7 +24,6 @@ import numpy as np
 from compress import onnxrun, parity
 from compress.config import ONNX_INT8
 from compress.envinfo import int8_isa
-from compress.errors import CompressError
 from compress.io import write_json
 from compress.quant import gpu, ladder, onnx_int8, samples, torch_int8
 from compress.quant.ladder import Rung
