@@ -362,6 +362,13 @@ class ShipConfig(StrictModel):
                                "replays golden.json; an int8 model replayed on another CPU family may need more.")
 
 
+class ReportConfig(StrictModel):
+    """What report.md / report.html recommend."""
+
+    retention_floor: float = Field(0.97, gt=0, le=1, description="The recommended variants are the smallest and the "
+                                   "fastest whose accuracy is at least this share of the teacher's (0.97 = 97%).")
+
+
 class PipelineConfig(StrictModel):
     """A whole run: teacher -> student -> distill -> export -> quantize -> mobile -> bench -> report -> ship."""
 
@@ -383,6 +390,7 @@ class PipelineConfig(StrictModel):
     quantize: QuantizeConfig = Field(default_factory=QuantizeConfig)
     mobile: MobileConfig = Field(default_factory=MobileConfig)
     bench: BenchConfig = Field(default_factory=BenchConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
     ship: ShipConfig = Field(default_factory=ShipConfig)
 
     def hash(self) -> str:

@@ -1,4 +1,5 @@
-"""Report: ``runs/<name>/report.json`` (the source of truth) and ``report.md``, relative to the teacher."""
+"""Report: ``runs/<name>/report.json`` (the source of truth), ``report.md`` and ``report.html`` (plots of
+accuracy against size and latency, and the recommended variants), relative to the teacher."""
 
 from __future__ import annotations
 
@@ -13,13 +14,13 @@ from compress.stages import mobile
 
 NAME = "report"
 DEPENDS = ("teacher", "student", "distill", "baseline", "trim", "export", "quantize", "mobile", "bench")
-CONFIG = ("name",)
+CONFIG = ("name", "report")
 REFERENCE = "teacher"  # ratios are against the teacher in PyTorch fp32
 
 
 def outputs(cfg, run_dir: Path) -> list[Path]:
     """Files written outside the stage folder: the stage reruns if one is gone."""
-    return [run_dir / "report.json", run_dir / "report.md"]
+    return [run_dir / "report.json", run_dir / "report.md", run_dir / "report.html"]
 
 
 def build(cfg, ctx) -> dict:
@@ -67,7 +68,44 @@ def build(cfg, ctx) -> dict:
         "stage_seconds": {name: s["seconds"] for name, s in stages.items()},
         "environment": read_json(ctx.run_dir / "env.json"),
         "variants": variants,
+        "recommended": recommend(variants, cfg.report.retention_floor),
     }
+
+
+def recommend(variants: list[dict], floor: float) -> dict:
+    """The smallest and the fastest variant that keep at least ``floor`` of the teacher's accuracy: what to
+    ship when disk, or when latency, is what is scarce. Ties go to the more accurate; None when no variant
+    keeps enough (only when the teacher itself scored 0)."""
+    keep = [v for v in variants if v["retention"] is not None and v["retention"] >= floor]
+
+    def pick(cost) -> dict | None:
+        if not keep:
+            return None
+        best = min(keep, key=lambda v: (cost(v), -v["accuracy"]))
+        return {"name": best["name"], "size_bytes": best["size_bytes"], "p50_ms": best["latency_ms"]["p50"],
+                "accuracy": best["accuracy"], "retention": best["retention"]}
+
+    return {"retention_floor": floor, "size": pick(lambda v: v["size_bytes"]),
+            "latency": pick(lambda v: v["latency_ms"]["p50"])}
+
+
+def recommendation_sentence(rec: dict | None) -> str:
+    """report.md's and report.html's sentence naming the recommended variants."""
+    if not rec:
+        return ""
+    floor = rec["retention_floor"]
+    size, latency = rec.get("size"), rec.get("latency")
+    if not size or not latency:
+        return f"No variant keeps {floor:.0%} of the teacher's accuracy (report.retention_floor): nothing is recommended."
+
+    def figures(v):
+        return f"{v['size_bytes'] / 1e6:.1f} MB, {v['p50_ms']:.2f} ms p50, {v['retention']:.1%} of the teacher's accuracy"
+
+    if size["name"] == latency["name"]:
+        return (f"Recommended: {size['name']} ({figures(size)}), both the smallest and the fastest variant that "
+                f"keeps at least {floor:.0%} of the teacher's accuracy.")
+    return (f"Recommended, keeping at least {floor:.0%} of the teacher's accuracy: {size['name']} where size "
+            f"matters most ({figures(size)}); {latency['name']} where latency does ({figures(latency)}).")
 
 
 def markdown(report: dict) -> str:
@@ -81,29 +119,55 @@ def markdown(report: dict) -> str:
         f"{t['sequence_length']}, after warm-up, each variant in a fresh process. Ratios are against the "
         f"teacher in PyTorch fp32. Distillation: T={report['distill']['temperature']}, alpha={report['distill']['alpha']}.",
         "",
-        "| variant | format | precision | parameters | size (MB) | accuracy | retention | agreement | speedup | "
-        "p50 (ms) | p90 (ms) | p99 (ms) | peak memory (MiB) |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| " + " | ".join(TABLE_COLUMNS) + " |",
+        "|" + "|".join("---:" if right else "---" for right in TABLE_RIGHT) + "|",
     ]
-    for v in report["variants"]:
+    lines += ["| " + " | ".join(row) + " |" for row in table_rows(report["variants"])]
+    sentence = recommendation_sentence(report.get("recommended"))
+    lines += ["", sentence] if sentence else []
+    return "\n".join(lines + details_markdown(report))
+
+
+TABLE_COLUMNS = ("variant", "format", "precision", "parameters", "size (MB)", "accuracy", "retention", "agreement",
+                 "speedup", "p50 (ms)", "p90 (ms)", "p99 (ms)", "peak memory (MiB)")
+TABLE_RIGHT = (False, False, False, True, True, True, True, True, True, True, True, True, True)  # numbers align right
+
+
+def table_rows(variants: list[dict]) -> list[list[str]]:
+    """The cells of the variants table (report.md, report.html): one row per variant, as text."""
+    rows = []
+    for v in variants:
         lat = v["latency_ms"]
-        lines.append(
-            f"| {v['name']} | {v['format']} | {v['precision']} | {v['parameters'] / 1e6:.1f}M | {v['size_bytes'] / 1e6:.1f} | "
-            f"{v['accuracy']:.4f} | {v['retention']:.1%} | {v['agreement_with_teacher']:.1%} | {v['speedup']:.2f}x | "
-            f"{lat['p50']:.2f} | {lat['p90']:.2f} | {lat['p99']:.2f} | {v['peak_memory_bytes'] / 2**20:.0f} |"
-        )
-    for name, gain in report["distillation_gain"].items():
+        rows.append([v["name"], v["format"], v["precision"], f"{v['parameters'] / 1e6:.1f}M", f"{v['size_bytes'] / 1e6:.1f}",
+                     f"{v['accuracy']:.4f}", f"{v['retention']:.1%}" if v["retention"] is not None else "-",
+                     f"{v['agreement_with_teacher']:.1%}", f"{v['speedup']:.2f}x", f"{lat['p50']:.2f}",
+                     f"{lat['p90']:.2f}", f"{lat['p99']:.2f}", f"{v['peak_memory_bytes'] / 2**20:.0f}"])
+    return rows
+
+
+def gain_sentences(report: dict) -> list[str]:
+    """What distillation bought over each baseline, with its paired interval."""
+    out = []
+    for name, gain in report.get("distillation_gain", {}).items():
         lo, hi = gain["ci95"]
-        lines += ["", f"Distillation gain, {name}: {gain['difference'] * 100:+.2f} points of accuracy "
-                  f"(95% paired bootstrap interval {lo * 100:+.2f} to {hi * 100:+.2f}; {gain['wins']} sentences won, "
-                  f"{gain['losses']} lost)."]
+        out.append(f"Distillation gain, {name}: {gain['difference'] * 100:+.2f} points of accuracy "
+                   f"(95% paired bootstrap interval {lo * 100:+.2f} to {hi * 100:+.2f}; {gain['wins']} sentences won, "
+                   f"{gain['losses']} lost).")
+    return out
+
+
+def details_markdown(report: dict) -> list[str]:
+    """Everything of report.md after the table and the recommendation; report.html renders the same lines."""
+    lines = []
+    for sentence in gain_sentences(report):
+        lines += ["", sentence]
     lines += fusion_lines(report.get("fusions", {}))
     lines += quantization_section(report)
-    lines += mobile_markdown(report["mobile"])
+    lines += mobile_markdown(report.get("mobile", {}))
     lines += ["", "Peak memory is the peak RSS of a process that loads the variant and runs it (ONNX Runtime arena on; "
               "PyTorch variants include the torch runtime itself).", "",
-              "Stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in report["stage_seconds"].items()), ""]
-    return "\n".join(lines)
+              "Stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in report.get("stage_seconds", {}).items()), ""]
+    return lines
 
 
 def fusion_lines(fusions: dict[str, dict[str, int]]) -> list[str]:
@@ -120,8 +184,8 @@ def fusion_lines(fusions: dict[str, dict[str, int]]) -> list[str]:
 def quantization_section(report: dict) -> list[str]:
     """The quantized variants: how each was made, its accuracy budget and fallback ladder, and the
     parity checklist of every ONNX and quantized variant against the fp32 PyTorch parent."""
-    q = report["quantize"]
-    if not q.get("enabled"):
+    q = report.get("quantize", {})
+    if not q.get("enabled") or "variants" not in q:  # off, or a report.json older than quantize.variants
         return []
     vnni = ("with VNNI: int8 products accumulate in int32, weights keep all 8 bits" if q["vnni"]
             else "without VNNI: int8 products are summed in int16, so weights keep 7 bits (reduce_range)")
@@ -179,7 +243,14 @@ def run(cfg, ctx) -> dict:
     report = build(cfg, ctx)
     write_json(ctx.run_dir / "report.json", report)
     write_text(ctx.run_dir / "report.md", markdown(report))
+    write_html(ctx.run_dir / "report.html", report)
     return {"report": str(ctx.run_dir / "report.json")}
+
+
+def write_html(path: Path, report: dict) -> None:
+    from compress.htmlreport import render_run
+
+    write_text(path, render_run(report))
 
 
 def mobile_markdown(section: dict) -> list[str]:
