@@ -97,5 +97,8 @@ def test_missing_required_and_missing_folder(tmp_path):
 def test_impossible_combination_names_the_key():
     problems = errors_of(TINY, ["quantize.enabled=false"])
     assert problems == ["ship.variant: student-int8 needs quantize.enabled: true (or ship student-onnx)"]
+    # without a bundle the mobile stage still converts ship.variant
+    assert errors_of(TINY, ["quantize.enabled=false", "ship.enabled=false"]) == problems
+    assert errors_of(TINY, ["quantize.enabled=false", "ship.enabled=false", "mobile.enabled=false"]) == []
     problems = errors_of(TINY, ["teacher.model=bert-base-uncased"])
     assert problems == ["teacher: set exactly one of teacher.model (pretrained) or teacher.architecture (random init)"]

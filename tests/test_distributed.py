@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 
 # Dropout off, fp32: what remains between 1 and 2 processes is the order of floating-point sums.
 COMMON = ["teacher.architecture.hidden_dropout_prob=0", "teacher.architecture.attention_probs_dropout_prob=0",
-          "baselines.enabled=false", "ship.enabled=false", "quantize.enabled=false", "bench.queries=10",
+          "baselines.enabled=false", "ship.enabled=false", "mobile.enabled=false", "quantize.enabled=false", "bench.queries=10",
           "bench.warmup=1", "distill.train.checkpoint_every=0"]
 
 
