@@ -162,8 +162,9 @@ def compare(
     """Gate a run against a base run (for CI): exit 1 on a regression, 0 otherwise.
 
     Every variant present in both runs is compared: accuracy, retention, p50 latency, size and peak
-    memory. A variant whose retention fell by more than --max-retention-drop points, or whose p50
-    latency grew by more than --max-latency-increase percent, is a regression, one line each.
+    memory; p50 latency also on every target case (cpu, mobile at each length, gpu) both runs measured.
+    A variant whose retention fell by more than --max-retention-drop points, or whose p50 latency grew
+    by more than --max-latency-increase percent on any of them, is a regression, one line each.
     Variants present in only one run are listed, never a failure.
     """
     from rich.console import Console

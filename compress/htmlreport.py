@@ -56,7 +56,8 @@ def render_run(report: dict) -> str:
         f'<p class="sub">{_e(_provenance(report))}</p>',
         _facts(report), "</header>",
         callout,
-        _plots([plots.series(report, "size")], [plots.series(report, "latency")]),
+        _plots([("size", [plots.series(report, "size")], "Accuracy against size on disk")]
+               + [("latency", [plots.series(report, "latency", case=key)], title) for key, title in _latency_plots(report)]),
         "<h2>Variants</h2>",
         _variants_table([(None, report)], recommended=_recommended_names(rec)),
         markdown_html(stage.details_markdown(report)),
@@ -84,7 +85,7 @@ def render_comparison(runs: list[tuple[str, dict]]) -> str:
         '<p class="sub">Each run\'s figures are relative to its own teacher; latencies compare only between runs '
         "measured on the same target.</p></header>",
         runs_table,
-        _plots(size, latency),
+        _plots([("size", size, "Accuracy against size on disk"), ("latency", latency, "Accuracy against p50 latency")]),
         "<h2>Variants</h2>",
         _variants_table([(label, r) for label, r in runs], colours=colours,
                         recommended={(label, n) for label, r in runs for n in _recommended_names(r.get("recommended"))}),
@@ -113,26 +114,47 @@ def _target(report: dict) -> str:
     return f"{cpu}{cores}; {threads}, batch {t['batch_size']}, sequence length {t['sequence_length']}"
 
 
+def _target_fact(t: dict) -> str:
+    if t["status"] == "skipped":
+        return f"{t['name']} skipped ({t['reason']})"
+    c = t["cases"][0]
+    threads = f"{c['threads']} thread{'s' if c['threads'] != 1 else ''}" if c["threads"] else "all cores"
+    lengths = ", ".join(str(x["sequence_length"]) for x in t["cases"])
+    return f"{t['name']} ({threads}, batch {c['batch_size']}, sequence length {lengths})"
+
+
 def _facts(report: dict) -> str:
     env = report.get("environment", {})
     items = [("Evaluation", f"{report['eval']['sentences']} sentences of the {report['eval']['split']} split "
                             f"(95% bootstrap intervals)"),
              ("Target", _target(report) + (f"; int8 ISA {env['int8_isa']}" if env.get("int8_isa") else "")),
              ("Reference", f"{report.get('reference', 'teacher')} (PyTorch fp32): retention and speedup are against it")]
+    if report.get("targets"):
+        items.insert(2, ("Targets", "; ".join(_target_fact(t) for t in report["targets"])))
     if report.get("distill"):
         items.append(("Distillation", f"temperature {report['distill']['temperature']}, alpha {report['distill']['alpha']}"))
     return '<dl class="facts">' + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in items) + "</dl>"
 
 
-def _plots(size: list[plots.Series], latency: list[plots.Series]) -> str:
+def _latency_plots(report: dict) -> list[tuple[str, str]]:
+    """(case key, title) of each latency plot of report.html: one per measured target case; a report.json from
+    before targets has one, of its variants' own latencies (key None)."""
+    cases = [c for t in report.get("targets", []) for c in t["cases"]]
+    if not cases:
+        return [(None, "Accuracy against p50 latency")]
+    return [(c["key"], f"Accuracy against p50 latency: {stage.case_label(c)}") for c in cases]
+
+
+def _plots(figures: list[tuple[str, list[plots.Series], str]]) -> str:
+    """The plots, each (axis, its series, title), side by side where the page is wide enough."""
     caption = ("Error bars: 95% bootstrap interval of the accuracy. Step line: the Pareto frontier (no variant "
                "there is beaten by one at most as {0} and at least as accurate). Dashed: the teacher's accuracy.")
-    figures = []
-    for axis, series, title, word in (("size", size, "Accuracy against size on disk", "large"),
-                                      ("latency", latency, "Accuracy against p50 latency", "slow")):
+    out = []
+    for axis, series, title in figures:
         svg = plots.tradeoff_svg(series, axis, title)
-        figures.append(f"<figure>{svg}<figcaption>{_e(caption.format(word))}</figcaption></figure>")
-    return '<div class="plots">' + "".join(figures) + "</div>"
+        out.append(f"<figure>{svg}<figcaption>{_e(caption.format('large' if axis == 'size' else 'slow'))}"
+                   "</figcaption></figure>")
+    return '<div class="plots">' + "".join(out) + "</div>"
 
 
 def _recommended_names(rec: dict | None) -> set[str]:

@@ -1,5 +1,5 @@
-"""The two trade-off plots of report.html and compare.html, as SVG text to inline: accuracy against size
-on disk and against p50 latency, both on a log x axis. Every variant is a point with its 95% accuracy
+"""The trade-off plots of report.html and compare.html, as SVG text to inline: accuracy against size
+on disk and against p50 latency (in report.html one latency plot per target case), on a log x axis. Every variant is a point with its 95% accuracy
 interval and its name; the teacher's accuracy is a dashed reference line; the Pareto frontier is a step
 line; the recommended variant is ringed. matplotlib draws without pyplot (no global state, no display)
 and writes text as paths, so the SVG needs no font and nothing from the network.
@@ -59,18 +59,26 @@ def kind(variant: dict) -> str:
     return "student" if variant["precision"] == "fp32" else "quantized"
 
 
-def series(report: dict, axis: str, colour: str | None = None, name: str | None = None) -> Series:
-    """A report.json's variants as points on ``axis``; colour None = coloured by kind (a single run)."""
+def series(report: dict, axis: str, colour: str | None = None, name: str | None = None, case: str | None = None) -> Series:
+    """A report.json's variants as points on ``axis``; colour None = coloured by kind (a single run). With
+    ``case`` (a target case of report.json's ``targets``, e.g. ``mobile@16``) the latency axis is that case's
+    p50, the points are the variants measured there and the ring marks the variant recommended there."""
     value = AXES[axis][1]
-    points = [Point(v["name"], value(v), v["accuracy"], tuple(v["accuracy_ci95"]) if v.get("accuracy_ci95") else None,
-                    kind(v), colour or KINDS[kind(v)][1]) for v in report["variants"]]
-    ref = next((v for v in report["variants"] if v["name"] == report.get("reference", "teacher")), None)
+    variants = report["variants"]
     rec = report.get("recommended") or {}
+    recommended = (rec.get(axis) or {}).get("name")
+    if case is not None:
+        variants = [v for v in variants if case in v.get("measurements", {})]
+        value = lambda v: v["measurements"][case]["latency_ms"]["p50"]  # noqa: E731
+        found = next((c for t in report.get("targets", []) for c in t["cases"] if c["key"] == case), {})
+        recommended = (found.get("recommended") or {}).get("name")
+    points = [Point(v["name"], value(v), v["accuracy"], tuple(v["accuracy_ci95"]) if v.get("accuracy_ci95") else None,
+                    kind(v), colour or KINDS[kind(v)][1]) for v in variants]
+    ref = next((v for v in report["variants"] if v["name"] == report.get("reference", "teacher")), None)
     floor = rec.get("retention_floor")
     teacher = ref["accuracy"] if ref else None
     return Series(name or report["name"], colour or "#333333", points, teacher,
-                  teacher * floor if teacher is not None and floor else None, floor,
-                  (rec.get(axis) or {}).get("name"))
+                  teacher * floor if teacher is not None and floor else None, floor, recommended)
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
@@ -87,7 +95,7 @@ def tradeoff_svg(all_series: list[Series], axis: str, title: str) -> str:
     import matplotlib
     from matplotlib.figure import Figure
 
-    with matplotlib.rc_context({"svg.fonttype": "path", "svg.hashsalt": f"compress-{axis}", "font.size": 9}):
+    with matplotlib.rc_context({"svg.fonttype": "path", "svg.hashsalt": f"compress-{axis}-{title}", "font.size": 9}):
         fig = Figure(figsize=(5.6, 4.4))  # drawn ~560 px wide in the page: text close to the page's own size
         fig.subplots_adjust(left=0.13, right=0.97, top=0.92, bottom=0.24)
         ax = fig.add_subplot()
