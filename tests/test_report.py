@@ -109,13 +109,14 @@ def test_report_html_is_self_contained_with_two_plots_and_the_recommendation(tin
     assert rec["latency"]["name"] in {v["name"] for v in keep if v["latency_ms"]["p50"] == fastest}
 
     page = (run_dir / "report.html").read_text()
-    assert page.startswith("<!DOCTYPE html>") and page.count("<svg") == 2
+    cases = [c for t in report["targets"] for c in t["cases"]]  # size, and latency on each target case
+    assert page.startswith("<!DOCTYPE html>") and page.count("<svg") == 1 + len(cases) >= 4
     assert not EXTERNAL.search(page), EXTERNAL.search(page).group(0)
     assert "data:" not in page.replace("metadata", "")  # no embedded fonts or images: the SVG text is paths
     for v in report["variants"]:  # the table names every variant
         assert f"<td><span class=\"name\">{v['name']}</span>" in page
     assert 'class="recommended"' in page and rec["size"]["name"] in page
-    assert page.count("<figcaption>") == 2
+    assert page.count("<figcaption>") == 1 + len(cases)
     assert f"{report['eval']['sentences']} sentences of the {report['eval']['split']} split" in page
     assert "## Quantization" not in page and "<h2>Quantization</h2>" in page  # report.md's section, as HTML
     md = (run_dir / "report.md").read_text()
@@ -251,6 +252,28 @@ def test_compare_fails_on_a_latency_increase(tiny_shipped, tmp_path):
     assert invoke("compare", run_dir, new, "--max-latency-increase", "60").exit_code == 0
     faster = invoke("compare", new, run_dir)  # a faster new run is no regression
     assert faster.exit_code == 0, faster.output
+
+
+def test_compare_fails_on_a_latency_increase_on_one_target_case(tiny_shipped, tmp_path):
+    run_dir, _, _ = tiny_shipped
+    new = copy_run(tiny_shipped, tmp_path / "new")
+    p50 = variant(read_json(run_dir / "report.json"), "student-int8")["measurements"]["mobile@16"]["latency_ms"]["p50"]
+    edit_report(new, lambda r: variant(r, "student-int8")["measurements"]["mobile@16"]["latency_ms"].update(p50=p50 * 2))
+    result = invoke("compare", run_dir, new)
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        f"regression: student-int8: p50 latency on mobile@16 grew 100.0% ({p50:.2f} ms -> {p50 * 2:.2f} ms), more than "
+        "the 10% allowed by --max-latency-increase"]
+    old = copy_run(tiny_shipped, tmp_path / "old")  # a report.json from before targets: top-level figures only
+
+    def before_targets(report):
+        del report["targets"]
+        for v in report["variants"]:
+            del v["measurements"]
+
+    edit_report(old, before_targets)
+    assert invoke("compare", old, new).exit_code == 0
+    assert invoke("report", old).exit_code == 0 and "<svg" in (old / "report.html").read_text()
 
 
 def test_compare_refuses_what_it_cannot_compare(tiny_shipped, tmp_path):
