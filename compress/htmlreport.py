@@ -139,7 +139,8 @@ def _facts(report: dict) -> str:
 def _latency_plots(report: dict) -> list[tuple[str, str]]:
     """(case key, title) of each latency plot of report.html: one per measured target case; a report.json from
     before targets has one, of its variants' own latencies (key None)."""
-    cases = [c for t in report.get("targets", []) for c in t["cases"]]
+    cases = [c for t in report.get("targets", []) for c in t["cases"]
+             if any(c["key"] in v.get("measurements", {}) for v in report["variants"])]
     if not cases:
         return [(None, "Accuracy against p50 latency")]
     return [(c["key"], f"Accuracy against p50 latency: {stage.case_label(c)}") for c in cases]
