@@ -166,7 +166,7 @@ def run(cfg, ctx) -> dict:
         "target": "cpu", "eval_split": split.name, "labels": split.labels,
         "targets": [{"name": t, "status": "skipped" if t in skipped else "measured", "reason": skipped.get(t),
                      "cases": [c.to_dict() for c in cases], "not_run": not_run[t]} for t, cases in by_target.items()],
-        "variants": results, "repeatability": repeat})
+        "variants": results, "repeatability": repeat, "environment": read_json(ctx.run_dir / "env.json")})
     return {"variants": [r["name"] for r in results], "eval_sentences": len(split),
             "targets": {t: "skipped" if t in skipped else "measured" for t in by_target}, "repeatability": repeat}
 
@@ -192,7 +192,7 @@ def measure_case(ctx, bcfg, v: Variant, case: targets.Case, how: targets.Plan, q
     stats = LatencyStats(**timing["latency"])
     arena = targets.ARENA if timing.get("cpu_mem_arena") else None
     return {
-        **{k: timing[k] for k in ("runtime", "threads", "batch_size", "sequence_length", "load_seconds",
+        **{k: timing[k] for k in ("runtime", "threads", "batch_size", "sequence_length", "warmup", "load_seconds",
                                   "timed_seconds", "peak_rss_bytes")},
         "device": how.device,
         "model_file": how.path.name,
