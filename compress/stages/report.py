@@ -186,8 +186,8 @@ def table_rows(variants: list[dict]) -> list[list[str]]:
 
 TARGET_TEXT = {
     "cpu": "ONNX Runtime's CPU execution provider (PyTorch variants in torch eager)",
-    "mobile": "one intra-op thread, batch 1: a stand-in for one big core of a phone or a Pi-class board; the shipped "
-              "variant runs as the mobile stage's model.ort, the other ONNX variants as their .onnx",
+    "mobile": "A stand-in for one big core of a phone or a Pi-class board: the shipped variant runs as the mobile "
+              "stage's `model.ort`, the other ONNX variants as their .onnx, PyTorch variants not at all",
     "gpu": "CUDA: ONNX Runtime's CUDA execution provider, PyTorch variants on cuda",
 }
 
@@ -215,9 +215,9 @@ def targets_markdown(report: dict) -> list[str]:
             lines += [f"Skipped: {t['reason']}.", ""]
             continue
         c0 = t["cases"][0]
-        threads = f"{c0['threads']} threads" if c0["threads"] else "all cores"
-        lines += [f"{TARGET_TEXT[t['name']]}; {threads}, batch {c0['batch_size']}; speedups against "
-                  f"{c0['reference'] or '-'} on the same target.", "",
+        threads = f"{c0['threads']} thread{'' if c0['threads'] == 1 else 's'}" if c0["threads"] else "all cores"
+        lines += [f"{TARGET_TEXT[t['name']]}. {threads.capitalize()}, batch {c0['batch_size']}; speedups are against "
+                  f"{c0['reference'] or '-'} measured here.", "",
                   "| variant | sequence length | runtime | model file | p50 (ms) | p90 (ms) | p99 (ms) | throughput (seq/s) "
                   "| speedup | queries | load (s) | peak memory (MiB) |",
                   "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
