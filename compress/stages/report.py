@@ -178,7 +178,7 @@ def table_rows(variants: list[dict]) -> list[list[str]]:
         ci = v.get("retention_ci95")
         rows.append([v["name"], v["format"], v["precision"], f"{v['parameters'] / 1e6:.1f}M", f"{v['size_bytes'] / 1e6:.1f}",
                      f"{v['accuracy']:.4f}", f"{v['retention']:.1%}" if v["retention"] is not None else "-",
-                     f"{ci[0]:.1%} to {ci[1]:.1%}" if ci else "-",
+                     f"{ci[0] * 100:.1f}-{ci[1] * 100:.1f}%" if ci else "-",
                      f"{v['agreement_with_teacher']:.1%}", f"{v['speedup']:.2f}x", f"{lat['p50']:.2f}",
                      f"{lat['p90']:.2f}", f"{lat['p99']:.2f}", f"{v['peak_memory_bytes'] / 2**20:.0f}"])
     return rows
