@@ -118,6 +118,83 @@ def verify(
     verify_bundle(bundle, Console(highlight=False, soft_wrap=True))  # one line per check, however narrow the terminal
 
 
+@app.command("report")
+@guarded
+def report_command(
+    run_dirs: List[Path] = typer.Argument(..., help="Finished run folders (runs/<name>) or their report.json files."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Where the HTML goes: with one run, instead of "
+                                       "RUN_DIR/report.html; with several, default compare.html here."),
+) -> None:
+    """Render reports again from report.json, without recomputing anything.
+
+    With one run: report.md and report.html in its folder (after a compress upgrade, say). With
+    several: one comparison page, every run's variants on the same plots (a colour per run) and in
+    one table.
+    """
+    from compress.compare import load_runs
+    from compress.htmlreport import render_comparison, render_run
+    from compress.io import write_text
+    from compress.stages.report import markdown
+
+    runs = load_runs(run_dirs)
+    if len(runs) == 1:
+        run_, = runs
+        target = out or run_.path / "report.html"
+        write_text(run_.path / "report.md", markdown(run_.report))
+        write_text(target, render_run(run_.report))
+        typer.echo(f"report: {run_.path / 'report.md'}, {target}")
+        return
+    target = out or Path("compare.html")
+    write_text(target, render_comparison([(r.label, r.report) for r in runs]))
+    typer.echo(f"comparison of {len(runs)} runs: {target}")
+
+
+@app.command()
+@guarded
+def compare(
+    base: Path = typer.Argument(..., help="The reference run: runs/<name> or its report.json."),
+    new: Path = typer.Argument(..., help="The run to check against it."),
+    max_retention_drop: float = typer.Option(0.5, "--max-retention-drop", min=0,
+                                             help="Fail when a variant's retention falls by more points than this."),
+    max_latency_increase: float = typer.Option(10.0, "--max-latency-increase", min=0,
+                                               help="Fail when a variant's p50 latency grows by more percent than this."),
+) -> None:
+    """Gate a run against a base run (for CI): exit 1 on a regression, 0 otherwise.
+
+    Every variant present in both runs is compared: accuracy, retention, p50 latency, size and peak
+    memory; p50 latency also on every target case (cpu, mobile at each length, gpu) both runs measured.
+    A variant whose retention fell by more than --max-retention-drop points, or whose p50 latency grew
+    by more than --max-latency-increase percent on any of them, is a regression, one line each.
+    Variants present in only one run are listed, never a failure.
+    """
+    from rich.console import Console
+
+    from compress.compare import changes, load_runs, regressions, table, target_differences
+
+    base_run, new_run = load_runs([base, new])
+    common, only_base, only_new = changes(base_run.report, new_run.report)
+    if not common:
+        raise CompressError(f"{new}: no variant in common with {base} (base has "
+                            f"{', '.join(only_base)}; new has {', '.join(only_new)}): nothing to compare")
+    console = Console(highlight=False)
+    if not console.is_terminal:  # logs and CI: wide enough for the table
+        console.width = max(console.width, 160)
+    console.print(table(base_run, new_run, common))
+    for label, names in (("only in base", only_base), ("only in new", only_new)):
+        if names:
+            console.print(f"{label} (not compared): {', '.join(names)}")
+    differ = target_differences(base_run.report, new_run.report)
+    if differ:
+        console.print(f"note: measured on different targets ({'; '.join(differ)}): latencies may not compare")
+    failures = regressions(common, max_retention_drop, max_latency_increase)
+    for line in failures:
+        typer.echo(f"regression: {line}", err=True)
+    if failures:
+        raise typer.Exit(1)
+    console.print(f"ok: {len(common)} variants within limits (retention drop <= {max_retention_drop:g} points, "
+                  f"p50 latency increase <= {max_latency_increase:g}%)")
+
+
 def _summary(console, run_dir: Path) -> None:
     from rich.table import Table
 
@@ -132,7 +209,7 @@ def _summary(console, run_dir: Path) -> None:
                       f"{v['retention']:.1%}", f"{v['speedup']:.2f}x", f"{v['latency_ms']['p50']:.2f}",
                       f"{v['latency_ms']['p99']:.2f}", f"{v['peak_memory_bytes'] / 2**20:.0f}")
     console.print(table)
-    console.print(f"report: {run_dir / 'report.md'} (data: {run_dir / 'report.json'})")
+    console.print(f"report: {run_dir / 'report.md'}, {run_dir / 'report.html'} (data: {run_dir / 'report.json'})")
     ship = run_dir / "ship" / "stage.json"
     if ship.is_file() and read_json(ship)["metrics"].get("bundle"):
         console.print(f"bundle: {read_json(ship)['metrics']['bundle']}/")

@@ -339,14 +339,39 @@ class MobileConfig(StrictModel):
 
 
 class BenchConfig(StrictModel):
-    """Latency and memory of every variant, each in a fresh process."""
+    """Latency and memory of every variant on each target, each measurement in a fresh process."""
 
-    batch_size: int = Field(1, gt=0, description="Batch size of a latency query.")
-    sequence_length: int = Field(128, gt=1, le=4096, description="Tokens per sentence in a latency query.")
+    targets: list[Literal["cpu", "mobile", "gpu"]] = Field(
+        default_factory=lambda: ["cpu", "mobile"], min_length=1, description="Where latency and memory are measured. "
+        "cpu: ONNX Runtime's CPU provider on bench.threads (PyTorch variants in torch eager); mobile: one thread, batch "
+        "1, the ORT-format model.ort of the shipped variant (the .onnx of the other ONNX variants) at each of "
+        "bench.mobile_sequence_lengths, a stand-in for one big phone core; gpu: CUDA (ONNX Runtime's CUDA provider, "
+        "PyTorch on cuda), skipped with the reason where there is none. Must include cpu: ratios are against it.")
+    batch_size: int = Field(1, gt=0, description="Batch size of a latency query (cpu and gpu targets).")
+    sequence_length: int = Field(128, gt=1, le=4096, description="Tokens per sentence in a latency query (cpu and gpu).")
+    mobile_sequence_lengths: list[int] = Field(
+        default_factory=lambda: [16, 128], min_length=1, description="mobile target: a short and a long query "
+        "(tokens per sentence), each measured at batch 1 on one thread.")
     warmup: int = Field(10, ge=1, description="Untimed queries before timing.")
-    queries: int = Field(100, ge=10, description="Timed queries; p50/p90/p99 are taken over these.")
-    threads: int | None = Field(None, gt=0, description="Intra-op threads; null = all cores.")
+    queries: int = Field(100, ge=10, description="Least timed queries; p50/p90/p99 are taken over all timed ones.")
+    min_seconds: float = Field(2.0, ge=0, description="Keep timing queries until this many seconds have passed (after "
+                               "bench.queries). MLPerf-like runs use 10; 2 keeps a 9-variant run's bench stage "
+                               "near 2 minutes on 2 cores; 0 = exactly bench.queries.")
+    threads: int | None = Field(None, gt=0, description="Intra-op threads of the cpu and gpu targets; null = all "
+                                "cores (the mobile target always uses 1).")
     eval_batch_size: int = Field(64, gt=0, description="Batch size of the accuracy pass.")
+
+    @model_validator(mode="after")
+    def _targets(self) -> BenchConfig:
+        if "cpu" not in self.targets:
+            raise ValueError(f"bench.targets: must include cpu (the variants table, speedups and the bundle's figures "
+                             f"are measured there), got {self.targets}")
+        if len(set(self.targets)) != len(self.targets):
+            raise ValueError(f"bench.targets: each target once, got {self.targets}")
+        bad = [n for n in self.mobile_sequence_lengths if not 1 < n <= 4096]
+        if bad:
+            raise ValueError(f"bench.mobile_sequence_lengths: each must be > 1 and <= 4096, got {bad[0]}")
+        return self
 
 
 class ShipConfig(StrictModel):
@@ -360,6 +385,13 @@ class ShipConfig(StrictModel):
                                 "and expected logits, for compress verify.")
     golden_atol: float = Field(1e-3, gt=0, description="Largest |logit difference| compress verify accepts when it "
                                "replays golden.json; an int8 model replayed on another CPU family may need more.")
+
+
+class ReportConfig(StrictModel):
+    """What report.md / report.html recommend."""
+
+    retention_floor: float = Field(0.97, gt=0, le=1, description="The recommended variants are the smallest and the "
+                                   "fastest whose accuracy is at least this share of the teacher's (0.97 = 97%).")
 
 
 class PipelineConfig(StrictModel):
@@ -383,6 +415,7 @@ class PipelineConfig(StrictModel):
     quantize: QuantizeConfig = Field(default_factory=QuantizeConfig)
     mobile: MobileConfig = Field(default_factory=MobileConfig)
     bench: BenchConfig = Field(default_factory=BenchConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
     ship: ShipConfig = Field(default_factory=ShipConfig)
 
     def hash(self) -> str:
@@ -554,6 +587,9 @@ def check_combinations(cfg: PipelineConfig) -> list[str]:
         if v.method in ONNX_INT8 and not targets & {"cpu", "mobile"}:
             problems.append(f"{key}.method: {v.method} makes int8 kernels for CPUs, but targets is {cfg.targets}; "
                             f"add cpu or mobile to targets, or use fp16 for a GPU")
+        if v.method in GPU_METHODS and "gpu" in targets and "gpu" not in cfg.bench.targets:
+            problems.append(f"{key}.method: {v.method} runs on CUDA, but bench.targets is {cfg.bench.targets}; "
+                            f"add gpu to bench.targets so it is measured")
         if v.method == "torch_dynamic" and "cpu" not in targets:
             problems.append(f"{key}.method: torch_dynamic runs PyTorch's int8 CPU kernels, but targets is "
                             f"{cfg.targets}; add cpu to targets")

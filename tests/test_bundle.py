@@ -248,7 +248,7 @@ def test_parity_measures_of_identical_opposite_and_zero_rows():
 
 
 def test_mobile_disabled_ships_and_verifies_without_model_ort(tiny_shipped, tmp_path):
-    """On a copy of the shared run: only mobile, report and ship rerun (bench does not read mobile)."""
+    """On a copy of the shared run: only mobile, bench (its mobile target runs the model.ort), report and ship rerun."""
     run_dir, _, overrides = tiny_shipped
     shutil.copytree(run_dir.parent, tmp_path / "runs")
     changed = [o for o in overrides if not o.startswith("ship.dir=")]
@@ -256,7 +256,9 @@ def test_mobile_disabled_ships_and_verifies_without_model_ort(tiny_shipped, tmp_
                     f"ship.dir={tmp_path / 'exports'}", "mobile.enabled=false", *changed)
     assert result.exit_code == 0, result.output + (result.stderr or "")
     ran = {line.split()[1] for line in result.output.splitlines() if line.startswith("done ")}
-    assert ran == {"mobile", "report", "ship"}
+    assert ran == {"mobile", "bench", "report", "ship"}
+    int8 = next(v for v in read_json(tmp_path / "runs" / "tiny" / "report.json")["variants"] if v["name"] == "student-int8")
+    assert int8["measurements"]["mobile@16"]["model_file"] == "model.onnx"  # no model.ort: the .onnx on one thread
     bundle = tmp_path / "exports" / "tiny"
     manifest = read_json(bundle / "manifest.json")
     assert "model.ort" not in manifest["files"] and not (bundle / "model.ort").exists()

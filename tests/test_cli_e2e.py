@@ -130,6 +130,7 @@ def test_plan_reruns_what_reads_a_deleted_stage(tmp_path):
         (run_dir / stage.NAME / "stage.json").write_text(f'{{"status": "done", "inputs_hash": "{h}"}}')
     (run_dir / "report.json").write_text("{}")
     (run_dir / "report.md").write_text("")
+    (run_dir / "report.html").write_text("")
     assert [s.NAME for s, _, r in plan(cfg, run_dir) if r] == []
     shutil.rmtree(run_dir / "distill")
     rerun = [s.NAME for s, _, r in plan(cfg, run_dir) if r]

@@ -142,8 +142,9 @@ def test_validate_refuses_impossible_combinations(overrides, expected):
 
 
 def test_gpu_variants_validate_for_a_gpu_target():
-    cfg = load_config(TINY, ["targets=[cpu, gpu]", variants("{name: student-int8, method: onnx_dynamic}",
-                                                           "{name: q-fp16, method: fp16}", "{name: q-nf4, method: bnb_nf4}")])
+    cfg = load_config(TINY, ["targets=[cpu, gpu]", "bench.targets=[cpu, gpu]",
+                             variants("{name: student-int8, method: onnx_dynamic}", "{name: q-fp16, method: fp16}",
+                                      "{name: q-nf4, method: bnb_nf4}")])
     assert [v.method for v in cfg.quantize.variants] == ["onnx_dynamic", "fp16", "bnb_nf4"]
     with pytest.raises(ConfigError):
         load_config(TINY, [variants("{name: q-fp16, method: fp16}"), "ship.variant=student-onnx"])

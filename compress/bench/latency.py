@@ -52,10 +52,14 @@ class LatencyStats:
 
 
 def measure(fmt: str, path: Path, input_ids: list[list[int]], warmup: int, queries: int, threads: int | None,
-            device: str = "cpu", loader: str = "saved", providers: list[str] | None = None) -> dict:
-    """Run the worker on one variant in a fresh Python process and return what it measured."""
+            device: str = "cpu", loader: str = "saved", providers: list[str] | None = None,
+            min_seconds: float = 0.0) -> dict:
+    """Run the worker on one variant in a fresh Python process and return what it measured: at least
+    ``queries`` timed queries, and more until ``min_seconds`` have passed. ``path`` is an .onnx or .ort
+    file, or a PyTorch model folder."""
     spec = {"format": fmt, "path": str(path), "input_ids": input_ids, "warmup": warmup, "queries": queries,
-            "threads": threads or os.cpu_count(), "device": device, "loader": loader, "providers": providers}
+            "min_seconds": min_seconds, "threads": threads or os.cpu_count(), "device": device, "loader": loader,
+            "providers": providers}
     with tempfile.TemporaryDirectory() as tmp:
         spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
         spec_path.write_text(json.dumps(spec))

@@ -1,5 +1,6 @@
-"""Bench: accuracy of every variant on the whole evaluation split, then latency and peak
-memory of each in a fresh process (CPU, batch and length from ``bench``), and size on disk."""
+"""Bench: accuracy of every variant on the whole evaluation split (with a 95% bootstrap interval), then latency,
+load time and peak memory of each on every target of ``bench.targets`` (compress.bench.targets), each
+measurement in a fresh process, size on disk, and one measurement repeated to show how far two agree."""
 
 from __future__ import annotations
 
@@ -9,15 +10,20 @@ from pathlib import Path
 import numpy as np
 
 from compress import models, onnxrun
+from compress.bench import targets
+from compress.bench.accuracy import accuracy_interval
 from compress.bench.latency import LatencyStats, measure
 from compress.data import Encoded, eval_split
+from compress.errors import CompressError
 from compress.io import dir_size, read_json, write_json
 from compress.stages.export import onnx_model
+from compress.stages.mobile import ORT_FILE
 from compress.stages.quantize import torch_logits
 from compress.stages.trim import final_student
 
 NAME = "bench"
-DEPENDS = ("teacher", "student", "distill", "baseline", "trim", "export", "quantize")
+VERSION = 2  # 2: targets (cpu, mobile, gpu), min_seconds, accuracy intervals, repeatability
+DEPENDS = ("teacher", "student", "distill", "baseline", "trim", "export", "quantize", "mobile")
 CONFIG = ("bench", "data")
 
 
@@ -92,13 +98,18 @@ def run(cfg, ctx) -> dict:
     bcfg = cfg.bench
     split = eval_split(cfg)
     labels = np.asarray(split.labels)
-    results, params, teacher_pred = [], {}, None
+    by_target = targets.cases(bcfg)
+    skipped = {t: why for t in by_target if (why := targets.unavailable(t))}
+    for t, why in skipped.items():
+        ctx.console.print(f"bench: the {t} target is skipped: {why}")
+    ort_file, shipped = mobile_model(ctx)
+    not_run: dict[str, dict[str, str]] = {t: {} for t in by_target}
+    results, params, teacher_pred, queries = [], {}, None, {}
     for v in variants(ctx):
         # Each variant reads the text with its own tokenizer (a trimmed student has its own vocabulary).
         tokenizer = AutoTokenizer.from_pretrained(v.tokenizer_dir)
         limit = min(tokenizer.model_max_length, 512)
         encoded = Encoded(tokenizer(split.texts, truncation=True, max_length=limit)["input_ids"], split.labels)
-        query = latency_input(tokenizer, split.texts, bcfg.sequence_length, bcfg.batch_size)
         with ctx.console.status(f"accuracy of {v.name} on {len(split)} {split.name} sentences"):
             if v.format == "pytorch":
                 model, _ = v.load_torch()
@@ -113,39 +124,115 @@ def run(cfg, ctx) -> dict:
                 del sess
         pred = logits.argmax(-1)
         teacher_pred = pred if teacher_pred is None else teacher_pred
-        with ctx.console.status(f"latency and memory of {v.name} in a fresh process"):
-            timing = measure(v.format, v.path, query, bcfg.warmup, bcfg.queries, bcfg.threads,
-                             device=v.device, loader=v.loader, providers=v.providers)
-        stats = LatencyStats(**timing["latency"])
+        correct = (pred == labels).astype(np.int8)
+        lo, hi = accuracy_interval(correct)
         row = {
             **{k: str(val) if isinstance(val, Path) else val for k, val in asdict(v).items()},
             "parameters": params[v.name],
             "size_bytes": sum(dir_size(p) for p in v.weights),
-            "accuracy": round(float((pred == labels).mean()), 5),
+            "accuracy": round(float(correct.mean()), 5),
+            "accuracy_ci95": [round(lo, 5), round(hi, 5)],
             "agreement_with_teacher": round(float((pred == teacher_pred).mean()), 5),
             "eval_sentences": len(split),
-            **{k: timing[k] for k in ("runtime", "threads", "batch_size", "sequence_length", "load_seconds", "peak_rss_bytes")},
-            "latency_ms": {"p50": stats.p50_ms, "p90": stats.p90_ms, "p99": stats.p99_ms, "mean": stats.mean_ms},
-            "queries": stats.count,
-            "throughput": stats.throughput,
-            "predictions": pred.tolist(),
+            "measurements": {},
         }
+        for target, cases in by_target.items():
+            how = skipped.get(target) or targets.plan(v, cases[0], ort_file, shipped)  # the same at every length
+            if isinstance(how, str):
+                if target not in skipped:
+                    not_run[target][v.name] = how
+                continue
+            for case in cases:
+                key = (v.tokenizer_dir, case.sequence_length, case.batch_size)
+                if key not in queries:
+                    queries[key] = latency_input(tokenizer, split.texts, case.sequence_length, case.batch_size)
+                m = measure_case(ctx, bcfg, v, case, how, queries[key])
+                row["measurements"][case.key] = m
+                ctx.console.print(f"{v.name:<13} {case.key:<11} {m['stats']}  peak RSS {m['peak_rss_bytes'] / 2**20:.0f} "
+                                  f"MiB  ({m['model_file']})")
+                m.pop("stats")
+        home = next((c.key for c in by_target.get(targets.home(v), []) if c.key in row["measurements"]),
+                    next(iter(row["measurements"]), None))
+        if home is None:
+            why = "; ".join(f"{t}: {skipped.get(t) or not_run[t].get(v.name)}" for t in by_target)
+            raise CompressError(f"bench: {v.name} could not be measured on any target ({why}); add a target it runs "
+                                "on to bench.targets")
+        row.update({"measured_on": home, **{k: row["measurements"][home][k] for k in HOME_FIELDS}})
+        row["predictions"] = pred.tolist()
         results.append(row)
-        ctx.console.print(f"{v.name:<13} acc {row['accuracy']:.4f}  {stats}  peak RSS {row['peak_rss_bytes'] / 2**20:.0f} MiB  "
-                          f"size {row['size_bytes'] / 1e6:.1f} MB")
-    write_json(ctx.out / "results.json", {"target": "cpu", "eval_split": split.name, "labels": split.labels,
-                                          "variants": results})
-    return {"variants": [r["name"] for r in results], "eval_sentences": len(split)}
+        ctx.console.print(f"{v.name:<13} acc {row['accuracy']:.4f} [{lo:.4f}, {hi:.4f}]  size {row['size_bytes'] / 1e6:.1f} MB")
+    repeat = repeatability(ctx, bcfg, results, variants(ctx), by_target["cpu"][0], queries)
+    write_json(ctx.out / "results.json", {
+        "target": "cpu", "eval_split": split.name, "labels": split.labels,
+        "targets": [{"name": t, "status": "skipped" if t in skipped else "measured", "reason": skipped.get(t),
+                     "cases": [c.to_dict() for c in cases], "not_run": not_run[t]} for t, cases in by_target.items()],
+        "variants": results, "repeatability": repeat, "environment": read_json(ctx.run_dir / "env.json")})
+    return {"variants": [r["name"] for r in results], "eval_sentences": len(split),
+            "targets": {t: "skipped" if t in skipped else "measured" for t in by_target}, "repeatability": repeat}
+
+
+# the figures of a variant's home case, kept at the top of its row (and of report.json) as before targets existed
+HOME_FIELDS = ("runtime", "threads", "batch_size", "sequence_length", "load_seconds", "peak_rss_bytes", "latency_ms",
+               "queries", "throughput", "cpu_mem_arena")
+
+
+def mobile_model(ctx) -> tuple[Path | None, str | None]:
+    """(model.ort, the variant it was converted from) from the mobile stage, or (None, None) when it is off."""
+    metrics = read_json(ctx.stage_dir("mobile") / "stage.json")["metrics"]
+    if not metrics.get("enabled"):
+        return None, None
+    return ctx.stage_dir("mobile") / ORT_FILE, metrics["variant"]
+
+
+def measure_case(ctx, bcfg, v: Variant, case: targets.Case, how: targets.Plan, query: list[list[int]]) -> dict:
+    """Latency, load time and peak RSS of ``v`` on ``case``, in a fresh process."""
+    with ctx.console.status(f"latency and memory of {v.name} on {case.key} in a fresh process"):
+        timing = measure(v.format, how.path, query, bcfg.warmup, bcfg.queries, how.threads, device=how.device,
+                         loader=v.loader, providers=how.providers, min_seconds=bcfg.min_seconds)
+    stats = LatencyStats(**timing["latency"])
+    arena = targets.ARENA if timing.get("cpu_mem_arena") else None
+    return {
+        **{k: timing[k] for k in ("runtime", "threads", "batch_size", "sequence_length", "warmup", "load_seconds",
+                                  "timed_seconds", "peak_rss_bytes")},
+        "device": how.device,
+        "model_file": how.path.name,
+        "cpu_mem_arena": arena,
+        "latency_ms": {"p50": stats.p50_ms, "p90": stats.p90_ms, "p99": stats.p99_ms, "mean": stats.mean_ms},
+        "queries": stats.count,
+        "throughput": stats.throughput,
+        "stats": stats,
+    }
+
+
+def repeatability(ctx, bcfg, results: list[dict], listed: list[Variant], case: targets.Case, queries: dict) -> dict | None:
+    """The first ONNX student variant measured on ``case`` a second time, in another fresh process: how far
+    apart two measurements of one model in one run are (not a gate; the report states it)."""
+    first = next((r for r in results if r["role"] == "student" and r["format"] == "onnx" and case.key in r["measurements"]),
+                 None)
+    if first is None:
+        return None
+    v = next(x for x in listed if x.name == first["name"])
+    again = measure_case(ctx, bcfg, v, case, targets.plan(v, case, None, None),
+                         queries[(v.tokenizer_dir, case.sequence_length, case.batch_size)])
+    p50_first, p50_second = first["measurements"][case.key]["latency_ms"]["p50"], again["latency_ms"]["p50"]
+    diff = abs(p50_second - p50_first) / p50_first
+    out = {"variant": v.name, "case": case.key, "p50_first_ms": p50_first, "p50_second_ms": p50_second,
+           "relative_difference": round(diff, 4), "within_10pct": diff <= 0.10}
+    ctx.console.print(f"bench: repeatability: {v.name} on {case.key} measured twice, p50 {p50_first:.3f} ms then "
+                      f"{p50_second:.3f} ms ({diff:.1%} apart, {'within' if out['within_10pct'] else 'NOT within'} 10%)")
+    return out
 
 
 def latency_input(tokenizer, texts: list[str], length: int, batch: int) -> list[list[int]]:
-    """``batch`` rows of exactly ``length`` real tokens: evaluation sentences joined until long enough."""
+    """``batch`` rows of exactly ``length`` real tokens: evaluation sentences joined until long enough, with the
+    special tokens the tokenizer adds (none for a bare word-level tokenizer) counted in."""
+    specials = len(tokenizer.build_inputs_with_special_tokens([]))
     ids: list[int] = []
     for text in texts:
         ids += tokenizer(text, add_special_tokens=False)["input_ids"]
         if len(ids) >= length:
             break
-    while len(ids) < length - 2:  # a tiny evaluation set: repeat it
+    while len(ids) < length - specials:  # a tiny evaluation set: repeat it
         ids += ids or [tokenizer.unk_token_id]
-    row = tokenizer.build_inputs_with_special_tokens(ids[: length - 2])
+    row = tokenizer.build_inputs_with_special_tokens(ids[: length - specials])
     return [row] * batch

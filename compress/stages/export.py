@@ -22,7 +22,7 @@ from compress.stages.trim import final_student
 NAME = "export"
 VERSION = 2  # 2: fused graph and parity.npz, which quantize and mobile read
 DEPENDS = ("teacher", "distill", "trim")
-CONFIG = ("export", "optimize", "data", "bench")
+CONFIG = ("export", "optimize", "data", "bench.sequence_length")  # the parity shapes; not the other bench settings
 FUSED = "model_optimized.onnx"
 # What ONNX Runtime's BERT optimizer fuses; the report lists how many of each it made.
 FUSIONS = ("EmbedLayerNormalization", "Attention", "MultiHeadAttention", "Gelu", "FastGelu", "BiasGelu",

@@ -1,4 +1,5 @@
-"""Report: ``runs/<name>/report.json`` (the source of truth) and ``report.md``, relative to the teacher."""
+"""Report: ``runs/<name>/report.json`` (the source of truth), ``report.md`` and ``report.html`` (plots of
+accuracy against size and latency, and the recommended variants), relative to the teacher."""
 
 from __future__ import annotations
 
@@ -7,19 +8,20 @@ from pathlib import Path
 
 import numpy as np
 
-from compress.bench.accuracy import accuracy_interval, paired_difference
+from compress.bench.accuracy import paired_difference, retention_interval
 from compress.io import read_json, write_json, write_text
 from compress.stages import mobile
 
 NAME = "report"
+VERSION = 2  # 2: per-target tables, plots and recommendations; retention intervals; repeatability
 DEPENDS = ("teacher", "student", "distill", "baseline", "trim", "export", "quantize", "mobile", "bench")
-CONFIG = ("name",)
+CONFIG = ("name", "report")
 REFERENCE = "teacher"  # ratios are against the teacher in PyTorch fp32
 
 
 def outputs(cfg, run_dir: Path) -> list[Path]:
     """Files written outside the stage folder: the stage reruns if one is gone."""
-    return [run_dir / "report.json", run_dir / "report.md"]
+    return [run_dir / "report.json", run_dir / "report.md", run_dir / "report.html"]
 
 
 def build(cfg, ctx) -> dict:
@@ -30,17 +32,20 @@ def build(cfg, ctx) -> dict:
     correct = {r["name"]: (np.asarray(r["predictions"]) == labels).astype(np.int8) for r in rows}
     variants = []
     for r in rows:
-        lo, hi = accuracy_interval(correct[r["name"]])
+        kept = retention_interval(correct[r["name"]], correct[REFERENCE])
         variants.append({
             "name": r["name"], "role": r["role"], "format": r["format"], "precision": r["precision"], "method": r.get("method"),
             "parameters": r["parameters"], "size_bytes": r["size_bytes"], "accuracy": r["accuracy"],
-            "accuracy_ci95": [round(lo, 5), round(hi, 5)],
+            "accuracy_ci95": r["accuracy_ci95"],
             "retention": round(r["accuracy"] / ref["accuracy"], 5) if ref["accuracy"] else None,
+            "retention_ci95": [round(kept[0], 5), round(kept[1], 5)] if kept else None,
             "agreement_with_teacher": r["agreement_with_teacher"],
             "speedup": round(ref["latency_ms"]["p50"] / r["latency_ms"]["p50"], 3),
             "size_ratio": round(ref["size_bytes"] / r["size_bytes"], 3),
             "latency_ms": r["latency_ms"], "throughput": r["throughput"], "queries": r["queries"],
             "peak_memory_bytes": r["peak_rss_bytes"], "load_seconds": r["load_seconds"], "runtime": r["runtime"],
+            "cpu_mem_arena": r["cpu_mem_arena"], "measured_on": r["measured_on"],
+            "measurements": {key: measurement(m) for key, m in r["measurements"].items()},
             "path": r["path"],
         })
     stages = {name: read_json(ctx.stage_dir(name) / "stage.json") for name in DEPENDS}
@@ -52,6 +57,8 @@ def build(cfg, ctx) -> dict:
         "reference": REFERENCE,
         "target": {"name": bench["target"], "threads": first["threads"], "batch_size": first["batch_size"],
                    "sequence_length": first["sequence_length"]},
+        "targets": per_target(bench["targets"], variants, cfg.report.retention_floor),
+        "repeatability": bench["repeatability"],
         "eval": {"split": bench["eval_split"], "sentences": first["eval_sentences"]},
         "distill": {"temperature": cfg.distill.temperature, "alpha": cfg.distill.alpha},
         "quantize": stages["quantize"]["metrics"],
@@ -67,7 +74,73 @@ def build(cfg, ctx) -> dict:
         "stage_seconds": {name: s["seconds"] for name, s in stages.items()},
         "environment": read_json(ctx.run_dir / "env.json"),
         "variants": variants,
+        "recommended": recommend(variants, cfg.report.retention_floor),
     }
+
+
+def measurement(m: dict) -> dict:
+    """One (variant, target case) measurement of the bench's results, as report.json keeps it."""
+    keep = ("runtime", "model_file", "device", "threads", "batch_size", "sequence_length", "cpu_mem_arena",
+            "load_seconds", "latency_ms", "throughput", "queries")
+    return {**{k: m[k] for k in keep}, "peak_memory_bytes": m["peak_rss_bytes"]}
+
+
+def per_target(targets: list[dict], variants: list[dict], floor: float) -> list[dict]:
+    """bench.targets as the report states them: each target's cases (a query shape each), the variant its
+    speedups are against (the teacher where it runs there, else teacher-onnx), the fastest variant keeping
+    ``floor`` of the teacher's accuracy there, and the variants it did not run, with the reason. Every
+    variant measured on a case gets its speedup there."""
+    out = []
+    for t in targets:
+        entry = {"name": t["name"], "status": t["status"], "reason": t["reason"], "not_run": t["not_run"], "cases": []}
+        for c in t["cases"] if t["status"] == "measured" else []:
+            key = c["key"]
+            on = [v for v in variants if key in v["measurements"]]
+            ref = next((v for v in on if v["name"] == REFERENCE), None) or next(
+                (v for v in on if v["name"] == f"{REFERENCE}-onnx"), None)
+            for v in on:
+                m = v["measurements"][key]
+                m["speedup"] = round(ref["measurements"][key]["latency_ms"]["p50"] / m["latency_ms"]["p50"], 3) if ref else None
+            fastest = recommend([{**v, "latency_ms": v["measurements"][key]["latency_ms"]} for v in on], floor)["latency"]
+            entry["cases"].append({**c, "reference": ref["name"] if ref else None, "recommended": fastest})
+        out.append(entry)
+    return out
+
+
+def recommend(variants: list[dict], floor: float) -> dict:
+    """The smallest and the fastest variant that keep at least ``floor`` of the teacher's accuracy: what to
+    ship when disk, or when latency, is what is scarce. Ties go to the more accurate; None when no variant
+    keeps enough (only when the teacher itself scored 0)."""
+    keep = [v for v in variants if v["retention"] is not None and v["retention"] >= floor]
+
+    def pick(cost) -> dict | None:
+        if not keep:
+            return None
+        best = min(keep, key=lambda v: (cost(v), -v["accuracy"]))
+        return {"name": best["name"], "size_bytes": best["size_bytes"], "p50_ms": best["latency_ms"]["p50"],
+                "accuracy": best["accuracy"], "retention": best["retention"]}
+
+    return {"retention_floor": floor, "size": pick(lambda v: v["size_bytes"]),
+            "latency": pick(lambda v: v["latency_ms"]["p50"])}
+
+
+def recommendation_sentence(rec: dict | None) -> str:
+    """report.md's and report.html's sentence naming the recommended variants."""
+    if not rec:
+        return ""
+    floor = rec["retention_floor"]
+    size, latency = rec.get("size"), rec.get("latency")
+    if not size or not latency:
+        return f"No variant keeps {floor:.0%} of the teacher's accuracy (report.retention_floor): nothing is recommended."
+
+    def figures(v):
+        return f"{v['size_bytes'] / 1e6:.1f} MB, {v['p50_ms']:.2f} ms p50, {v['retention']:.1%} of the teacher's accuracy"
+
+    if size["name"] == latency["name"]:
+        return (f"Recommended: {size['name']} ({figures(size)}), both the smallest and the fastest variant that "
+                f"keeps at least {floor:.0%} of the teacher's accuracy.")
+    return (f"Recommended, keeping at least {floor:.0%} of the teacher's accuracy: {size['name']} where size "
+            f"matters most ({figures(size)}); {latency['name']} where latency does ({figures(latency)}).")
 
 
 def markdown(report: dict) -> str:
@@ -78,32 +151,123 @@ def markdown(report: dict) -> str:
         "",
         f"Evaluated on {report['eval']['sentences']} sentences of the `{report['eval']['split']}` split. "
         f"Latency on CPU ({env['cpu']}, {t['threads']} threads), batch {t['batch_size']}, sequence length "
-        f"{t['sequence_length']}, after warm-up, each variant in a fresh process. Ratios are against the "
-        f"teacher in PyTorch fp32. Distillation: T={report['distill']['temperature']}, alpha={report['distill']['alpha']}.",
+        f"{t['sequence_length']}, after warm-up, each variant in a fresh process"
+        + ("; every target's figures follow the table" if report.get("targets") else "")
+        + f". Ratios are against the teacher in PyTorch fp32. Distillation: T={report['distill']['temperature']}, "
+        f"alpha={report['distill']['alpha']}.",
         "",
-        "| variant | format | precision | parameters | size (MB) | accuracy | retention | agreement | speedup | "
-        "p50 (ms) | p90 (ms) | p99 (ms) | peak memory (MiB) |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| " + " | ".join(TABLE_COLUMNS) + " |",
+        "|" + "|".join("---:" if right else "---" for right in TABLE_RIGHT) + "|",
     ]
-    for v in report["variants"]:
+    lines += ["| " + " | ".join(row) + " |" for row in table_rows(report["variants"])]
+    sentence = recommendation_sentence(report.get("recommended"))
+    lines += ["", sentence] if sentence else []
+    return "\n".join(lines + details_markdown(report))
+
+
+TABLE_COLUMNS = ("variant", "format", "precision", "parameters", "size (MB)", "accuracy", "retention",
+                 "retention 95% CI", "agreement", "speedup", "p50 (ms)", "p90 (ms)", "p99 (ms)", "peak memory (MiB)")
+TABLE_RIGHT = (False, False, False, True, True, True, True, True, True, True, True, True, True, True)  # numbers right
+
+
+def table_rows(variants: list[dict]) -> list[list[str]]:
+    """The cells of the variants table (report.md, report.html): one row per variant, as text."""
+    rows = []
+    for v in variants:
         lat = v["latency_ms"]
-        lines.append(
-            f"| {v['name']} | {v['format']} | {v['precision']} | {v['parameters'] / 1e6:.1f}M | {v['size_bytes'] / 1e6:.1f} | "
-            f"{v['accuracy']:.4f} | {v['retention']:.1%} | {v['agreement_with_teacher']:.1%} | {v['speedup']:.2f}x | "
-            f"{lat['p50']:.2f} | {lat['p90']:.2f} | {lat['p99']:.2f} | {v['peak_memory_bytes'] / 2**20:.0f} |"
-        )
-    for name, gain in report["distillation_gain"].items():
+        ci = v.get("retention_ci95")
+        rows.append([v["name"], v["format"], v["precision"], f"{v['parameters'] / 1e6:.1f}M", f"{v['size_bytes'] / 1e6:.1f}",
+                     f"{v['accuracy']:.4f}", f"{v['retention']:.1%}" if v["retention"] is not None else "-",
+                     f"{ci[0] * 100:.1f}-{ci[1] * 100:.1f}%" if ci else "-",
+                     f"{v['agreement_with_teacher']:.1%}", f"{v['speedup']:.2f}x", f"{lat['p50']:.2f}",
+                     f"{lat['p90']:.2f}", f"{lat['p99']:.2f}", f"{v['peak_memory_bytes'] / 2**20:.0f}"])
+    return rows
+
+
+TARGET_TEXT = {
+    "cpu": "ONNX Runtime's CPU execution provider (PyTorch variants in torch eager)",
+    "mobile": "A stand-in for one big core of a phone or a Pi-class board: the shipped variant runs as the mobile "
+              "stage's `model.ort`, the other ONNX variants as their .onnx, PyTorch variants not at all",
+    "gpu": "CUDA: ONNX Runtime's CUDA execution provider, PyTorch variants on cuda",
+}
+
+
+def case_label(case: dict) -> str:
+    return f"{case['target']}, sequence length {case['sequence_length']}"
+
+
+def targets_markdown(report: dict) -> list[str]:
+    """A table per target of bench.targets (a row per variant and sequence length), the variant recommended
+    for each of its cases, the variants it did not run and why; a skipped target with its reason."""
+    if not report.get("targets"):  # a report.json from before targets
+        return []
+    lines = ["", "## Latency per target", ""]
+    repeat = report.get("repeatability")
+    if repeat:
+        lines += [f"Repeatability: {repeat['variant']} measured twice on {repeat['case']} in this run, each time in a "
+                  f"fresh process: p50 {repeat['p50_first_ms']:.3f} ms then {repeat['p50_second_ms']:.3f} ms, "
+                  f"{repeat['relative_difference']:.1%} apart ({'within' if repeat['within_10pct'] else 'NOT within'} "
+                  "10%).", ""]
+    by_name = {v["name"]: v for v in report["variants"]}
+    for t in report["targets"]:
+        lines += [f"### {t['name']}", ""]
+        if t["status"] == "skipped":
+            lines += [f"Skipped: {t['reason']}.", ""]
+            continue
+        c0 = t["cases"][0]
+        threads = f"{c0['threads']} thread{'' if c0['threads'] == 1 else 's'}" if c0["threads"] else "all cores"
+        lines += [f"{TARGET_TEXT[t['name']]}. {threads.capitalize()}, batch {c0['batch_size']}; speedups are against "
+                  f"{c0['reference'] or '-'} measured here.", "",
+                  "| variant | sequence length | runtime | model file | p50 (ms) | p90 (ms) | p99 (ms) | throughput (seq/s) "
+                  "| speedup | queries | load (s) | peak memory (MiB) |",
+                  "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for c in t["cases"]:
+            for v in report["variants"]:
+                m = v["measurements"].get(c["key"])
+                if m is None:
+                    continue
+                lat = m["latency_ms"]
+                speedup = f"{m['speedup']:.2f}x" if m.get("speedup") else "-"
+                lines.append(f"| {v['name']} | {c['sequence_length']} | {m['runtime']} | `{m['model_file']}` | "
+                             f"{lat['p50']:.2f} | {lat['p90']:.2f} | {lat['p99']:.2f} | {m['throughput']:.1f} | {speedup} | "
+                             f"{m['queries']} | {m['load_seconds']:.2f} | {m['peak_memory_bytes'] / 2**20:.0f} |")
+        for c in t["cases"]:
+            rec = c.get("recommended")
+            if rec:
+                v = by_name[rec["name"]]
+                lines += ["", f"Recommended for {case_label(c)}: {rec['name']} ({rec['p50_ms']:.2f} ms p50, "
+                          f"{v['retention']:.1%} of the teacher's accuracy), the fastest there keeping the retention floor."]
+        if t["not_run"]:
+            lines += ["", "Not run here: " + "; ".join(f"{name} ({why})" for name, why in t["not_run"].items()) + "."]
+        lines.append("")
+    return lines
+
+
+def gain_sentences(report: dict) -> list[str]:
+    """What distillation bought over each baseline, with its paired interval."""
+    out = []
+    for name, gain in report.get("distillation_gain", {}).items():
         lo, hi = gain["ci95"]
-        lines += ["", f"Distillation gain, {name}: {gain['difference'] * 100:+.2f} points of accuracy "
-                  f"(95% paired bootstrap interval {lo * 100:+.2f} to {hi * 100:+.2f}; {gain['wins']} sentences won, "
-                  f"{gain['losses']} lost)."]
+        out.append(f"Distillation gain, {name}: {gain['difference'] * 100:+.2f} points of accuracy "
+                   f"(95% paired bootstrap interval {lo * 100:+.2f} to {hi * 100:+.2f}; {gain['wins']} sentences won, "
+                   f"{gain['losses']} lost).")
+    return out
+
+
+def details_markdown(report: dict) -> list[str]:
+    """Everything of report.md after the table and the recommendation; report.html renders the same lines."""
+    lines = targets_markdown(report)
+    for sentence in gain_sentences(report):
+        lines += ["", sentence]
     lines += fusion_lines(report.get("fusions", {}))
     lines += quantization_section(report)
-    lines += mobile_markdown(report["mobile"])
-    lines += ["", "Peak memory is the peak RSS of a process that loads the variant and runs it (ONNX Runtime arena on; "
-              "PyTorch variants include the torch runtime itself).", "",
-              "Stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in report["stage_seconds"].items()), ""]
-    return "\n".join(lines)
+    lines += mobile_markdown(report.get("mobile", {}))
+    lines += ["", "Peak memory is the peak RSS of a process that loads the variant and runs it (ONNX Runtime sessions "
+              "with its CPU memory arena on, enable_cpu_mem_arena=1; PyTorch variants include the torch runtime itself). "
+              "Each measurement: warm-up queries, then at least bench.queries timed queries and on until "
+              "bench.min_seconds have passed.", "",
+              "Stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in report.get("stage_seconds", {}).items()), ""]
+    return lines
 
 
 def fusion_lines(fusions: dict[str, dict[str, int]]) -> list[str]:
@@ -120,8 +284,8 @@ def fusion_lines(fusions: dict[str, dict[str, int]]) -> list[str]:
 def quantization_section(report: dict) -> list[str]:
     """The quantized variants: how each was made, its accuracy budget and fallback ladder, and the
     parity checklist of every ONNX and quantized variant against the fp32 PyTorch parent."""
-    q = report["quantize"]
-    if not q.get("enabled"):
+    q = report.get("quantize", {})
+    if not q.get("enabled") or "variants" not in q:  # off, or a report.json older than quantize.variants
         return []
     vnni = ("with VNNI: int8 products accumulate in int32, weights keep all 8 bits" if q["vnni"]
             else "without VNNI: int8 products are summed in int16, so weights keep 7 bits (reduce_range)")
@@ -179,7 +343,14 @@ def run(cfg, ctx) -> dict:
     report = build(cfg, ctx)
     write_json(ctx.run_dir / "report.json", report)
     write_text(ctx.run_dir / "report.md", markdown(report))
+    write_html(ctx.run_dir / "report.html", report)
     return {"report": str(ctx.run_dir / "report.json")}
+
+
+def write_html(path: Path, report: dict) -> None:
+    from compress.htmlreport import render_run
+
+    write_text(path, render_run(report))
 
 
 def mobile_markdown(section: dict) -> list[str]:

@@ -151,6 +151,15 @@ def _tensor_spec(value) -> dict:
             "dynamic_axes": {str(i): d for i, d in enumerate(dims) if isinstance(d, str)}}
 
 
+def mobile_figures(variant: dict) -> list[str]:
+    """The model card's line on the mobile target (one thread, batch 1), where the bench measured it there."""
+    mobile = [m for key, m in variant.get("measurements", {}).items() if key.startswith("mobile@")]
+    if not mobile:
+        return []
+    return ["- one thread, batch 1 (the bench's mobile target, `" + mobile[0]["model_file"] + "`): p50 "
+            + ", ".join(f"{m['latency_ms']['p50']:.2f} ms at length {m['sequence_length']}" for m in mobile)]
+
+
 def model_card(cfg, report: dict, variant: dict, spec: dict, labels: dict, golden: dict, mobile_summary: dict) -> str:
     lat = variant["latency_ms"]
     inputs = ", ".join(f"`{t['name']}` {t['dtype']} {_shape(t)}" for t in spec["inputs"])
@@ -168,6 +177,7 @@ def model_card(cfg, report: dict, variant: dict, spec: dict, labels: dict, golde
         f"{variant['retention']:.1%} of the teacher's",
         f"- {variant['speedup']:.2f}x the teacher's speed (PyTorch fp32), p50 {lat['p50']:.2f} ms at batch "
         f"{report['target']['batch_size']}, length {report['target']['sequence_length']}, {report['target']['threads']} CPU threads",
+        *mobile_figures(variant),
         f"- {variant['size_bytes'] / 1e6:.1f} MB on disk",
         "",
         "## Files",

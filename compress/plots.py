@@ -1,0 +1,265 @@
+"""The trade-off plots of report.html and compare.html, as SVG text to inline: accuracy against size
+on disk and against p50 latency (in report.html one latency plot per target case), on a log x axis. Every variant is a point with its 95% accuracy
+interval and its name; the teacher's accuracy is a dashed reference line; the Pareto frontier is a step
+line; the recommended variant is ringed. matplotlib draws without pyplot (no global state, no display)
+and writes text as paths, so the SVG needs no font and nothing from the network.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import re
+from dataclasses import dataclass, field
+
+AXES = {  # axis -> (x label, x value of a report.json variant)
+    "size": ("size on disk (MB, log scale)", lambda v: v["size_bytes"] / 1e6),
+    "latency": ("p50 latency (ms, log scale)", lambda v: v["latency_ms"]["p50"]),
+}
+KINDS = {  # kind -> (marker, colour in a single-run plot, legend text)
+    "teacher": ("*", "#333333", "teacher"),
+    "student": ("o", "#1f77b4", "student fp32"),
+    "quantized": ("D", "#ff7f0e", "student quantized"),
+    "baseline": ("s", "#8c8c8c", "baseline (not distilled)"),
+}
+RUN_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
+RING = "#d62728"
+LABEL_SIZE = 7.5  # points
+FOCUS = 0.15  # the accuracy axis shows the variants within 15 points of the best; lower ones sit on its floor
+
+
+@dataclass
+class Point:
+    label: str
+    x: float
+    accuracy: float
+    ci95: tuple[float, float] | None
+    kind: str
+    colour: str
+
+
+@dataclass
+class Series:
+    """One run on a plot: its variants, its teacher's accuracy and what it recommends."""
+
+    name: str
+    colour: str
+    points: list[Point]
+    teacher_accuracy: float | None = None
+    floor_accuracy: float | None = None  # teacher accuracy x retention floor: drawn for a single run only
+    floor: float | None = None
+    recommended: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def kind(variant: dict) -> str:
+    """teacher | baseline | quantized | student: decides the marker."""
+    if variant["role"] in ("teacher", "baseline"):
+        return variant["role"]
+    return "student" if variant["precision"] == "fp32" else "quantized"
+
+
+def series(report: dict, axis: str, colour: str | None = None, name: str | None = None, case: str | None = None) -> Series:
+    """A report.json's variants as points on ``axis``; colour None = coloured by kind (a single run). With
+    ``case`` (a target case of report.json's ``targets``, e.g. ``mobile@16``) the latency axis is that case's
+    p50, the points are the variants measured there and the ring marks the variant recommended there."""
+    value = AXES[axis][1]
+    variants = report["variants"]
+    rec = report.get("recommended") or {}
+    recommended = (rec.get(axis) or {}).get("name")
+    if case is not None:
+        variants = [v for v in variants if case in v.get("measurements", {})]
+        value = lambda v: v["measurements"][case]["latency_ms"]["p50"]  # noqa: E731
+        found = next((c for t in report.get("targets", []) for c in t["cases"] if c["key"] == case), {})
+        recommended = (found.get("recommended") or {}).get("name")
+    points = [Point(v["name"], value(v), v["accuracy"], tuple(v["accuracy_ci95"]) if v.get("accuracy_ci95") else None,
+                    kind(v), colour or KINDS[kind(v)][1]) for v in variants]
+    ref = next((v for v in report["variants"] if v["name"] == report.get("reference", "teacher")), None)
+    floor = rec.get("retention_floor")
+    teacher = ref["accuracy"] if ref else None
+    return Series(name or report["name"], colour or "#333333", points, teacher,
+                  teacher * floor if teacher is not None and floor else None, floor, recommended)
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the (cost, accuracy) points that no other point beats: one beats another when it costs at
+    most as much and is at least as accurate, and is strictly better in one of the two. Sorted by cost, so
+    accuracy rises along the frontier; equal points are both on it."""
+    front = [i for i, (x, acc) in enumerate(points)
+             if not any(ox <= x and oacc >= acc and (ox < x or oacc > acc) for ox, oacc in points)]
+    return sorted(front, key=lambda i: points[i])
+
+
+def tradeoff_svg(all_series: list[Series], axis: str, title: str) -> str:
+    """The plot of ``axis`` ("size" or "latency") as an <svg> element (no XML prolog)."""
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    with matplotlib.rc_context({"svg.fonttype": "path", "svg.hashsalt": f"compress-{axis}-{title}", "font.size": 9}):
+        fig = Figure(figsize=(5.6, 4.4))  # drawn ~560 px wide in the page: text close to the page's own size
+        fig.subplots_adjust(left=0.13, right=0.97, top=0.92, bottom=0.24)
+        ax = fig.add_subplot()
+        _draw(ax, all_series, axis)
+        ax.set_title(title, fontsize=10)
+        _legend(fig, all_series)
+        buf = io.StringIO()
+        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
+    text = buf.getvalue()
+    text = re.sub(r"<metadata>.*?</metadata>\s*", "", text[text.index("<svg"):], flags=re.DOTALL)  # RDF boilerplate
+    return text.replace("<svg ", f'<svg role="img" aria-label="{html.escape(title)}" ', 1)
+
+
+def _draw(ax, all_series: list[Series], axis: str) -> None:
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, PercentFormatter
+
+    single = len(all_series) == 1
+    lines = []  # (accuracy, text, colour) of the horizontal reference lines, named once the axes are settled
+    bottom, top, floor_y = _accuracy_range(all_series)
+    drawn = {}  # id(point) -> y it is drawn at (a variant far below the others sits on the axis floor)
+    for s in all_series:
+        for p in s.points:
+            off = p.accuracy < bottom
+            drawn[id(p)] = floor_y if off else p.accuracy
+            yerr = None
+            if p.ci95 and not off:
+                yerr = [[max(p.accuracy - p.ci95[0], 0.0)], [max(p.ci95[1] - p.accuracy, 0.0)]]
+            ax.errorbar([p.x], [drawn[id(p)]], yerr=yerr, fmt="v" if off else KINDS[p.kind][0], color=p.colour,
+                        ecolor=p.colour, elinewidth=0.9, capsize=2.5, markersize=9 if p.kind == "teacher" else 5.5,
+                        zorder=3)
+        front = [s.points[i] for i in pareto_front([(p.x, p.accuracy) for p in s.points])]
+        if len(front) > 1:
+            ax.step([p.x for p in front], [p.accuracy for p in front], where="post", color=s.colour, alpha=0.55,
+                    linewidth=1.4, zorder=2)
+        if s.teacher_accuracy is not None:
+            ax.axhline(s.teacher_accuracy, color=s.colour, linestyle="--", linewidth=0.9, alpha=0.7, zorder=1)
+            lines.append((s.teacher_accuracy, f"teacher {s.teacher_accuracy:.1%}" + ("" if single else f" ({s.name})"),
+                          s.colour))
+        if single and s.floor_accuracy is not None:
+            ax.axhline(s.floor_accuracy, color="#2ca02c", linestyle=":", linewidth=1.0, zorder=1)
+            lines.append((s.floor_accuracy, f"{s.floor:.0%} retention floor", "#2ca02c"))
+        rec = next((p for p in s.points if p.label == s.recommended), None)
+        if rec:
+            ax.scatter([rec.x], [drawn[id(rec)]], s=260, facecolors="none", edgecolors=RING if single else s.colour,
+                       linewidths=1.8, zorder=4)
+    ax.set_xscale("log")
+    ax.margins(x=0.12)
+    ax.set_ylim(bottom - (bottom - floor_y) * 2 if floor_y < bottom else bottom, top)
+    lo, hi = ax.get_xlim()
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_locator(LogLocator(subs=(2.0, 3.0, 5.0)))
+    ax.xaxis.set_minor_formatter(plain if hi / lo < 100 else NullFormatter())
+    ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
+    ax.set_xlabel(AXES[axis][0])
+    ax.set_ylabel("accuracy (95% interval)")
+    ax.grid(True, which="major", color="#e6e6e6", linewidth=0.7)
+    ax.set_axisbelow(True)
+    ringed = {id(p) for s in all_series for p in s.points if p.label == s.recommended}
+    _place_labels(ax, [(p, drawn[id(p)]) for s in all_series for p in s.points], lines, ringed)
+
+
+def _accuracy_range(all_series: list[Series]) -> tuple[float, float, float]:
+    """(bottom, top, floor_y) of the accuracy axis. It spans the variants within FOCUS of the best one (with
+    their intervals, the teacher and the retention floor), so an untrained baseline at chance does not squash
+    the ones that matter; variants further down are drawn at floor_y, a strip below ``bottom``."""
+    points = [p for s in all_series for p in s.points]
+    best = max(p.accuracy for p in points)
+    near = [p for p in points if p.accuracy >= best - FOCUS]
+    values = [v for p in near for v in (p.ci95 or (p.accuracy, p.accuracy))] + [p.accuracy for p in near]
+    values += [y for s in all_series for y in (s.teacher_accuracy, s.floor_accuracy) if y is not None]
+    lo, hi = min(values), max(values)
+    pad = max((hi - lo) * 0.08, 0.004)
+    bottom, top = lo - pad, hi + pad
+    floor_y = bottom - pad if any(p.accuracy < bottom for p in points) else bottom
+    return bottom, top, floor_y
+
+
+def _place_labels(ax, points: list[tuple[Point, float]], lines: list[tuple[float, str, str]],
+                  ringed: set[int]) -> None:
+    """Name the reference lines (at the left or the right edge, above or below: wherever they cover least),
+    then every point, at the offset around it where its label covers the least of the other labels, markers
+    and intervals and stays inside the axes. Points drawn below the axis range have their accuracy in the label."""
+    fig = ax.figure
+    ax.get_xlim()  # settle autoscaling before data -> display transforms
+    scale = 72.0 / fig.dpi  # display pixels -> points
+    box = ax.get_window_extent()
+    frame = (box.x0 * scale, box.y0 * scale, box.x1 * scale, box.y1 * scale)
+
+    def at(x, y):
+        return tuple(c * scale for c in ax.transData.transform((x, y)))
+
+    height = LABEL_SIZE * 1.25
+    taken = []
+    for p, y in points:
+        cx, cy = at(p.x, y)
+        r = 9.5 if id(p) in ringed else 7.0 if p.kind == "teacher" else 5.0
+        taken.append((cx - r, cy - r, cx + r, cy + r))
+        if p.ci95 and y == p.accuracy:
+            lo, hi = at(p.x, max(p.ci95[0], ax.get_ylim()[0]))[1], at(p.x, min(p.ci95[1], ax.get_ylim()[1]))[1]
+            taken.append((cx - 3, lo, cx + 3, hi))
+    for y, text, colour in lines:  # above or below the line, at the left edge, the right edge or the middle
+        ly = at(1.0, y)[1]
+        width = 4 + _width(text)
+        middle = (frame[0] + frame[2]) / 2
+        sides = []
+        for dy, y0 in ((1, ly + 1), (-1 - height, ly - 1 - height)):
+            sides += [(0.0, 4, dy, "left", (frame[0], y0, frame[0] + width, y0 + height)),
+                      (1.0, -4, dy, "right", (frame[2] - width, y0, frame[2], y0 + height)),
+                      (0.5, 0, dy, "center", (middle - width / 2, y0, middle + width / 2, y0 + height))]
+        x, dx, dy, ha, rect = min(sides, key=lambda o: sum(_overlap_area(o[4], t) for t in taken))
+        taken.append(rect)
+        ax.annotate(text, (x, y), xycoords=ax.get_yaxis_transform(), xytext=(dx, dy), textcoords="offset points",
+                    ha=ha, va="bottom", fontsize=LABEL_SIZE, color=colour, zorder=5)
+    options = []
+    for dy in (4, -4 - height, 12, -12 - height, 20, -20 - height):
+        options += [(6, dy, "left"), (-6, dy, "right")]
+    for p, y in sorted(points, key=lambda py: (-py[1], py[0].x)):
+        cx, cy = at(p.x, y)
+        label = p.label if y == p.accuracy else f"{p.label} ({p.accuracy:.1%}, off scale)"
+        width = _width(label)
+
+        def cost(option):  # area covered of other things, and anything outside the axes counted ten times
+            dx, dy, ha = option
+            x0 = cx + dx if ha == "left" else cx + dx - width
+            rect = (x0, cy + dy, x0 + width, cy + dy + height)
+            outside = width * height - _overlap_area(rect, frame)
+            return sum(_overlap_area(rect, t) for t in taken) + 10 * outside, rect
+
+        dx, dy, ha = min(options, key=lambda o: cost(o)[0])  # the first of equally good offsets
+        taken.append(cost((dx, dy, ha))[1])
+        ax.annotate(label, (p.x, y), xytext=(dx, dy), textcoords="offset points", ha=ha, va="bottom",
+                    fontsize=LABEL_SIZE, color="#222222", zorder=5)
+
+
+def _width(text: str) -> float:
+    """Width in points of ``text`` at LABEL_SIZE, near enough for DejaVu Sans."""
+    return 0.6 * LABEL_SIZE * len(text)
+
+
+def _overlap(a: tuple, b: tuple) -> bool:
+    return _overlap_area(a, b) > 0
+
+
+def _overlap_area(a: tuple, b: tuple) -> float:
+    """Area shared by two (x0, y0, x1, y1) rectangles."""
+    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
+def _legend(fig, all_series: list[Series]) -> None:
+    from matplotlib.lines import Line2D
+
+    single = len(all_series) == 1
+    kinds = [k for k in KINDS if any(p.kind == k for s in all_series for p in s.points)]
+    handles = [Line2D([], [], marker=KINDS[k][0], linestyle="", color=KINDS[k][1] if single else "#555555",
+                      markersize=8 if k == "teacher" else 5.5, label=KINDS[k][2]) for k in kinds]
+    if not single:
+        handles += [Line2D([], [], color=s.colour, linewidth=6, label=s.name) for s in all_series]
+    handles.append(Line2D([], [], color="#555555", alpha=0.55, linewidth=1.4, drawstyle="steps-post",
+                          label="Pareto frontier"))
+    handles.append(Line2D([], [], color="#555555", linestyle="--", linewidth=0.9, label="teacher accuracy"))
+    if any(s.recommended for s in all_series):
+        floors = {s.floor for s in all_series if s.floor}
+        text = "recommended" + (f" (>= {floors.pop():.0%} retention)" if len(floors) == 1 else "")
+        handles.append(Line2D([], [], marker="o", linestyle="", markersize=12, markerfacecolor="none",
+                              markeredgecolor=RING if single else "#555555", markeredgewidth=1.8, label=text))
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=7.5, frameon=False, bbox_to_anchor=(0.5, 0.0))
