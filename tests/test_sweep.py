@@ -1,0 +1,149 @@
+"""Sweeps (compress/sweep.py, compress/sweepreport.py): points expanded from a grid and named entries, bad
+keys refused at load, a tiny sweep through the real CLI with the teacher trained once, the budget, resume."""
+
+import re
+
+import pytest
+
+from compress.config import load_config
+from compress.errors import ConfigError
+from compress.sweep import expand
+
+from .conftest import FAST, ROOT, invoke, read_json
+
+SWEEP = ROOT / "pipelines" / "distilbert-sweep.yaml"
+# The tiny pipeline, as short as it goes: the loop is the point, not the figures.
+TINY_FAST = [*FAST, "teacher.train.epochs=1", "distill.train.epochs=1", "data.generated_size=300", "baselines.enabled=false",
+             "mobile.enabled=false", "ship.enabled=false", "quantize.variants=[{name: student-int8, method: onnx_dynamic}]",
+             "quantize.accuracy_samples=50", "quantize.latency_runs=5"]
+
+
+def tiny_sweep(tmp_path, block: str):
+    """pipelines/tiny.yaml renamed tiny-sweep, with ``block`` (the sweep section) appended."""
+    text = (ROOT / "pipelines" / "tiny.yaml").read_text().replace("name: tiny", "name: tiny-sweep")
+    path = tmp_path / "tiny-sweep.yaml"
+    path.write_text(text + "\n" + block)
+    return path
+
+
+def test_points_of_the_shipped_sweep():
+    cfg = load_config(SWEEP)
+    points = expand(cfg.sweep)
+    assert len(points) == 18  # hard: 1 per student; soft and combined: 4 temperatures x 2 students
+    by = {p.name: p for p in points}
+    assert [n for n in by if n.startswith("hard")] == ["hard_layers0-2-4", "hard_layers0-3"]
+    assert by["hard_layers0-3"].settings == {"distill.alpha": 1.0, "distill.temperature": 1, "student.layers": [0, 3]}
+    assert by["soft_temperature8_layers0-2-4"].overrides == ["distill.alpha=0.0", "distill.temperature=8",
+                                                           "student.layers=[0, 2, 4]"]
+    assert sum(n.startswith("combined_") for n in by) == 8
+    assert len(set(by)) == 18
+    # each point is the base config with its overrides: the same as compress run ... key=value
+    from compress.sweep import point_config, point_raw
+    from compress.config import load_raw
+
+    raw = load_raw(SWEEP)
+    pcfg = point_config(raw, by["soft_temperature8_layers0-2-4"])
+    assert (pcfg.distill.temperature, pcfg.distill.alpha, pcfg.student.layers) == (8.0, 0.0, [0, 2, 4])
+    assert pcfg.name == "distilbert-sweep-soft_temperature8_layers0-2-4" and pcfg.sweep is None
+    assert "sweep" not in point_raw(raw, by["hard_layers0-3"])
+
+
+def test_grid_alone_and_entries_alone(tmp_path):
+    cfg = load_config(tiny_sweep(tmp_path, "sweep:\n  grid: {distill.temperature: [1, 2.5], distill.alpha: [0, 1]}\n"))
+    assert [p.name for p in expand(cfg.sweep)] == ["temperature1_alpha0", "temperature1_alpha1",
+                                                   "temperature2.5_alpha0", "temperature2.5_alpha1"]
+    cfg = load_config(tiny_sweep(tmp_path, "sweep:\n  points: [{name: a, distill.alpha: 0.2}, {name: b}]\n"))
+    assert [(p.name, p.settings) for p in expand(cfg.sweep)] == [("a", {"distill.alpha": 0.2}), ("b", {})]
+
+
+@pytest.mark.parametrize("block, expected", [
+    ("sweep:\n  points: [{name: a, distill.alpha: 0.5}, {name: b, distill.alpah: 0.1}]\n",
+     "sweep.points.1 (b): distill.alpah: unknown key; did you mean 'alpha'?"),
+    ("sweep:\n  grid: {distill.temperature: [1, -2]}\n",
+     "sweep.grid: distill.temperature: must be > 0, got -2"),
+    ("sweep:\n  points: [{name: a, distill.alpha: 3}]\n",
+     "sweep.points.0 (a): distill.alpha: must be <= 1, got 3"),
+    ("sweep:\n  points: [{name: a}, {name: a, distill.alpha: 0.1}]\n",
+     "sweep.points.1.name: a is used twice"),
+    ("sweep:\n  points: [{distill.alpha: 0.1}]\n",
+     "sweep.points.0.name: every point needs a name"),
+    ("sweep:\n  grid: {distill.temperature: []}\n",
+     "sweep.grid.distill.temperature: needs at least one value"),
+    ("sweep:\n  budget_minutes: 10\n",
+     "sweep: give grid"),
+    ("sweep:\n  points: [{name: a, sweep.budget_minutes: 3}]\n",
+     "sweep.points.0 (a): sweep.budget_minutes: a point sets pipeline settings"),
+])
+def test_a_bad_point_is_one_line_at_load(tmp_path, block, expected):
+    with pytest.raises(ConfigError) as info:
+        load_config(tiny_sweep(tmp_path, block))
+    assert len(info.value.problems) == 1, info.value.problems
+    assert info.value.problems[0].startswith(expected), info.value.problems
+
+
+def test_cli_refuses_a_bad_point_before_running_anything(tmp_path):
+    path = tiny_sweep(tmp_path, "sweep:\n  grid: {distill.temperature: [1, 2]}\n"
+                                "  points: [{name: hard, distill.alpha: 1.0}, {name: soft, distill.alpah: 0.0}]\n")
+    result = invoke("run", path, "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines == [l for l in lines if l.startswith("error: sweep.points.1 (soft): distill.alpah: unknown key")]
+    assert len(lines) == 1 and "Traceback" not in result.output
+    assert not (tmp_path / "runs").exists()
+
+
+def test_tiny_sweep_shares_the_teacher_keeps_finished_points_and_keeps_to_its_budget(tmp_path):
+    runs = tmp_path / "runs"
+    block = "sweep:\n  grid: {distill.temperature: [1, 4]}\n  points: [{name: soft, distill.alpha: 0.0}]\n"
+    path = tiny_sweep(tmp_path, block)
+    result = invoke("run", path, "--runs-dir", runs, *TINY_FAST)
+    assert result.exit_code == 0, result.output + (result.stderr or "")
+    sweep_dir = runs / "tiny-sweep"
+    first, second = (sweep_dir / "points" / n for n in ("soft_temperature1", "soft_temperature4"))
+    t1, t2 = read_json(first / "teacher" / "stage.json"), read_json(second / "teacher" / "stage.json")
+    assert "shared_from" not in t1 and t2["shared_from"] == str(first)  # fine-tuned once, in the first point
+    assert t2["finished"] == t1["finished"] and t2["inputs_hash"] == t1["inputs_hash"]
+    assert (first / "teacher" / "model" / "model.safetensors").stat().st_ino == \
+        (second / "teacher" / "model" / "model.safetensors").stat().st_ino  # a hard link, not a copy
+    assert f"skip teacher   shared: the same inputs finished in {first}" in " ".join(result.output.split())
+    d1, d2 = read_json(first / "distill" / "stage.json"), read_json(second / "distill" / "stage.json")
+    assert d1["metrics"]["cache"]["hit"] is False and d2["metrics"]["cache"]["hit"] is True  # one teacher pass
+    assert d1["metrics"]["cache"]["dir"] == str(runs / ".cache" / "teacher-outputs")
+    assert (d1["metrics"]["temperature"], d2["metrics"]["temperature"]) == (1.0, 4.0)
+
+    summary = read_json(sweep_dir / "sweep.json")
+    assert [p["name"] for p in summary["points"]] == ["soft_temperature1", "soft_temperature4"]
+    for p in summary["points"]:
+        assert p["status"] == "done" and p["overrides"][0] == "distill.alpha=0.0"
+        assert p["variant"] == "student-int8" and p["size_bytes"] > 0 and p["p50_ms"] > 0
+        assert 0 < p["accuracy"] <= 1 and p["retention"] == pytest.approx(p["accuracy"] / summary["teacher"]["accuracy"], abs=1e-3)
+        assert p["parameters"] < summary["teacher"]["parameters"]
+    assert summary["frontier"] and summary["teacher"]["accuracy"] > 0.5
+    md = (sweep_dir / "sweep.md").read_text()
+    assert md.count("| soft_temperature") == 4  # the points table and the accuracy-by-temperature table
+    assert "## Accuracy by temperature" in md
+    page = (sweep_dir / "sweep.html").read_text()
+    assert page.count("<svg") == 2 and "Retention against size" in page and "Accuracy against temperature" in page
+    assert not re.search(r"<script|<link|https?://(?!www\.w3\.org)", page)  # self-contained
+
+    # run again with a third point and a budget already spent: the two finished points are kept, the new one skipped
+    stamps = {d: read_json(d / "distill" / "stage.json")["finished"] for d in (first, second)}
+    path = tiny_sweep(tmp_path, block.replace("[1, 4]", "[1, 4, 8]") + "  budget_minutes: 0.000001\n")
+    again = invoke("run", path, "--runs-dir", runs, *TINY_FAST)
+    assert again.exit_code == 0, again.output + (again.stderr or "")
+    statuses = {p["name"]: p["status"] for p in read_json(sweep_dir / "sweep.json")["points"]}
+    assert statuses == {"soft_temperature1": "kept", "soft_temperature4": "kept", "soft_temperature8": "skipped"}
+    assert "budget" in read_json(sweep_dir / "sweep.json")["points"][2]["reason"]
+    assert not (sweep_dir / "points" / "soft_temperature8").exists()
+    assert {d: read_json(d / "distill" / "stage.json")["finished"] for d in (first, second)} == stamps
+
+    # without the budget the missing point runs, sharing the teacher and the student; the others stay as they were
+    path = tiny_sweep(tmp_path, block.replace("[1, 4]", "[1, 4, 8]"))
+    third = invoke("run", path, "--runs-dir", runs, *TINY_FAST)
+    assert third.exit_code == 0, third.output + (third.stderr or "")
+    statuses = {p["name"]: p["status"] for p in read_json(sweep_dir / "sweep.json")["points"]}
+    assert statuses == {"soft_temperature1": "kept", "soft_temperature4": "kept", "soft_temperature8": "done"}
+    new = sweep_dir / "points" / "soft_temperature8"
+    assert read_json(new / "teacher" / "stage.json")["finished"] == t1["finished"]
+    assert "shared_from" in read_json(new / "student" / "stage.json")
+    assert {d: read_json(d / "distill" / "stage.json")["finished"] for d in (first, second)} == stamps
