@@ -237,23 +237,22 @@ def frontier_svg(s: dict) -> str:
 
     def draw(fig):
         from matplotlib.lines import Line2D
-        from matplotlib.ticker import FuncFormatter, PercentFormatter
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, PercentFormatter
 
+        fig.subplots_adjust(left=0.15)
         ax = fig.add_subplot()
-        marks, named = [], []
+        named = []
         for p in s["points"]:
             for v in p.get("variants", []):
                 x, y = v["size_bytes"] / 1e6, v["retention"]
                 ax.scatter([x], [y], marker="D" if v["precision"] == "int8" else "o", color=colours[p["student"]],
                            s=26, alpha=0.8, zorder=3)
                 point = plots.Point(f"{p['name']} {v['precision']}", x, y, None, "student", colours[p["student"]])
-                marks.append(point)
                 if (p["name"], v["name"]) in on_front:
                     named.append(point)
         if teacher.get("onnx_size_bytes"):
             t = plots.Point("teacher", teacher["onnx_size_bytes"] / 1e6, 1.0, None, "teacher", "#333333")
             ax.scatter([t.x], [1.0], marker="*", color="#333333", s=110, zorder=3)
-            marks.append(t)
             if ("teacher", "teacher-onnx") in on_front:
                 named.append(t)
         front = sorted(named, key=lambda p: p.x)
@@ -262,8 +261,11 @@ def frontier_svg(s: dict) -> str:
                     linewidth=1.4, zorder=2)
         ax.set_xscale("log")
         ax.margins(x=0.15, y=0.1)
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        lo, hi = ax.get_xlim()
+        plain = FuncFormatter(lambda v, _: f"{v:g}")
+        ax.xaxis.set_major_formatter(plain)
+        ax.xaxis.set_minor_locator(LogLocator(subs=(2.0, 3.0, 5.0)))
+        ax.xaxis.set_minor_formatter(plain if hi / lo < 100 else NullFormatter())
         ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
         ax.set_xlabel("size on disk (MB, log scale)")
         ax.set_ylabel("retention (accuracy / teacher's)")
@@ -317,6 +319,6 @@ def temperature_svg(s: dict) -> str:
         ax.grid(True, which="major", color="#e6e6e6", linewidth=0.7)
         ax.set_axisbelow(True)
         ax.set_title(title, fontsize=10)
-        fig.legend(loc="lower center", ncol=2, fontsize=7, frameon=False, bbox_to_anchor=(0.5, 0.0))
+        fig.legend(loc="lower center", ncol=2, fontsize=7, frameon=False, bbox_to_anchor=(0.5, 0.0), handlelength=3.5)
 
     return plots.svg(draw, title, "compress-sweep-temperature", size=(5.6, 5.4))

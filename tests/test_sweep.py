@@ -105,7 +105,7 @@ def test_tiny_sweep_shares_the_teacher_keeps_finished_points_and_keeps_to_its_bu
     assert t2["finished"] == t1["finished"] and t2["inputs_hash"] == t1["inputs_hash"]
     assert (first / "teacher" / "model" / "model.safetensors").stat().st_ino == \
         (second / "teacher" / "model" / "model.safetensors").stat().st_ino  # a hard link, not a copy
-    assert f"skip teacher   shared: the same inputs finished in {first}" in " ".join(result.output.split())
+    assert f"skip teacher shared: the same inputs finished in {first}" in " ".join(result.output.split())
     d1, d2 = read_json(first / "distill" / "stage.json"), read_json(second / "distill" / "stage.json")
     assert d1["metrics"]["cache"]["hit"] is False and d2["metrics"]["cache"]["hit"] is True  # one teacher pass
     assert d1["metrics"]["cache"]["dir"] == str(runs / ".cache" / "teacher-outputs")
@@ -147,3 +147,44 @@ def test_tiny_sweep_shares_the_teacher_keeps_finished_points_and_keeps_to_its_bu
     assert read_json(new / "teacher" / "stage.json")["finished"] == t1["finished"]
     assert "shared_from" in read_json(new / "student" / "stage.json")
     assert {d: read_json(d / "distill" / "stage.json")["finished"] for d in (first, second)} == stamps
+
+
+def _point(name, entry, t, alpha, student, acc, sizes=((40e6, "fp32"), (10e6, "int8")), teacher=0.9):
+    variants = [{"name": f"student-{p}", "precision": p, "size_bytes": s, "accuracy": acc, "accuracy_ci95": [acc - .02, acc + .02],
+                 "retention": acc / teacher, "p50_ms": 2.0} for s, p in sizes]
+    return {"name": name, "entry": entry, "grid": {"distill.temperature": t}, "status": "done", "temperature": t,
+            "alpha": alpha, "student": student, "parameters": 1e6, "accuracy": acc, "accuracy_ci95": [acc - .02, acc + .02],
+            "retention": acc / teacher, "variant": "student-int8", "size_bytes": sizes[-1][0], "variant_accuracy": acc,
+            "variant_retention": acc / teacher, "p50_ms": 2.0, "variants": variants}
+
+
+def test_sweep_summary_frontier_curves_table_and_page():
+    from compress.sweepreport import curves, frontier, markdown, render
+
+    teacher = {"accuracy": 0.9, "accuracy_ci95": [0.88, 0.92], "parameters": 2e7, "size_bytes": 9e7, "p50_ms": 20.0,
+               "onnx_size_bytes": 9e7, "onnx_p50_ms": 9.0}
+    points = [_point("hard_big", "hard", 1, 1.0, "3 layers", 0.85),
+              *(_point(f"soft_T{t}_big", "soft", t, 0.0, "3 layers", acc) for t, acc in ((1, 0.84), (2, 0.86), (4, 0.87))),
+              *(_point(f"soft_T{t}_small", "soft", t, 0.0, "2 layers", acc, sizes=((30e6, "fp32"), (8e6, "int8")))
+                for t, acc in ((1, 0.80), (2, 0.82), (4, 0.81))),
+              {"name": "soft_T8_big", "entry": "soft", "grid": {}, "status": "skipped", "reason": "budget: 5.0 of 4 spent"}]
+    front = frontier(points, teacher)
+    # smallest first, accuracy rising: the best small int8, the best big int8, then the teacher
+    assert [(f["point"], f["variant"]) for f in front] == [("soft_T2_small", "student-int8"), ("soft_T4_big", "student-int8"),
+                                                          ("teacher", "teacher-onnx")]
+    lines, references = curves(points)
+    assert list(lines) == ["soft, 3 layers", "soft, 2 layers"]
+    assert [p["temperature"] for p in lines["soft, 2 layers"]] == [1, 2, 4]
+    assert [p["name"] for p in references] == ["hard_big"]
+    summary = {"name": "s", "created": "now", "pipeline": "p.yaml", "command_overrides": [], "budget_minutes": 4,
+               "wall_seconds": 300.0, "eval": {"split": "test", "sentences": 872}, "teacher": teacher, "points": points,
+               "frontier": front}
+    md = "\n".join(markdown(summary))
+    assert "| soft_T4_big | 4 | 0 | 3 layers | 1.0M | 0.8700 | 96.7% | student-int8 | 10.0 | 0.8700 | 2.00 | done |" in md
+    assert "| soft, 2 layers | 0.8000 | 0.8200 | 0.8100 | - |" in md
+    assert "| hard, 3 layers | - | - | - | 0.8500 |" in md
+    assert "Skipped: soft_T8_big: budget: 5.0 of 4 spent." in md
+    assert "7 of 8 points finished" in md
+    page = render(summary)
+    assert page.count("<svg") == 2 and "<script" not in page
+    assert "soft_T2_small int8" not in md and page.count("<table") == 2
