@@ -105,6 +105,11 @@ def validate(
     from compress.config import load_config
 
     cfg = load_config(pipeline, overrides or [])
+    if cfg.sweep is not None:
+        from compress.sweep import expand
+
+        typer.echo(f"{pipeline}: ok (sweep '{cfg.name}', {len(expand(cfg.sweep))} points, config {cfg.hash()})")
+        return
     typer.echo(f"{pipeline}: ok (run '{cfg.name}', config {cfg.hash()})")
 
 

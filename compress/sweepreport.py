@@ -172,8 +172,8 @@ def markdown(s: dict) -> list[str]:
     for p in s["points"]:
         if p["status"] in ("skipped", "failed"):
             lines += ["", f"{p['status'].capitalize()}: {p['name']}: {p['reason']}."]
-    lines += ["", "Rerun one point alone: `compress run " + s["pipeline"] + " sweep=null` followed by its overrides "
-              "(sweep.json lists them)."]
+    lines += ["", "Rerun one point alone: `compress run " + s["pipeline"] + " sweep=null name=NAME` followed by its "
+              "overrides (sweep.json lists them)."]
     return lines
 
 
