@@ -240,7 +240,7 @@ def _sweep_summary(console, sweep_dir: Path) -> None:
     for p in summary["points"]:
         if "accuracy" in p:
             table.add_row(p["name"], f"{p['temperature']:g}", f"{p['alpha']:g}", p["student"], f"{p['accuracy']:.4f}",
-                          f"{p['retention']:.1%}", p["variant"], f"{p['size_bytes'] / 1e6:.1f}", f"{p['p50_ms']:.2f}",
+                          f"{p['retention']:.1%}" if p["retention"] is not None else "-", p["variant"], f"{p['size_bytes'] / 1e6:.1f}", f"{p['p50_ms']:.2f}",
                           p["status"])
         else:
             table.add_row(p["name"], *["-"] * 8, p["status"])

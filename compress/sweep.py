@@ -153,6 +153,8 @@ def _problems(raw: dict[str, Any], settings: dict[str, Any]) -> list[str]:
 
 def run(pipeline: Path, overrides: list[str], cfg: PipelineConfig, runs_dir: Path, console) -> Path:
     """Run every point not finished yet, in order, then write the sweep summary; returns runs/<name>."""
+    from rich.markup import escape
+
     from compress import pipeline as recipe
     from compress import sweepreport
 
@@ -180,13 +182,13 @@ def run(pipeline: Path, overrides: list[str], cfg: PipelineConfig, runs_dir: Pat
             console.print(f"[yellow]skip[/] point {i}/{len(points)} {point.name}: {reason}")
             records.append({**record, "status": "skipped", "reason": reason})
         else:
-            console.rule(f"[bold]point {i}/{len(points)}: {point.name}[/]  {' '.join(point.overrides)}")
+            console.rule(f"[bold]point {i}/{len(points)}: {point.name}[/]  {escape(' '.join(point.overrides))}")
             donors = sorted(d for d in points_dir.iterdir() if d.is_dir()) if points_dir.is_dir() else []
             t0 = time.perf_counter()
             try:
                 recipe.run(pcfg, runs_dir, console, run_dir=run_dir, share_from=donors)
             except CompressError as exc:  # recorded; the other points still run
-                console.print(f"[red]failed[/] point {point.name}: {'; '.join(exc.problems)}")
+                console.print(f"[red]failed[/] point {point.name}: {escape('; '.join(exc.problems))}")
                 records.append({**record, "status": "failed", "reason": "; ".join(exc.problems)})
             else:
                 records.append({**record, "status": "done", "seconds": round(time.perf_counter() - t0, 1)})

@@ -98,7 +98,7 @@ def describe_student(info: dict) -> str:
 def frontier(points: list[dict], teacher: dict | None) -> list[dict]:
     """The ONNX variants of every point (and the teacher's ONNX graph) that no other is at most as large and
     at least as accurate as: the retention-against-size Pareto frontier, smallest first."""
-    items = [(p["name"], v) for p in points if "variants" in p for v in p["variants"]]
+    items = [(p["name"], v) for p in points if "variants" in p for v in p["variants"] if v["retention"] is not None]
     if teacher and teacher.get("onnx_size_bytes"):
         items.append(("teacher", {"name": "teacher-onnx", "size_bytes": teacher["onnx_size_bytes"], "retention": 1.0}))
     front = plots.pareto_front([(v["size_bytes"], v["retention"]) for _, v in items])
@@ -159,7 +159,7 @@ def markdown(s: dict) -> list[str]:
     for p in s["points"]:
         if "accuracy" in p:
             lines.append(f"| {p['name']} | {p['temperature']:g} | {p['alpha']:g} | {p['student']} | "
-                         f"{p['parameters'] / 1e6:.1f}M | {p['accuracy']:.4f} | {p['retention']:.1%} | {p['variant']} | "
+                         f"{p['parameters'] / 1e6:.1f}M | {p['accuracy']:.4f} | {_pct(p['retention'])} | {p['variant']} | "
                          f"{p['size_bytes'] / 1e6:.1f} | {p['variant_accuracy']:.4f} | {p['p50_ms']:.2f} | {p['status']} |")
         else:
             lines.append(f"| {p['name']} | - | - | - | - | - | - | - | - | - | - | {p['status']} |")
@@ -175,6 +175,10 @@ def markdown(s: dict) -> list[str]:
     lines += ["", "Rerun one point alone: `compress run " + s["pipeline"] + " sweep=null name=NAME` followed by its "
               "overrides (sweep.json lists them)."]
     return lines
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
 
 
 def temperature_table(points: list[dict]) -> list[str]:
@@ -244,6 +248,8 @@ def frontier_svg(s: dict) -> str:
         named = []
         for p in s["points"]:
             for v in p.get("variants", []):
+                if v["retention"] is None:  # a teacher at accuracy 0: nothing to keep
+                    continue
                 x, y = v["size_bytes"] / 1e6, v["retention"]
                 ax.scatter([x], [y], marker="D" if v["precision"] == "int8" else "o", color=colours[p["student"]],
                            s=26, alpha=0.8, zorder=3)
