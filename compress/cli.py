@@ -68,7 +68,8 @@ def run(
     """Run a pipeline: teacher, student, distill, export, quantize, mobile, bench, report, ship.
 
     Finished stages whose inputs have not changed are skipped; a changed setting reruns
-    its stage and every stage after it.
+    its stage and every stage after it. A pipeline with a sweep block runs once per point
+    (RUNS_DIR/<name>/points/<point>/) and writes sweep.json, sweep.md and sweep.html.
     """
     from compress.config import load_config
 
@@ -82,6 +83,13 @@ def run(
     console = Console(quiet=not main_process)
     if not console.is_terminal:  # logs and CI: wide enough for the summary table
         console.width = max(console.width, 150)
+    if cfg.sweep is not None:
+        from compress import sweep
+
+        sweep_dir = sweep.run(pipeline, overrides or [], cfg, runs_dir, console)
+        if main_process:
+            _sweep_summary(console, sweep_dir)
+        return
     run_dir = recipe.run(cfg, runs_dir, console)
     if main_process:
         _summary(console, run_dir)
@@ -97,6 +105,11 @@ def validate(
     from compress.config import load_config
 
     cfg = load_config(pipeline, overrides or [])
+    if cfg.sweep is not None:
+        from compress.sweep import expand
+
+        typer.echo(f"{pipeline}: ok (sweep '{cfg.name}', {len(expand(cfg.sweep))} points, config {cfg.hash()})")
+        return
     typer.echo(f"{pipeline}: ok (run '{cfg.name}', config {cfg.hash()})")
 
 
@@ -213,6 +226,27 @@ def _summary(console, run_dir: Path) -> None:
     ship = run_dir / "ship" / "stage.json"
     if ship.is_file() and read_json(ship)["metrics"].get("bundle"):
         console.print(f"bundle: {read_json(ship)['metrics']['bundle']}/")
+
+
+def _sweep_summary(console, sweep_dir: Path) -> None:
+    from rich.table import Table
+
+    from compress.io import read_json
+
+    summary = read_json(sweep_dir / "sweep.json")
+    table = Table(title=f"{summary['name']}: every point of the sweep (accuracy: the fp32 student; size, p50: its "
+                  "deployed variant)")
+    for col in ("point", "T", "alpha", "student", "accuracy", "retention", "variant", "size MB", "p50 ms", "status"):
+        table.add_column(col, justify="left" if col in ("point", "student", "variant", "status") else "right")
+    for p in summary["points"]:
+        if "accuracy" in p:
+            table.add_row(p["name"], f"{p['temperature']:g}", f"{p['alpha']:g}", p["student"], f"{p['accuracy']:.4f}",
+                          f"{p['retention']:.1%}" if p["retention"] is not None else "-", p["variant"], f"{p['size_bytes'] / 1e6:.1f}", f"{p['p50_ms']:.2f}",
+                          p["status"])
+        else:
+            table.add_row(p["name"], *["-"] * 8, p["status"])
+    console.print(table)
+    console.print(f"sweep: {sweep_dir / 'sweep.md'}, {sweep_dir / 'sweep.html'} (data: {sweep_dir / 'sweep.json'})")
 
 
 def _quiet_libraries() -> None:

@@ -394,6 +394,30 @@ class ReportConfig(StrictModel):
                                    "fastest whose accuracy is at least this share of the teacher's (0.97 = 97%).")
 
 
+class SweepConfig(StrictModel):
+    """A sweep: several runs of this pipeline, each with some settings changed (compress/sweep.py). The
+    points share the stages their settings do not touch (the teacher is fine-tuned once) and the
+    teacher-output cache; runs/<name>/sweep.json, sweep.md and sweep.html compare them."""
+
+    grid: dict[str, list[Any]] = Field(
+        default_factory=dict, description="Dotted config keys -> the values to try, e.g. distill.temperature: "
+        "[1, 2, 4, 8]; every combination is a point, crossed with each entry of points.")
+    points: list[dict[str, Any]] = Field(
+        default_factory=list, description="Named settings, e.g. {name: hard-only, distill.alpha: 1.0}; each is "
+        "crossed with the grid keys it does not set itself (so hard-only can fix the temperature).")
+    budget_minutes: float | None = Field(None, gt=0, description="Start no new point once this many minutes of "
+                                         "this command have passed; the points left are listed as skipped.")
+
+    @model_validator(mode="after")
+    def _shape(self) -> SweepConfig:
+        if not self.grid and not self.points:
+            raise ValueError("give grid (key: [values]) or points ([{name: ..., key: value}]), or both")
+        empty = [k for k, values in self.grid.items() if not values]
+        if empty:
+            raise ValueError(f"sweep.grid.{empty[0]}: needs at least one value, got []")
+        return self
+
+
 class PipelineConfig(StrictModel):
     """A whole run: teacher -> student -> distill -> export -> quantize -> mobile -> bench -> report -> ship."""
 
@@ -417,6 +441,8 @@ class PipelineConfig(StrictModel):
     bench: BenchConfig = Field(default_factory=BenchConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
     ship: ShipConfig = Field(default_factory=ShipConfig)
+    sweep: SweepConfig | None = Field(None, description="Run the pipeline once per point of a grid or list of "
+                                      "settings instead of once (compress/sweep.py); null = a single run.")
 
     def hash(self) -> str:
         return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
@@ -426,16 +452,31 @@ class PipelineConfig(StrictModel):
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> PipelineConfig:
-    """Read ``path`` (YAML, safe_load only), apply ``key=value`` overrides, validate everything."""
+    """Read ``path`` (YAML, safe_load only), apply ``key=value`` overrides, validate everything
+    (with a ``sweep:`` block, every point's own config too)."""
+    return validate_config(load_raw(path, overrides))
+
+
+def load_raw(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
+    """The YAML mapping of ``path`` with the overrides applied, not validated yet."""
     raw = read_yaml_mapping(Path(path))
     problems = apply_overrides(raw, overrides or [])
     if problems:
         raise ConfigError(*problems)
+    return raw
+
+
+def validate_config(raw: dict[str, Any]) -> PipelineConfig:
+    """The config of a raw mapping; every problem at once as a ConfigError."""
     try:
         cfg = PipelineConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(*format_validation_error(exc)) from None
     problems = check_combinations(cfg) + check_sources(cfg)
+    if cfg.sweep is not None and not problems:
+        from compress.sweep import check_points  # the sweep module builds on this one
+
+        problems = check_points(raw, cfg.sweep)
     if problems:
         raise ConfigError(*problems)
     return cfg

@@ -62,7 +62,7 @@ def render_run(report: dict) -> str:
         _variants_table([(None, report)], recommended=_recommended_names(rec)),
         markdown_html(stage.details_markdown(report)),
     ]
-    return _page(f"compress report: {report['name']}", body)
+    return page(f"compress report: {report['name']}", body)
 
 
 def render_comparison(runs: list[tuple[str, dict]]) -> str:
@@ -90,10 +90,10 @@ def render_comparison(runs: list[tuple[str, dict]]) -> str:
         _variants_table([(label, r) for label, r in runs], colours=colours,
                         recommended={(label, n) for label, r in runs for n in _recommended_names(r.get("recommended"))}),
     ]
-    return _page(f"compress comparison: {names}", body)
+    return page(f"compress comparison: {names}", body)
 
 
-def _page(title: str, body: list[str]) -> str:
+def page(title: str, body: list[str]) -> str:
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             f"<title>{_e(title)}</title><style>{CSS}</style></head>\n<body>\n"

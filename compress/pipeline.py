@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -34,6 +35,7 @@ class Context:
     out: Path = Path()
     device: str = "cpu"
     checkpoint_dir: Path | None = None  # training state of the running stage, kept until it finishes
+    runs_dir: Path | None = None  # where the shared teacher-output cache lives (.cache/); None = run_dir's parent
 
     def stage_dir(self, name: str) -> Path:
         return self.run_dir / name
@@ -104,10 +106,41 @@ def plan(cfg: PipelineConfig, run_dir: Path) -> list[tuple[ModuleType, str, bool
     return out
 
 
-def run(cfg: PipelineConfig, runs_dir: Path, console) -> Path:
+def share(cfg: PipelineConfig, run_dir: Path, donors: list[Path]) -> dict[str, Path]:
+    """Copy into ``run_dir`` every stage it has not finished that a donor run folder finished with the same
+    inputs hash (so the same config slice and the same upstream hashes: the same result). Files are hard
+    links (stages never change a file in place), so a sweep's points hold one teacher on disk. Stages that
+    write outside their folder (the report) are never shared. Returns {stage: the donor it came from}."""
+    shared = {}
+    for stage, h, _ in plan(cfg, run_dir):
+        if getattr(stage, "outputs", None) or finished(stage, cfg, run_dir, h):
+            continue
+        donor = next((d for d in donors if d.resolve() != run_dir.resolve() and finished(stage, cfg, d, h)), None)
+        if donor is None:
+            continue
+        with atomic_dir(run_dir / stage.NAME) as tmp:
+            shutil.copytree(donor / stage.NAME, tmp, dirs_exist_ok=True, copy_function=_link_or_copy)
+            record = read_json(tmp / "stage.json")
+            write_json(tmp / "stage.json", {**record, "shared_from": str(donor)})  # a new file, not the donor's
+        shared[stage.NAME] = donor
+    return shared
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system, or links not allowed
+        shutil.copy2(src, dst)
+
+
+def run(cfg: PipelineConfig, runs_dir: Path, console, run_dir: Path | None = None,
+        share_from: list[Path] | tuple = ()) -> Path:
     """Run the stages that are not finished. Under ``accelerate launch`` / ``torchrun`` every process
     runs this: training stages (``DISTRIBUTED = True``) run on all of them, the others on the main
-    process only, and only the main process writes the run folder."""
+    process only, and only the main process writes the run folder.
+
+    ``run_dir`` defaults to ``runs_dir/<name>``; ``share_from``: other run folders whose finished stages
+    with the same inputs are reused instead of recomputed (a sweep's points)."""
     from accelerate import PartialState
     from transformers import set_seed
 
@@ -116,7 +149,9 @@ def run(cfg: PipelineConfig, runs_dir: Path, console) -> Path:
     device = resolve_device(cfg.device)
     state = PartialState(cpu=device == "cpu")
     main = state.is_main_process
-    run_dir = runs_dir / cfg.name
+    run_dir = run_dir or runs_dir / cfg.name
+    shared = share(cfg, run_dir, list(share_from)) if main and share_from else {}
+    state.wait_for_everyone()  # the shared stages are in place before any process plans
     steps = plan(cfg, run_dir)
     state.wait_for_everyone()  # every process has read the same plan before anything is written
     if main:
@@ -125,13 +160,15 @@ def run(cfg: PipelineConfig, runs_dir: Path, console) -> Path:
         write_json(run_dir / "env.json", environment())
         write_json(run_dir / "plan.json", [{"stage": s.NAME, "inputs_hash": h, "run": r} for s, h, r in steps])
     state.wait_for_everyone()
-    ctx = Context(cfg=cfg, run_dir=run_dir, console=console, device=device)
+    ctx = Context(cfg=cfg, run_dir=run_dir, console=console, device=device, runs_dir=runs_dir)
     processes = f", {state.num_processes} processes" if state.num_processes > 1 else ""
     console.print(f"[bold]compress[/] run [cyan]{cfg.name}[/] -> {run_dir}  (device: {device}{processes}, config {cfg.hash()})")
     started = time.perf_counter()
     for stage, h, will_run in steps:
         if not will_run:
-            console.print(f"[green]skip[/] {stage.NAME:<9} finished earlier, inputs unchanged")
+            why = (f"shared: the same inputs finished in {shared[stage.NAME]}" if stage.NAME in shared
+                   else "finished earlier, inputs unchanged")
+            console.print(f"[green]skip[/] {stage.NAME:<9} {why}")
             continue
         everywhere = getattr(stage, "DISTRIBUTED", False)
         if main or everywhere:

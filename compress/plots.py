@@ -92,16 +92,25 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 
 def tradeoff_svg(all_series: list[Series], axis: str, title: str) -> str:
     """The plot of ``axis`` ("size" or "latency") as an <svg> element (no XML prolog)."""
-    import matplotlib
-    from matplotlib.figure import Figure
 
-    with matplotlib.rc_context({"svg.fonttype": "path", "svg.hashsalt": f"compress-{axis}-{title}", "font.size": 9}):
-        fig = Figure(figsize=(5.6, 4.4))  # drawn ~560 px wide in the page: text close to the page's own size
-        fig.subplots_adjust(left=0.13, right=0.97, top=0.92, bottom=0.24)
+    def draw(fig):
         ax = fig.add_subplot()
         _draw(ax, all_series, axis)
         ax.set_title(title, fontsize=10)
         _legend(fig, all_series)
+
+    return svg(draw, title, f"compress-{axis}-{title}")
+
+
+def svg(draw, title: str, salt: str, size: tuple[float, float] = (5.6, 4.4)) -> str:
+    """``draw(figure)`` on a fresh figure, as an <svg> element: text as paths, no metadata, ids seeded by ``salt``."""
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    with matplotlib.rc_context({"svg.fonttype": "path", "svg.hashsalt": salt, "font.size": 9}):
+        fig = Figure(figsize=size)  # drawn ~560 px wide in the page: text close to the page's own size
+        fig.subplots_adjust(left=0.13, right=0.97, top=0.92, bottom=0.24)
+        draw(fig)
         buf = io.StringIO()
         fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
     text = buf.getvalue()

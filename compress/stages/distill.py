@@ -126,7 +126,8 @@ def _attention_map(student, teacher) -> list[tuple[int, int]]:
 
 def _cached_outputs(cfg, ctx, teacher, teacher_dir: Path, data, pad_id: int, precision: str):
     dcfg = cfg.distill
-    root = Path(dcfg.cache.dir) if dcfg.cache.dir else ctx.run_dir.parent / ".cache" / "teacher-outputs"
+    runs_dir = ctx.runs_dir or ctx.run_dir.parent
+    root = Path(dcfg.cache.dir) if dcfg.cache.dir else runs_dir / ".cache" / "teacher-outputs"
     store = teacher_cache.TeacherCache(root)
     autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     top_k = teacher_cache.default_top_k(teacher.config.num_labels)
