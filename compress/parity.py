@@ -11,7 +11,7 @@ here with the PyTorch parent's logits at the same inputs:
 - ``batch 4 x length S``: four sentences, each padded to S.
 
 Each check gives the largest absolute logit difference, the top-1 agreement and the smallest
-row-wise cosine similarity; a ``Tolerance`` says which of them bound a transformation. Imports
+row-wise cosine similarity of the centred logits (softmax ignores a row's common offset); a ``Tolerance`` says which of them bound a transformation. Imports
 numpy and onnxruntime only: torch is needed just for the reference logits (``torch_reference``).
 """
 
@@ -89,9 +89,14 @@ def onnx_outputs(path: Path, inputs: list[Shape], providers: list[str] | None = 
 
 
 def compare(reference: np.ndarray, got: np.ndarray) -> dict:
+    """Largest absolute logit difference, top-1 agreement, and the smallest row-wise cosine of the
+    *centred* logits (each row minus its mean). Softmax ignores a common offset of a row's logits, so
+    the cosine does too: int8 that moves both logits of a two-class row by +2 and keeps their
+    difference gives the same probabilities, and raw logits near the origin would read as cosine -1."""
     ref, got = reference.astype(np.float64), got.astype(np.float64)
-    num = (ref * got).sum(-1)
-    den = np.linalg.norm(ref, axis=-1) * np.linalg.norm(got, axis=-1)
+    rc, gc = ref - ref.mean(-1, keepdims=True), got - got.mean(-1, keepdims=True)
+    num = (rc * gc).sum(-1)
+    den = np.linalg.norm(rc, axis=-1) * np.linalg.norm(gc, axis=-1)
     cosine = np.where(den > 0, num / np.maximum(den, 1e-30), 1.0)
     return {"max_abs_diff": float(np.abs(ref - got).max()),
             "top1_agreement": float((ref.argmax(-1) == got.argmax(-1)).mean()),

@@ -118,9 +118,24 @@ def svg(draw, title: str, salt: str, size: tuple[float, float] = (5.6, 4.4)) -> 
     return text.replace("<svg ", f'<svg role="img" aria-label="{html.escape(title)}" ', 1)
 
 
-def _draw(ax, all_series: list[Series], axis: str) -> None:
+def log_x_percent_y(ax, xlabel: str, ylabel: str) -> None:
+    """A log x axis with plain tick labels (minor ones too when it spans under 100x), a percent y axis, a light grid."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, PercentFormatter
 
+    ax.set_xscale("log")
+    lo, hi = ax.get_xlim()
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_locator(LogLocator(subs=(2.0, 3.0, 5.0)))
+    ax.xaxis.set_minor_formatter(plain if hi / lo < 100 else NullFormatter())
+    ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="major", color="#e6e6e6", linewidth=0.7)
+    ax.set_axisbelow(True)
+
+
+def _draw(ax, all_series: list[Series], axis: str) -> None:
     single = len(all_series) == 1
     lines = []  # (accuracy, text, colour) of the horizontal reference lines, named once the axes are settled
     bottom, top, floor_y = _accuracy_range(all_series)
@@ -150,19 +165,9 @@ def _draw(ax, all_series: list[Series], axis: str) -> None:
         if rec:
             ax.scatter([rec.x], [drawn[id(rec)]], s=260, facecolors="none", edgecolors=RING if single else s.colour,
                        linewidths=1.8, zorder=4)
-    ax.set_xscale("log")
     ax.margins(x=0.12)
     ax.set_ylim(bottom - (bottom - floor_y) * 2 if floor_y < bottom else bottom, top)
-    lo, hi = ax.get_xlim()
-    plain = FuncFormatter(lambda v, _: f"{v:g}")
-    ax.xaxis.set_major_formatter(plain)
-    ax.xaxis.set_minor_locator(LogLocator(subs=(2.0, 3.0, 5.0)))
-    ax.xaxis.set_minor_formatter(plain if hi / lo < 100 else NullFormatter())
-    ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
-    ax.set_xlabel(AXES[axis][0])
-    ax.set_ylabel("accuracy (95% interval)")
-    ax.grid(True, which="major", color="#e6e6e6", linewidth=0.7)
-    ax.set_axisbelow(True)
+    log_x_percent_y(ax, AXES[axis][0], "accuracy (95% interval)")
     ringed = {id(p) for s in all_series for p in s.points if p.label == s.recommended}
     _place_labels(ax, [(p, drawn[id(p)]) for s in all_series for p in s.points], lines, ringed)
 

@@ -241,7 +241,6 @@ def frontier_svg(s: dict) -> str:
 
     def draw(fig):
         from matplotlib.lines import Line2D
-        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, PercentFormatter
 
         fig.subplots_adjust(left=0.15)
         ax = fig.add_subplot()
@@ -267,16 +266,7 @@ def frontier_svg(s: dict) -> str:
                     linewidth=1.4, zorder=2)
         ax.set_xscale("log")
         ax.margins(x=0.15, y=0.1)
-        lo, hi = ax.get_xlim()
-        plain = FuncFormatter(lambda v, _: f"{v:g}")
-        ax.xaxis.set_major_formatter(plain)
-        ax.xaxis.set_minor_locator(LogLocator(subs=(2.0, 3.0, 5.0)))
-        ax.xaxis.set_minor_formatter(plain if hi / lo < 100 else NullFormatter())
-        ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
-        ax.set_xlabel("size on disk (MB, log scale)")
-        ax.set_ylabel("retention (accuracy / teacher's)")
-        ax.grid(True, which="major", color="#e6e6e6", linewidth=0.7)
-        ax.set_axisbelow(True)
+        plots.log_x_percent_y(ax, "size on disk (MB, log scale)", "retention (accuracy / teacher's)")
         ax.set_title(title, fontsize=10)
         plots._place_labels(ax, [(p, p.accuracy) for p in named], [], set())
         handles = [Line2D([], [], marker="o", linestyle="", color=c, label=st) for st, c in colours.items()]

@@ -245,6 +245,13 @@ def test_parity_measures_of_identical_opposite_and_zero_rows():
     assert m["min_cosine"] == pytest.approx(-1.0) and m["max_abs_diff"] == 2.0
     assert m["top1_agreement"] == pytest.approx(2 / 3)  # [1, 0] vs [-1, 0] flips the top class
     assert compare(a, a) == {"max_abs_diff": 0.0, "top1_agreement": 1.0, "min_cosine": pytest.approx(1.0)}
+    # a common offset changes no probability: the centred cosine stays 1 where the raw one would be ~-1
+    near = np.array([[-1.0, -1.1]])
+    assert compare(near, near + 2.05)["min_cosine"] == pytest.approx(1.0)
+    # three classes: the shape of the row counts, not its offset or scale
+    three = np.array([[3.0, 1.0, 0.0]])
+    assert compare(three, 2 * three - 7)["min_cosine"] == pytest.approx(1.0)
+    assert compare(three, np.array([[0.0, 1.0, 3.0]]))["min_cosine"] < 0
 
 
 def test_mobile_disabled_ships_and_verifies_without_model_ort(tiny_shipped, tmp_path):

@@ -30,7 +30,7 @@ from compress.quant.ladder import Rung
 from compress.quant.onnx_int8 import Settings
 
 NAME = "quantize"
-VERSION = 2
+VERSION = 3  # 3: parity cosine on centred logits (the ladder may keep a different rung)
 DEPENDS = ("export", "trim")
 CONFIG = ("quantize", "targets", "seed", "data", "bench.sequence_length", "bench.threads")
 MANIFEST = "variants.json"
