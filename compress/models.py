@@ -146,6 +146,10 @@ register_layers("roberta", "roberta.encoder.layer", "num_hidden_layers")
 register_layers("xlm-roberta", "roberta.encoder.layer", "num_hidden_layers")
 register_layers("electra", "electra.encoder.layer", "num_hidden_layers")
 register_layers("distilbert", "distilbert.transformer.layer", "n_layers", width="dim", heads="n_heads", ffn="hidden_dim")
+# decoders (task causal-lm): the paths of their *ForCausalLM classes
+register_layers("gpt2", "transformer.h", "n_layer", width="n_embd", heads="n_head", ffn="n_inner")
+for _decoder in ("llama", "qwen2", "mistral"):
+    register_layers(_decoder, "model.layers", "num_hidden_layers")
 
 
 def every_other(n: int) -> list[int]:
@@ -176,6 +180,8 @@ def student_from_layers(teacher, layers: list[int] | None):
     parent, _, attr = spec.modules.rpartition(".")
     setattr(_getattr_path(student, parent), attr, kept)
     setattr(student.config, spec.count, len(chosen))
+    if isinstance(getattr(student.config, "layer_types", None), list):  # per-layer attention kinds (Qwen2, ...)
+        student.config.layer_types = [student.config.layer_types[i] for i in chosen]
     return student, chosen
 
 
