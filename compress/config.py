@@ -243,6 +243,9 @@ class ExportConfig(StrictModel):
     atol: float = Field(1e-4, gt=0, description="Largest allowed |logit difference| between ONNX Runtime and PyTorch.")
     parity_samples: int = Field(32, gt=0, description="Evaluation sentences used for the parity checks (every "
                                 "transformation is compared with PyTorch on them at several shapes).")
+    greedy_prompts: int = Field(5, gt=0, description="task causal-lm: held-out prompts whose greedy tokens through "
+                                "ONNX Runtime (with the KV cache) must equal PyTorch's generate, or the run fails.")
+    greedy_tokens: int = Field(32, gt=0, description="task causal-lm: tokens generated per greedy prompt.")
 
 
 class OptimizeConfig(StrictModel):
@@ -383,6 +386,12 @@ class BenchConfig(StrictModel):
     threads: int | None = Field(None, gt=0, description="Intra-op threads of the cpu and gpu targets; null = all "
                                 "cores (the mobile target always uses 1).")
     eval_batch_size: int = Field(64, gt=0, description="Batch size of the accuracy pass.")
+    new_tokens: int = Field(64, gt=0, description="task causal-lm: tokens generated per timed query (greedy, batch 1, "
+                            "through the KV cache, after a prompt of bench.sequence_length tokens): time to first "
+                            "token and tokens per second.")
+    generation_prompts: int = Field(5, gt=0, description="task causal-lm: held-out prompts every variant continues "
+                                    "greedily, shown side by side in the report.")
+    generation_tokens: int = Field(32, gt=0, description="task causal-lm: tokens of each side-by-side generation.")
 
     @model_validator(mode="after")
     def _targets(self) -> BenchConfig:
