@@ -202,6 +202,13 @@ class SequenceKDConfig(StrictModel):
     top_k: int | None = Field(None, gt=0, description="Sample among the k likeliest tokens only; null = all.")
     batch_size: int = Field(32, gt=0, description="Prompts generated at once.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_off(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("mode") is False:  # YAML 1.1 reads a bare off as false
+            data = {**data, "mode": "off"}
+        return data
+
 
 class DistillConfig(StrictModel):
     """Knowledge distillation (Hinton et al. 2015): soft targets at temperature T mixed with hard labels."""
