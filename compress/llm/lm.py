@@ -25,10 +25,9 @@ def build_random(tcfg, train_text: str, max_length: int):
     model_type = arch.pop("model_type", None)
     if not model_type:
         raise CompressError("teacher.architecture.model_type: required (e.g. gpt2 or llama)")
-    if model_type not in models.LAYERS or model_type in ("bert", "roberta", "xlm-roberta", "electra", "distilbert"):
-        decoders = sorted(k for k in models.LAYERS if k in ("gpt2", "llama", "qwen2", "mistral"))
+    if model_type not in models.DECODER_LAYERS:
         raise CompressError(f"teacher.architecture.model_type: {model_type!r} is not a supported decoder; "
-                            f"supported: {', '.join(decoders)}")
+                            f"supported: {', '.join(sorted(models.DECODER_LAYERS))}")
     tokenizer = train_bpe_tokenizer(train_text, int(arch.pop("vocab_size", DEFAULT_VOCAB)), max_length)
     positions = "n_positions" if model_type == "gpt2" else "max_position_embeddings"
     arch.setdefault(positions, max(2 * max_length, 256))
@@ -91,11 +90,11 @@ def build_student(scfg, teacher, tokenizer) -> tuple[Any, Any, dict]:
     """(student, its tokenizer, info) for ``student.method``: layers of the teacher, a smaller config of its
     architecture, or a pretrained model (its own tokenizer; the distill stage's preflight compares them)."""
     if scfg.method == "layers":
-        student, kept = models.student_from_layers(teacher, scfg.layers)
+        student, kept = models.student_from_layers(teacher, scfg.layers, models.DECODER_LAYERS)
         return student, tokenizer, {"method": "layers", "architecture": teacher.config.model_type, "layers": kept}
     if scfg.method == "config":
         student = smaller(teacher, scfg)
-        spec = models.layer_spec(student.config.model_type)
+        spec = models.layer_spec(student.config.model_type, registry=models.DECODER_LAYERS)
         sizes = {k: getattr(student.config, getattr(spec, k)) for k in ("count", "width", "heads", "ffn")}
         return student, tokenizer, {"method": "config", "architecture": student.config.model_type, **sizes}
     student, student_tokenizer = load_pretrained(scfg.model, scfg.allow_pickle, scfg.trust_remote_code, key="student.model")
@@ -108,7 +107,7 @@ def smaller(teacher, scfg):
     width the token (and position) embeddings are copied from it."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    spec = models.layer_spec(teacher.config.model_type)
+    spec = models.layer_spec(teacher.config.model_type, registry=models.DECODER_LAYERS)
     values = teacher.config.to_dict()
     changes = {spec.count: scfg.num_layers, spec.width: scfg.hidden_size, spec.heads: scfg.num_attention_heads,
                spec.ffn: scfg.intermediate_size}
