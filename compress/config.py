@@ -725,6 +725,12 @@ def _check_task(cfg: PipelineConfig) -> list[str]:
                         "distill.sequence.mode: mix (the teacher writes extra training text)")
     if cfg.student.architecture != "same":
         problems.append(f"student.architecture: {cfg.student.architecture} maps a BERT classifier; for {why} use same")
+    if cfg.data.validation_split:
+        problems.append(f"data.validation_split: per-epoch validation is for classifiers; for {why} the held-out text "
+                        "is data.holdout_fraction of the text (or <eval_split>.txt in a folder); set it to null")
+    if cfg.sweep is not None:
+        problems.append(f"sweep: not for {why} yet (sweep.json summarises accuracy); run the points one by one with "
+                        "key=value overrides and different names")
     return problems
 
 
