@@ -708,10 +708,6 @@ def _check_task(cfg: PipelineConfig) -> list[str]:
         problems.append(f"mobile.enabled: not for {why}: the ORT-format conversion and its checks are made for "
                         "classifiers without a KV cache; set mobile.enabled: false (bench.targets mobile still "
                         "measures the ONNX decoder on one thread)")
-    if cfg.ship.enabled:
-        problems.append(f"ship.enabled: not for {why} yet: the edge bundle (golden logits, compress verify) is "
-                        "written for classifiers; set ship.enabled: false (export/student holds the ONNX decoder "
-                        "with its KV cache and tokenizer)")
     for i, v in enumerate(cfg.quantize.variants):
         if v.method != "onnx_dynamic":
             problems.append(f"quantize.variants.{i}.method: {v.method} is not offered for {why}; use onnx_dynamic "

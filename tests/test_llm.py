@@ -168,11 +168,10 @@ def test_packed_and_padded_rows(tokenizer):
 
 def test_config_refuses_what_causal_lm_cannot_do():
     with pytest.raises(CompressError) as err:
-        load_config(ROOT / "pipelines" / "tiny-lm.yaml", ["mobile.enabled=true", "ship.enabled=true",
-                                                         "vocab_trim.enabled=true", "distill.hidden.weight=1",
+        load_config(ROOT / "pipelines" / "tiny-lm.yaml", ["mobile.enabled=true", "vocab_trim.enabled=true", "distill.hidden.weight=1",
                                                          "quantize.variants=[{name: student-q, method: torch_dynamic}]"])
     text = "\n".join(err.value.problems)
-    for key in ("mobile.enabled", "ship.enabled", "vocab_trim.enabled", "distill.hidden.weight",
+    for key in ("mobile.enabled", "vocab_trim.enabled", "distill.hidden.weight",
                 "quantize.variants.0.method"):
         assert key in text
     with pytest.raises(CompressError, match="distill.sequence.mode"):
@@ -206,7 +205,8 @@ def test_sequence_level_completions_come_from_the_teacher(tokenizer):
 
 @pytest.mark.slow
 def test_tiny_lm_run_end_to_end(tmp_path):
-    result = invoke("run", ROOT / "pipelines" / "tiny-lm.yaml", "--runs-dir", tmp_path / "runs")
+    result = invoke("run", ROOT / "pipelines" / "tiny-lm.yaml", "--runs-dir", tmp_path / "runs",
+                    f"ship.dir={tmp_path / 'exports'}")
     assert result.exit_code == 0, result.output + (result.stderr or "")
     import json
 
@@ -221,16 +221,33 @@ def test_tiny_lm_run_end_to_end(tmp_path):
     assert all(g["equal"] for g in report["greedy_parity"]["student"])
     assert "student vs student-ce" in report["distillation_gain"]
     assert "## Greedy generations" in (tmp_path / "runs" / "tiny-lm" / "report.md").read_text()
+    # the bundle: verified with tokenizers, numpy and onnxruntime only (no torch in that process)
+    bundle = tmp_path / "exports" / "tiny-lm"
+    code = ("import sys; from rich.console import Console; from compress.verify import verify_bundle; "
+            f"verify_bundle(__import__('pathlib').Path({str(bundle)!r}), Console(quiet=True)); "
+            "assert 'torch' not in sys.modules and 'transformers' not in sys.modules")
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+    golden = json.loads((bundle / "golden.json").read_text())
+    assert golden["task"] == "causal-lm" and all(s["greedy_tokens"] for s in golden["samples"])
+    golden["samples"][0]["greedy_tokens"][0] += 1
+    (bundle / "golden.json").write_text(json.dumps(golden))
+    broken = invoke("verify", bundle)
+    assert broken.exit_code == 2 and "golden.json" in broken.stderr
     # a pretrained student with another tokenizer: token-level KD is refused, one line, exit 2
     other = tmp_path / "other"
     model = tiny("gpt2", 280)
     model.save_pretrained(other)
     train_bpe_tokenizer(generate_text(300, seed=5).upper(), 280, 64).save_pretrained(other)
-    refused = invoke("run", ROOT / "pipelines" / "tiny-lm.yaml", "--runs-dir", tmp_path / "runs", "student.method=pretrained",
+    refused = invoke("run", ROOT / "pipelines" / "tiny-lm.yaml", "--runs-dir", tmp_path / "runs", "ship.enabled=false",
+                     "student.method=pretrained",
                      "student.layers=null", f"student.model={other}")
     assert refused.exit_code == 2 and "tokenizers differ" in refused.stderr and "Traceback" not in refused.output
     # ...while sequence-level distillation alone runs with the student's own tokenizer
-    seq = invoke("run", ROOT / "pipelines" / "tiny-lm.yaml", "--runs-dir", tmp_path / "runs", "student.method=pretrained",
+    seq = invoke("run", ROOT / "pipelines" / "tiny-lm.yaml", "--runs-dir", tmp_path / "runs", "ship.enabled=false",
+                 "student.method=pretrained",
                  "student.layers=null", f"student.model={other}", "distill.sequence.mode=only",
                  "distill.sequence.prompts=32", "distill.sequence.max_new_tokens=16", "baselines.enabled=false")
     assert seq.exit_code == 0, seq.output + (seq.stderr or "")
