@@ -4,7 +4,6 @@ with its KV cache (logits and greedy tokens against PyTorch), and the config's r
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
