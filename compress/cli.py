@@ -214,6 +214,9 @@ def _summary(console, run_dir: Path) -> None:
     from compress.io import read_json
 
     report = read_json(run_dir / "report.json")
+    if report.get("task") == "causal-lm":
+        _lm_summary(console, run_dir, report)
+        return
     table = Table(title=f"{report['name']}: every variant against the teacher (PyTorch fp32)")
     for col in ("variant", "format", "precision", "size MB", "accuracy", "retention", "speedup", "p50 ms", "p99 ms", "peak MiB"):
         table.add_column(col, justify="left" if col in ("variant", "format", "precision") else "right")
@@ -226,6 +229,25 @@ def _summary(console, run_dir: Path) -> None:
     ship = run_dir / "ship" / "stage.json"
     if ship.is_file() and read_json(ship)["metrics"].get("bundle"):
         console.print(f"bundle: {read_json(ship)['metrics']['bundle']}/")
+
+
+def _lm_summary(console, run_dir: Path, report: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{report['name']}: every variant against the teacher (perplexity on held-out text; "
+                  "generation at batch 1, cpu)")
+    for col in ("variant", "format", "precision", "size MB", "perplexity", "retention", "first token ms", "tokens/s",
+                "peak MiB"):
+        table.add_column(col, justify="left" if col in ("variant", "format", "precision") else "right")
+    for v in report["variants"]:
+        def fmt(x, spec):
+            return format(x, spec) if x is not None else "-"
+        table.add_row(v["name"], v["format"], v["precision"], f"{v['size_bytes'] / 1e6:.1f}", f"{v['perplexity']:.3f}",
+                      f"{v['perplexity_retention']:.1%}", fmt(v["time_to_first_token_ms"], ".1f"),
+                      fmt(v["tokens_per_second"], ".1f"),
+                      fmt(v["peak_memory_bytes"] / 2**20 if v["peak_memory_bytes"] else None, ".0f"))
+    console.print(table)
+    console.print(f"report: {run_dir / 'report.md'} (data: {run_dir / 'report.json'})")
 
 
 def _sweep_summary(console, sweep_dir: Path) -> None:

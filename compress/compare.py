@@ -40,6 +40,9 @@ def load_run(given: Path) -> Run:
         report = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CompressError(f"{path}: not a valid report.json ({exc})") from None
+    if isinstance(report, dict) and report.get("task") == "causal-lm":
+        raise CompressError(f"{path}: a causal-lm report (perplexity, tokens/s): compress report and compress compare "
+                            "read classification reports only so far; its tables are in report.md")
     problem = _schema_problem(report)
     if problem:
         raise CompressError(f"{path}: not a compress report.json: {problem}")

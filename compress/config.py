@@ -72,6 +72,12 @@ class DataConfig(StrictModel):
     max_eval_samples: int | None = Field(None, gt=0, description="Evaluate on the first N rows only (null = the whole split).")
     max_length: int = Field(128, gt=1, le=4096, description="Tokens per sentence in training; longer ones are truncated.")
     generated_size: int = Field(2000, gt=0, description="Rows in the generated training split (source: generated).")
+    holdout_fraction: float = Field(0.1, gt=0, lt=1, description="task causal-lm, one text file (or a folder without "
+                                    "<eval_split>.txt): the share of the text at its end held out for evaluation "
+                                    "(perplexity, parity, prompts); never trained on.")
+    packing: bool = Field(True, description="task causal-lm: true = the token stream is cut into blocks of "
+                          "data.max_length tokens (no padding); false = one row per paragraph, padded per batch "
+                          "(masked in every loss).")
 
 
 class TeacherConfig(StrictModel):
@@ -181,6 +187,29 @@ class AugmentConfig(StrictModel):
         return self
 
 
+class SequenceKDConfig(StrictModel):
+    """task causal-lm: sequence-level distillation (Kim and Rush 2016). The teacher continues prompts taken from the
+    training text; the student trains on those completions, alone or mixed with the token-level loss."""
+
+    mode: Literal["off", "mix", "only"] = Field(
+        "off", description="off: token-level KD only; mix: the teacher's completions are added to the training "
+        "text and the token-level loss runs on both; only: the student learns the completions by next-token CE "
+        "alone (works when teacher and student tokenizers differ: the text is re-tokenized).")
+    prompts: int = Field(256, gt=0, description="Prompts cut from the training text (seeded), one completion each.")
+    prompt_tokens: int = Field(16, gt=0, description="Teacher tokens per prompt.")
+    max_new_tokens: int = Field(64, gt=0, description="Tokens the teacher generates per prompt.")
+    temperature: float = Field(1.0, ge=0, description="Sampling temperature of the teacher; 0 = greedy.")
+    top_k: int | None = Field(None, gt=0, description="Sample among the k likeliest tokens only; null = all.")
+    batch_size: int = Field(32, gt=0, description="Prompts generated at once.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_off(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("mode") is False:  # YAML 1.1 reads a bare off as false
+            data = {**data, "mode": "off"}
+        return data
+
+
 class DistillConfig(StrictModel):
     """Knowledge distillation (Hinton et al. 2015): soft targets at temperature T mixed with hard labels."""
 
@@ -195,6 +224,7 @@ class DistillConfig(StrictModel):
                                     "(needs the same number of layers in the map and eager attention).")
     cache: TeacherCacheConfig = Field(default_factory=TeacherCacheConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    sequence: SequenceKDConfig = Field(default_factory=SequenceKDConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
 
 
@@ -220,6 +250,9 @@ class ExportConfig(StrictModel):
     atol: float = Field(1e-4, gt=0, description="Largest allowed |logit difference| between ONNX Runtime and PyTorch.")
     parity_samples: int = Field(32, gt=0, description="Evaluation sentences used for the parity checks (every "
                                 "transformation is compared with PyTorch on them at several shapes).")
+    greedy_prompts: int = Field(5, gt=0, description="task causal-lm: held-out prompts whose greedy tokens through "
+                                "ONNX Runtime (with the KV cache) must equal PyTorch's generate, or the run fails.")
+    greedy_tokens: int = Field(32, gt=0, description="task causal-lm: tokens generated per greedy prompt.")
 
 
 class OptimizeConfig(StrictModel):
@@ -361,6 +394,12 @@ class BenchConfig(StrictModel):
     threads: int | None = Field(None, gt=0, description="Intra-op threads of the cpu and gpu targets; null = all "
                                 "cores (the mobile target always uses 1).")
     eval_batch_size: int = Field(64, gt=0, description="Batch size of the accuracy pass.")
+    new_tokens: int = Field(64, gt=0, description="task causal-lm: tokens generated per timed query (greedy, batch 1, "
+                            "through the KV cache, after a prompt of bench.sequence_length tokens): time to first "
+                            "token and tokens per second.")
+    generation_prompts: int = Field(5, gt=0, description="task causal-lm: held-out prompts every variant continues "
+                                    "greedily, shown side by side in the report.")
+    generation_tokens: int = Field(32, gt=0, description="task causal-lm: tokens of each side-by-side generation.")
 
     @model_validator(mode="after")
     def _targets(self) -> BenchConfig:
@@ -423,7 +462,10 @@ class PipelineConfig(StrictModel):
     """A whole run: teacher -> student -> distill -> export -> quantize -> mobile -> bench -> report -> ship."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Run name: runs/<name>/, exports/<name>/.")
-    task: Literal["sequence-classification"] = Field("sequence-classification", description="What the models do.")
+    task: Literal["sequence-classification", "causal-lm"] = Field(
+        "sequence-classification", description="What the models do. sequence-classification: a classifier on "
+        "labelled sentences (accuracy); causal-lm: a decoder on plain text, distilled per token (perplexity, "
+        "generation speed).")
     seed: int = Field(0, description="Seeds data order, initialisation and dropout.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when available, else cpu.")
     targets: list[Literal["cpu", "mobile", "gpu"]] = Field(
@@ -647,6 +689,45 @@ def check_combinations(cfg: PipelineConfig) -> list[str]:
                 problems.append(f"{key}.calibration.samples: {samples} calibration sentences, but "
                                 f"data.generated_size makes only {cfg.data.generated_size} training rows")
     problems += _check_ship(cfg)
+    problems += _check_task(cfg)
+    return problems
+
+
+def _check_task(cfg: PipelineConfig) -> list[str]:
+    """What each task cannot do, refused at load with the reason (no stage runs half of it)."""
+    if cfg.task != "causal-lm":
+        if cfg.distill.sequence.mode != "off":
+            return [f"distill.sequence.mode: {cfg.distill.sequence.mode}: sequence-level distillation is for "
+                    "task: causal-lm (a classifier generates no text); set it to off"]
+        return []
+    why = "task causal-lm"
+    problems = []
+    if cfg.vocab_trim.enabled:
+        problems.append(f"vocab_trim.enabled: not for {why}: the vocabulary is the output layer of a language model, "
+                        "trimming it changes what it can generate; set vocab_trim.enabled: false")
+    if cfg.mobile.enabled:
+        problems.append(f"mobile.enabled: not for {why}: the ORT-format conversion and its checks are made for "
+                        "classifiers without a KV cache; set mobile.enabled: false (bench.targets mobile still "
+                        "measures the ONNX decoder on one thread)")
+    for i, v in enumerate(cfg.quantize.variants):
+        if v.method != "onnx_dynamic":
+            problems.append(f"quantize.variants.{i}.method: {v.method} is not offered for {why}; use onnx_dynamic "
+                            "(int8 weights of the ONNX decoder with its KV cache)")
+    if cfg.distill.hidden.weight > 0 or cfg.distill.attention_weight > 0:
+        key = "distill.hidden.weight" if cfg.distill.hidden.weight > 0 else "distill.attention_weight"
+        problems.append(f"{key}: intermediate-layer losses are not offered for {why}; the token-level loss on the "
+                        "full next-token distributions is the signal (set it to 0)")
+    if cfg.distill.augment.copies:
+        problems.append(f"distill.augment.copies: word perturbations are for classifiers; for {why} use "
+                        "distill.sequence.mode: mix (the teacher writes extra training text)")
+    if cfg.student.architecture != "same":
+        problems.append(f"student.architecture: {cfg.student.architecture} maps a BERT classifier; for {why} use same")
+    if cfg.data.validation_split:
+        problems.append(f"data.validation_split: per-epoch validation is for classifiers; for {why} the held-out text "
+                        "is data.holdout_fraction of the text (or <eval_split>.txt in a folder); set it to null")
+    if cfg.sweep is not None:
+        problems.append(f"sweep: not for {why} yet (sweep.json summarises accuracy); run the points one by one with "
+                        "key=value overrides and different names")
     return problems
 
 
@@ -682,7 +763,10 @@ def check_sources(cfg: PipelineConfig) -> list[str]:
     """Problems with files, folders and packages the config names, found without loading anything."""
     problems = []
     src = cfg.data.source
-    if src != "generated" and is_local_path(src) and not Path(src).expanduser().is_dir():
+    if cfg.task == "causal-lm" and src != "generated" and is_local_path(src):
+        if not Path(src).expanduser().exists():
+            problems.append(f"data.source: not found: {src} (a text file, a folder of .txt files, a hub id, or 'generated')")
+    elif src != "generated" and is_local_path(src) and not Path(src).expanduser().is_dir():
         problems.append(f"data.source: folder not found: {src} (a folder of <split>.tsv/.csv/.jsonl files, a hub id, or 'generated')")
     static = next((i for i, v in enumerate(cfg.quantize.variants) if v.method == "onnx_static"), None)
     if cfg.quantize.enabled and static is not None and src != "generated" and is_local_path(src):

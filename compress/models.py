@@ -134,10 +134,11 @@ def register_layers(model_type: str, modules: str, count: str, **keys: str) -> N
     LAYERS[model_type] = LayerSpec(modules, count, **keys)
 
 
-def layer_spec(model_type: str, key: str = "student") -> LayerSpec:
-    spec = LAYERS.get(model_type)
+def layer_spec(model_type: str, key: str = "student", registry: dict[str, LayerSpec] | None = None) -> LayerSpec:
+    registry = LAYERS if registry is None else registry
+    spec = registry.get(model_type)
     if spec is None:
-        raise CompressError(f"{key}: '{model_type}' models are not supported; supported: {', '.join(sorted(LAYERS))}")
+        raise CompressError(f"{key}: '{model_type}' models are not supported; supported: {', '.join(sorted(registry))}")
     return spec
 
 
@@ -146,13 +147,19 @@ register_layers("roberta", "roberta.encoder.layer", "num_hidden_layers")
 register_layers("xlm-roberta", "roberta.encoder.layer", "num_hidden_layers")
 register_layers("electra", "electra.encoder.layer", "num_hidden_layers")
 register_layers("distilbert", "distilbert.transformer.layer", "n_layers", width="dim", heads="n_heads", ffn="hidden_dim")
+# decoders (task causal-lm), where their *ForCausalLM classes keep their blocks: a registry of their own, so the
+# classifiers' list of supported architectures is unchanged
+DECODER_LAYERS: dict[str, LayerSpec] = {
+    "gpt2": LayerSpec("transformer.h", "n_layer", width="n_embd", heads="n_head", ffn="n_inner"),
+    **{t: LayerSpec("model.layers", "num_hidden_layers") for t in ("llama", "qwen2", "mistral")},
+}
 
 
 def every_other(n: int) -> list[int]:
     return list(range(0, n, 2))
 
 
-def student_from_layers(teacher, layers: list[int] | None):
+def student_from_layers(teacher, layers: list[int] | None, registry: dict[str, LayerSpec] | None = None):
     """DistilBERT-style student: a copy of the teacher keeping only ``layers`` (default every other).
 
     Embeddings, pooler and classifier are copied with the kept blocks, so the student starts
@@ -160,7 +167,7 @@ def student_from_layers(teacher, layers: list[int] | None):
     """
     import torch
 
-    spec = layer_spec(teacher.config.model_type)
+    spec = layer_spec(teacher.config.model_type, registry=registry)
     blocks = _getattr_path(teacher, spec.modules)
     n = len(blocks)
     chosen = every_other(n) if layers is None else list(layers)
@@ -176,6 +183,8 @@ def student_from_layers(teacher, layers: list[int] | None):
     parent, _, attr = spec.modules.rpartition(".")
     setattr(_getattr_path(student, parent), attr, kept)
     setattr(student.config, spec.count, len(chosen))
+    if isinstance(getattr(student.config, "layer_types", None), list):  # per-layer attention kinds (Qwen2, ...)
+        student.config.layer_types = [student.config.layer_types[i] for i in chosen]
     return student, chosen
 
 

@@ -114,7 +114,8 @@ def check_golden(bundle: Path, manifest: dict) -> list[Check]:
     checks = [check_tokenizer(bundle, golden)]
     for name in MODEL_FILES:
         if name in manifest["files"]:
-            checks.append(check_model(bundle, name, golden, manifest))
+            check = check_decoder if golden.get("task") == "causal-lm" else check_model
+            checks.append(check(bundle, name, golden, manifest))
     return checks
 
 
@@ -166,6 +167,40 @@ def check_tokenizer(bundle: Path, golden: dict) -> Check:
     return Check(what, f"{len(wrong)} of {n} golden texts give other ids",
                  f"tokenizer.json: {len(wrong)} of {n} golden texts give other token ids than {GOLDEN_FILE}; text {i} "
                  f"({s['text'][:50]!r}): {enc.ids[:10]} vs {s['input_ids'][:10]}")
+
+
+def check_decoder(bundle: Path, name: str, golden: dict, manifest: dict) -> Check:
+    """A causal LM: each golden prompt's next-token logits (empty KV cache) within the tolerance, and its greedy
+    continuation through the KV cache token for token."""
+    from compress.llm.onnxlm import Decoder  # numpy and onnxruntime only
+
+    atol = float(golden["atol"])
+    try:
+        dec = Decoder(bundle / name)
+    except Exception as exc:  # onnxruntime's load errors have no common base class; ValueError: no cache inputs
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return Check(name, "cannot be loaded", f"{name}: cannot be loaded as a decoder with a KV cache ({first[:200]})")
+    worst, bad, differ = 0.0, 0, []
+    for i, s in enumerate(golden["samples"]):
+        ids = np.asarray([s["input_ids"]], dtype=np.int64)
+        try:
+            got = dec.logits(ids, np.ones_like(ids))[0, -1]
+            tokens = dec.greedy(s["input_ids"], int(golden["new_tokens"]), golden.get("eos_token_id"))
+        except Exception as exc:  # a corrupted graph may load and still fail to run
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            return Check(name, "fails to run", f"{name}: fails on golden prompt {i} ({first[:200]})")
+        diff = float(np.abs(got - np.asarray(s["logits"], dtype=np.float32)).max())
+        worst, bad = max(worst, diff), bad + (diff > atol)
+        if tokens != s.get("greedy_tokens"):
+            differ.append(i)
+    n = len(golden["samples"])
+    detail = (f"{n} golden prompts, next-token logits max diff {worst:.2e} (tolerance {atol:g}), greedy continuations "
+              f"identical on {n - len(differ)}/{n}")
+    if not bad and not differ:
+        return Check(name, detail)
+    return Check(name, detail, f"{name}: " + "; ".join(
+        ([f"logits differ from {GOLDEN_FILE} by up to {worst:.3g} (tolerance {atol:g}) on {bad} of {n} prompts"] if bad else [])
+        + ([f"greedy tokens differ from {GOLDEN_FILE} on prompts {differ}"] if differ else [])))
 
 
 def check_model(bundle: Path, name: str, golden: dict, manifest: dict) -> Check:

@@ -19,6 +19,10 @@ def run(cfg, ctx) -> dict:
     if not cfg.baselines.enabled:
         ctx.console.print("baseline: disabled (baselines.enabled: false)")
         return {"enabled": False}
+    if cfg.task == "causal-lm":
+        from compress.llm import stages as llm
+
+        return llm.baseline(cfg, ctx)
     tcfg = cfg.distill.train
     student, tokenizer = models.load_saved(ctx.stage_dir("student") / "model")
     data = encode(tokenizer, training_split(cfg, tokenizer, hard_labels_for_copies=True), cfg.data.max_length)

@@ -93,6 +93,11 @@ def quantized(ctx) -> list[Variant]:
 
 
 def run(cfg, ctx) -> dict:
+    if cfg.task == "causal-lm":
+        from compress.llm import stages as llm
+
+        return llm.bench(cfg, ctx)
+
     from transformers import AutoTokenizer
 
     bcfg = cfg.bench

@@ -50,6 +50,11 @@ class Trainable(torch.nn.Module):
 
 
 def run(cfg, ctx) -> dict:
+    if cfg.task == "causal-lm":
+        from compress.llm import stages as llm
+
+        return llm.distill(cfg, ctx)
+
     dcfg = cfg.distill
     teacher_dir = ctx.stage_dir("teacher") / "model"
     teacher, _ = models.load_saved(teacher_dir)

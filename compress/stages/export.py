@@ -36,6 +36,11 @@ def onnx_model(ctx, name: str) -> Path:
 
 
 def run(cfg, ctx) -> dict:
+    if cfg.task == "causal-lm":
+        from compress.llm import stages as llm
+
+        return llm.export(cfg, ctx)
+
     from optimum.exporters.onnx import main_export
 
     split = eval_split(cfg)

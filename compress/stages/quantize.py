@@ -151,6 +151,10 @@ class Job:
 
 
 def run(cfg, ctx) -> dict:
+    if cfg.task == "causal-lm":
+        from compress.llm import stages as llm
+
+        return llm.quantize(cfg, ctx)
     qcfg = cfg.quantize
     if not qcfg.enabled:
         ctx.console.print("quantize: disabled (quantize.enabled: false)")

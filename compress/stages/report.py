@@ -21,6 +21,8 @@ REFERENCE = "teacher"  # ratios are against the teacher in PyTorch fp32
 
 def outputs(cfg, run_dir: Path) -> list[Path]:
     """Files written outside the stage folder: the stage reruns if one is gone."""
+    if cfg.task == "causal-lm":  # no HTML report for language models yet: report.md holds the tables and generations
+        return [run_dir / "report.json", run_dir / "report.md"]
     return [run_dir / "report.json", run_dir / "report.md", run_dir / "report.html"]
 
 
@@ -340,6 +342,10 @@ def quantization_section(report: dict) -> list[str]:
 
 
 def run(cfg, ctx) -> dict:
+    if cfg.task == "causal-lm":
+        from compress.llm import stages as llm
+
+        return llm.report(cfg, ctx, DEPENDS)
     report = build(cfg, ctx)
     write_json(ctx.run_dir / "report.json", report)
     write_text(ctx.run_dir / "report.md", markdown(report))

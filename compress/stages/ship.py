@@ -33,6 +33,10 @@ def run(cfg, ctx) -> dict:
     if not cfg.ship.enabled:
         ctx.console.print("ship: disabled (ship.enabled: false)")
         return {"enabled": False}
+    if cfg.task == "causal-lm":
+        from compress.llm.bundle import ship
+
+        return ship(cfg, ctx)
     report = read_json(ctx.run_dir / "report.json")
     variant = next((v for v in report["variants"] if v["name"] == cfg.ship.variant), None)
     if variant is None:  # a GPU variant skipped where there is no CUDA

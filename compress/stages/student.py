@@ -10,6 +10,11 @@ CONFIG = ("student",)
 
 
 def run(cfg, ctx) -> dict:
+    if cfg.task == "causal-lm":
+        from compress.llm import stages as llm
+
+        return llm.student(cfg, ctx)
+
     teacher, tokenizer = models.load_saved(ctx.stage_dir("teacher") / "model")
     student, tokenizer, info = students.build(cfg.student, teacher, tokenizer)
     models.save(student, tokenizer, ctx.out / "model")

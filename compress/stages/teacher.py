@@ -21,6 +21,11 @@ def cross_entropy(model, batch):
 
 
 def run(cfg, ctx) -> dict:
+    if cfg.task == "causal-lm":
+        from compress.llm import stages as llm
+
+        return llm.teacher(cfg, ctx)
+
     tcfg = cfg.teacher
     train = train_split(cfg)
     if tcfg.model:
