@@ -162,6 +162,13 @@ def encode(tokenizer, split: Split, max_length: int) -> Encoded:
     return Encoded(ids, list(split.labels))
 
 
+def count_truncated(tokenizer, texts: list[str], max_length: int) -> dict:
+    """How many of ``texts`` are longer than ``max_length`` tokens (special tokens included), so that
+    ``encode`` cuts them, and the longest length found."""
+    lengths = [len(ids) for ids in tokenizer(texts, truncation=False, verbose=False)["input_ids"]] if texts else []
+    return {"rows": len(texts), "truncated": sum(n > max_length for n in lengths), "longest_tokens": max(lengths, default=0)}
+
+
 def collate(pad_id: int):
     """Pad a list of (ids, label, row index) to the longest in the batch."""
     import torch
