@@ -39,13 +39,15 @@ def load_split(cfg: DataConfig, split: str, num_labels: int, seed: int = 0, limi
         rows = _read_local(Path(cfg.source).expanduser(), split)
     else:
         rows = _read_hub(cfg, split)
-    if shuffle:
-        random.Random(seed).shuffle(rows)
-    if limit is not None:
-        rows = rows[:limit]
     if not rows:
         raise CompressError(f"data: split '{split}' of {cfg.source} is empty")
-    return _to_split(rows, cfg, split, num_labels)
+    data = _to_split(rows, cfg, split, num_labels)  # checked in file order: problems name the file's rows
+    pairs = list(zip(data.texts, data.labels))
+    if shuffle:
+        random.Random(seed).shuffle(pairs)
+    if limit is not None:
+        pairs = pairs[:limit]
+    return Split(split, [t for t, _ in pairs], [y for _, y in pairs])
 
 
 def hash_seed(split: str, seed: int) -> int:
@@ -72,7 +74,7 @@ def _to_split(rows: list[dict[str, Any]], cfg: DataConfig, split: str, num_label
         texts.append(str(row[cfg.text_column] or ""))
         labels.append(label)
     if bad:
-        shown = ", ".join(f"row {i}: {v!r}" for i, v in bad[:3])
+        shown = ", ".join(f"row {i + 1}: {v!r}" for i, v in bad[:3])  # data rows from 1, the header not counted
         raise CompressError(
             f"data: {len(bad)} label(s) in split '{split}' are not integers in 0..{num_labels - 1} "
             f"(teacher.num_labels: {num_labels}); first: {shown}"
