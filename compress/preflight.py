@@ -35,7 +35,7 @@ def check(cfg: PipelineConfig, console, device: str) -> dict:
 def _warn(console, text: str) -> None:
     from rich.markup import escape
 
-    console.print(f"[yellow]warning[/] {escape(text)}")
+    console.print(f"[yellow]warning[/] {escape(text)}", soft_wrap=True)  # one line, however narrow the console
 
 
 # ----------------------------------------------------------------------------- data

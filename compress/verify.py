@@ -222,8 +222,8 @@ def check_model(bundle: Path, name: str, golden: dict, manifest: dict) -> Check:
     atol = float(golden["atol"])
     try:
         sess = onnxrun.session(bundle / name)
-    except CompressError as exc:  # a damaged graph: the line names the file
-        return Check(name, "cannot be loaded", exc.problems[0])
+    except CompressError as exc:  # a damaged graph: the line names the file, as the bundle lists it
+        return Check(name, "cannot be loaded", exc.problems[0].replace(str(bundle / name), name, 1))
     expected_inputs = [t["name"] for t in manifest.get("inputs", [])]
     found_inputs = [i.name for i in sess.get_inputs()]
     if expected_inputs and found_inputs != expected_inputs:

@@ -58,5 +58,5 @@ def data_summary(cfg, tokenizer, train, console) -> dict:
         if isinstance(split, dict) and split["truncated"]:
             console.print(f"[yellow]warning[/] data: {split['truncated']} of {split['rows']} {name} sentences are longer "
                           f"than data.max_length ({limit} tokens; the longest has {split['longest_tokens']}) and are "
-                          f"truncated")
+                          f"truncated", soft_wrap=True)
     return out
