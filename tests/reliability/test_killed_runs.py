@@ -236,3 +236,15 @@ def test_a_damaged_checkpoint_is_named_with_the_fix(tmp_path):
     line = info.value.problems[0]
     assert line.startswith(f"{state.parents[1]}: the training checkpoint cannot be read (")
     assert line.endswith("delete that folder and run again to start t over")
+
+
+def test_a_second_run_on_the_same_folder_is_refused(tmp_path):
+    from compress.pipeline import _exclusive
+
+    run_dir = tmp_path / "runs" / "tiny"
+    with _exclusive(run_dir, True):  # a run in progress holds the folder
+        result = invoke("run", TINY, "--runs-dir", tmp_path / "runs", f"ship.dir={tmp_path / 'exports'}")
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == (f"error: {run_dir}: another compress run (pid {os.getpid()}) is using this run "
+                                     "folder; wait for it to finish or stop it, then run again")
+    assert sorted(p.name for p in run_dir.iterdir()) == [".lock"]  # nothing of the refused run was written
