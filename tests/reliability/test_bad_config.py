@@ -56,6 +56,8 @@ BAD = [
      "teacher.model: folder not found: ./no/such/model"),
     ("missing-package", TINY, ["teacher.architecture=null", "teacher.model=package:no_such_pkg_xyz"],
      "teacher.model: Python package 'no_such_pkg_xyz' is not installed"),
+    ("missing-student-folder", TINY, ["student.method=pretrained", "student.layers=null", "student.model=./no/student"],
+     "student.model: folder not found: ./no/student"),
     ("missing-required-keys", "name: x\n", [], "data: required key is missing"),
     # empty files, lists and scalars
     ("empty-file", "", [], "file is empty"),

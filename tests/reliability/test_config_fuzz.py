@@ -3,7 +3,9 @@ either load or raise ConfigError; never anything else (no KeyError, RecursionErr
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -23,6 +25,7 @@ TOKENS = [":", "- ", "[", "]", "{", "}", ",", "&a ", "*a", "!!python/object:os.s
           "'", '"', "#", "\t", "\n", "  ", "null", "~", "true", "no", ".inf", "-.inf", ".nan", "-1", "0", "1e400",
           "99999999999999999999", "[]", "{}", "0x1f", "2020-01-01", "<<: ", "\x00", "\u2028", "\ufeff", "é"]
 _DIR = Path(tempfile.mkdtemp(prefix="compress-fuzz-"))  # one scratch file, rewritten per example
+atexit.register(shutil.rmtree, _DIR, ignore_errors=True)
 
 
 def _load(data: bytes, overrides: list[str] | None = None) -> None:
