@@ -74,7 +74,8 @@ class Run:
 
 def checkpoints(run_dir: Path, stage: str) -> list[int]:
     """Steps of the complete checkpoints of ``stage`` (a step folder with progress.json, written last)."""
-    return sorted(int(p.parent.name.split("-")[1]) for p in run_dir.glob(f".checkpoints/{stage}-*/step-*/progress.json"))
+    return sorted(int(p.parent.name.split("-")[1]) for p in run_dir.glob(f".checkpoints/{stage}-*/step-*/progress.json")
+                  if not p.parent.name.endswith(".tmp"))  # one being saved when the signal came
 
 
 def stamp(run_dir: Path, stage: str) -> tuple:
