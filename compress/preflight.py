@@ -113,6 +113,9 @@ def check_model_folder(folder: Path, key: str, allow_pickle: bool = False, trust
     if problems:
         raise CompressError(*problems)
     config = json.loads((folder / "config.json").read_text(encoding="utf-8")) if "config.json" in files else {}
+    if not isinstance(config, dict):
+        raise CompressError(f"{folder / 'config.json'}: a JSON {type(config).__name__}, not the mapping of a model "
+                            "config; the file is damaged")
     if config.get("auto_map") and not trust_remote_code:
         raise CompressError(f"{key}: {folder / 'config.json'} asks for the model's own Python code (auto_map: "
                             f"{', '.join(sorted(config['auto_map']))}), which runs when loaded; set "
