@@ -143,3 +143,74 @@ def test_truncation_is_in_the_teacher_stage_and_the_report():
     assert f"warning data: {data['train']['truncated']} of 200 train sentences are longer than data.max_length (8" in out
     line = data_lines(data)[1]
     assert line.startswith("Data (data.max_length 8 tokens): train 200 sentences, ") and "truncated" in line
+
+
+# ----------------------------------------------------------------------------- the loader on odd files
+
+ODD = [  # (file name, content, None when it loads, else what the error line contains)
+    ("train.tsv", "sentence\tlabel\n" + "x" * 200_000 + "\t1\n", None),  # a field past csv's 128 KiB default limit
+    ("train.tsv", "\ufeffsentence\tlabel\na\t1\n", None),  # a byte-order mark is not part of the first column's name
+    ("train.tsv", "sentence\tlabel\r\na\t1\r\n", None),
+    ("train.csv", 'sentence,label\n"unterminated,1\n', "not integers in 0..1"),
+    ("train.jsonl", "[1, 2]\n", "train.jsonl: line 1 is a JSON list; expected an object"),
+    ("train.jsonl", '{"sentence": "a", "label": 1}\n3\n', "train.jsonl: line 2 is a JSON int"),
+    ("train.jsonl", '{"sentence": "a", "label": 1}\n\n{"sentence": "b", "label": 0\n', "train.jsonl:3: invalid JSON"),
+    ("train.jsonl", '{"sentence": "a", "label": 1}\n{"label": 0}\n', None),  # a missing text is an empty sentence
+    ("train.jsonl", '{"sentence": "a", "label": 1}\n{"sentence": "b"}\n', "first: row 2: None"),
+    ("train.jsonl", '{"sentence": "a", "label": true}\n', "first: row 1: True"),
+    ("train.jsonl", '{"sentence": "a", "label": 1.5}\n', "first: row 1: 1.5"),
+    ("train.jsonl", '{"sentence": "a", "label": 1e400}\n', "first: row 1: inf"),
+    ("train.jsonl", '{"sentence": "a", "label": NaN}\n', "first: row 1: nan"),
+    ("train.jsonl", '{"sentence": ["a"], "label": 1}\n', "data.text_column: 1 value(s) of column 'sentence' in split "
+                                                         "'train' are not text; first: row 1: list"),
+    ("train.json", "3", "train.json: expected a JSON list of objects"),
+    ("train.json", "[1, 2]", "train.json: item 0 is a JSON int"),
+    ("train.json", '{"data": [{"sentence": "a", "label": 0}]}', None),
+]
+
+
+@pytest.mark.parametrize("name, content, expected", ODD, ids=[f"{i}-{o[0]}" for i, o in enumerate(ODD)])
+def test_odd_files_load_or_are_one_line_naming_the_file(tmp_path, name, content, expected):
+    from compress.config import DataConfig
+    from compress.data import load_split
+    from compress.errors import CompressError
+
+    (tmp_path / name).write_text(content, encoding="utf-8")
+    if expected is None:
+        split = load_split(DataConfig(source=str(tmp_path)), "train", 2)
+        assert len(split) >= 1 and all(isinstance(t, str) for t in split.texts)
+        return
+    with pytest.raises(CompressError) as info:
+        load_split(DataConfig(source=str(tmp_path)), "train", 2)
+    assert any(expected in p for p in info.value.problems), info.value.problems
+
+
+def test_random_split_files_give_only_compress_errors(tmp_path_factory):
+    """hypothesis: random bytes and random rows in a .tsv / .csv / .jsonl / .json split either load or raise
+    CompressError, never anything else."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from compress.config import DataConfig
+    from compress.data import load_split
+    from compress.errors import CompressError
+
+    root = tmp_path_factory.mktemp("datafuzz")
+    cells = st.one_of(st.text(max_size=20), st.sampled_from(["0", "1", "2", "-1", "1.0", "", "\t", ",", '"', "\n",
+                                                              "\x00", "\ufeff", "null", "[1]", "{}", "1e400", "NaN"]))
+
+    @settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(st.sampled_from([".tsv", ".csv", ".jsonl", ".json"]),
+           st.one_of(st.binary(max_size=300),
+                     st.lists(st.lists(cells, min_size=0, max_size=4), max_size=6).map(
+                         lambda rows: "\n".join("\t".join(r) for r in [["sentence", "label"], *rows]).encode())))
+    def check(suffix, data):
+        for old in root.iterdir():
+            old.unlink()
+        (root / f"train{suffix}").write_bytes(data)
+        try:
+            load_split(DataConfig(source=str(root)), "train", 2)
+        except CompressError as exc:
+            assert exc.problems
+
+    check()
