@@ -89,7 +89,7 @@ def test_killed_at_every_stage_the_next_run_finishes_keeps_and_resumes(tmp_path)
     run_dir = runs / "tiny"
     args = [str(TINY), "--runs-dir", str(runs), f"ship.dir={exports}", *FAST, "baselines.enabled=false",
             "bench.targets=[cpu]", "data.max_length=12",  # a few generated sentences are longer: truncated, counted
-            "teacher.train.epochs=3", "distill.train.epochs=3",
+            "data.generated_size=1000",  # 2 epochs of 32 steps each for the teacher and for distillation
             "teacher.train.checkpoint_every=5", "distill.train.checkpoint_every=5"]
 
     # 1. SIGKILL during teacher fine-tuning, once it has a checkpoint
@@ -118,7 +118,7 @@ def test_killed_at_every_stage_the_next_run_finishes_keeps_and_resumes(tmp_path)
     run.wait_for(lambda: [s for s in checkpoints(run_dir, "distill") if s > resumed_at], "a newer distill checkpoint")
     run.signal(signal.SIGKILL)
     assert f"distill: resuming from the checkpoint at step {resumed_at}/" in run.output
-    steps_per_epoch = -(-2000 // 32)
+    steps_per_epoch = -(-1000 // 32)
     killed_at = checkpoints(run_dir, "distill")[-1]
     assert killed_at % steps_per_epoch and not (run_dir / "distill" / "stage.json").exists()  # mid-epoch
 
