@@ -134,10 +134,13 @@ def validate(
     pipeline: Path = typer.Argument(..., help="Pipeline YAML to check."),
     overrides: Optional[List[str]] = OverridesArg,
 ) -> None:
-    """Check a pipeline file (and overrides) without running anything; every problem at once."""
+    """Check a pipeline file (and overrides) without running anything; every problem at once. Local model
+    folders are checked too (pickle-only weights, remote code, damaged files, head size, position table)."""
     from compress.config import load_config
+    from compress.preflight import check_models
 
     cfg = load_config(pipeline, overrides or [])
+    check_models(cfg)
     if cfg.sweep is not None:
         from compress.sweep import expand
 

@@ -23,13 +23,19 @@ GiB = 2**30
 def check(cfg: PipelineConfig, console, device: str) -> dict:
     """Every check, in order; returns what they counted and estimated."""
     data = check_data(cfg, console)
+    check_models(cfg)
+    memory = check_memory(cfg, data["train_rows"], console, device)
+    return {"data": data, "memory": memory}
+
+
+def check_models(cfg: PipelineConfig) -> None:
+    """Every local model folder the config names (teacher.model, a pretrained student.model), without loading
+    anything: also what `compress validate` checks."""
     lengths = {"data.max_length": cfg.data.max_length, "bench.sequence_length": cfg.bench.sequence_length,
                "bench.mobile_sequence_lengths": max(cfg.bench.mobile_sequence_lengths)}
     for key, spec, pickle_ok, remote_ok in _model_sources(cfg):
         check_model_folder(Path(resolve_model_path(spec)), key, pickle_ok, remote_ok,
                            num_labels=cfg.teacher.num_labels if key == "teacher.model" else None, lengths=lengths)
-    memory = check_memory(cfg, data["train_rows"], console, device)
-    return {"data": data, "memory": memory}
 
 
 def _warn(console, text: str) -> None:

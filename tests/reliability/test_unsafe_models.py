@@ -31,6 +31,8 @@ def tiny_model(folder, num_labels=2, pickle=False, max_positions=64):
 
 
 def run_with_teacher(tmp_path, folder, *overrides):
+    checked = invoke("validate", TINY, "teacher.architecture=null", f"teacher.model={folder}", *overrides)
+    assert checked.exit_code == 2 and "Traceback" not in checked.output, checked.output  # validate sees it too
     runs = tmp_path / "runs"
     result = invoke("run", TINY, "teacher.architecture=null", f"teacher.model={folder}", f"ship.dir={tmp_path / 'exports'}",
                     *overrides, "--runs-dir", runs)
