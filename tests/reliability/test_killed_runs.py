@@ -155,6 +155,8 @@ def test_killed_at_every_stage_the_next_run_finishes_keeps_and_resumes(tmp_path)
         assert v["accuracy"] is not None and v["latency_ms"]["p50"] > 0
     assert report["data"]["max_length"] == 12 and report["data"]["train"]["truncated"] > 0  # counted in the report
     assert "truncated" in (run_dir / "report.md").read_text()
+    rendered = invoke("report", run_dir, "--out", tmp_path / "again.html")  # report.json renders again as it is
+    assert rendered.exit_code == 0, rendered.output
     assert not [p.name for p in run_dir.iterdir() if p.name.endswith((".tmp", ".old"))]
     assert not list(run_dir.glob(".checkpoints/*"))
     verified = invoke("verify", exports / "tiny")
