@@ -90,6 +90,7 @@ def test_killed_at_every_stage_the_next_run_finishes_keeps_and_resumes(tmp_path)
     args = [str(TINY), "--runs-dir", str(runs), f"ship.dir={exports}", *FAST, "baselines.enabled=false",
             "bench.targets=[cpu]", "data.max_length=12",  # a few generated sentences are longer: truncated, counted
             "data.generated_size=1000",  # 2 epochs of 32 steps each for the teacher and for distillation
+            "quantize.variants=[{name: student-int8, method: onnx_dynamic}]",  # one variant: a shorter bench
             "teacher.train.checkpoint_every=5", "distill.train.checkpoint_every=5"]
 
     # 1. SIGKILL during teacher fine-tuning, once it has a checkpoint
