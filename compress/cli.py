@@ -20,24 +20,57 @@ app = typer.Typer(
     "against the teacher, and ship an edge bundle, in one reproducible run.",
 )
 
-EXIT_USAGE = 2  # bad config, bad data, bad files
-EXIT_INTERRUPTED = 130
+EXIT_USAGE = 2  # bad config, bad data, bad or tampered files
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT); 143 for SIGTERM: 128 + the signal number, as a shell reports it
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler, `kill`), handled like Ctrl-C: temporary folders removed, checkpoints kept."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+def resume_command() -> str:
+    """The command line of this process, as the user can type it again."""
+    import shlex
+    import sys
+
+    program = "python -m compress" if sys.argv and sys.argv[0].endswith("__main__.py") else "compress"
+    return f"{program} {shlex.join(sys.argv[1:])}".strip()
 
 
 def guarded(func):
-    """Domain errors become one line each on stderr and exit code 2, without a traceback."""
+    """Domain errors become one line each on stderr and exit code 2, without a traceback; Ctrl-C and SIGTERM
+    one line saying how to resume, exit code 130 / 143."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        import signal
+        import threading
+
+        main_thread = threading.current_thread() is threading.main_thread()  # signals reach only the main thread
+        if main_thread:
+            previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, _on_sigterm), signal.SIGINT: signal.getsignal(signal.SIGINT)}
         try:
             return func(*args, **kwargs)
         except CompressError as exc:
             for problem in exc.problems:
                 typer.echo(f"error: {problem}", err=True)
             raise typer.Exit(EXIT_USAGE) from None
-        except KeyboardInterrupt:
-            typer.echo("interrupted: finished stages are kept; run the same command again to resume", err=True)
-            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except KeyboardInterrupt as exc:
+            if main_thread:
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not break the message in half
+            code = 128 + signal.SIGTERM if isinstance(exc, Terminated) else EXIT_INTERRUPTED
+            typer.echo(f"interrupted: finished stages and training checkpoints are kept; resume with: "
+                       f"{resume_command()}", err=True)
+            raise typer.Exit(code) from None
+        finally:
+            if main_thread:
+                for signum, handler in previous.items():
+                    if handler is not None:  # None: a handler not set from Python, which cannot be put back
+                        signal.signal(signum, handler)
 
     return wrapper
 
@@ -101,10 +134,13 @@ def validate(
     pipeline: Path = typer.Argument(..., help="Pipeline YAML to check."),
     overrides: Optional[List[str]] = OverridesArg,
 ) -> None:
-    """Check a pipeline file (and overrides) without running anything; every problem at once."""
+    """Check a pipeline file (and overrides) without running anything; every problem at once. Local model
+    folders are checked too (pickle-only weights, remote code, damaged files, head size, position table)."""
     from compress.config import load_config
+    from compress.preflight import check_models
 
     cfg = load_config(pipeline, overrides or [])
+    check_models(cfg)
     if cfg.sweep is not None:
         from compress.sweep import expand
 

@@ -27,7 +27,8 @@ _KEY_PATH = re.compile(r"^[a-z_]+(\.[a-z_0-9]+)+: ")
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # inf and nan parse as YAML floats (.inf, .nan) and pass every bound check that compares: refuse them.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class TrainConfig(StrictModel):
@@ -466,7 +467,7 @@ class PipelineConfig(StrictModel):
         "sequence-classification", description="What the models do. sequence-classification: a classifier on "
         "labelled sentences (accuracy); causal-lm: a decoder on plain text, distilled per token (perplexity, "
         "generation speed).")
-    seed: int = Field(0, description="Seeds data order, initialisation and dropout.")
+    seed: int = Field(0, ge=0, lt=2**32, description="Seeds data order, initialisation and dropout (numpy takes 0..2^32-1).")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when available, else cpu.")
     targets: list[Literal["cpu", "mobile", "gpu"]] = Field(
         default_factory=lambda: ["cpu"], min_length=1, description="Where the variants will run: decides which "
@@ -497,7 +498,11 @@ class PipelineConfig(StrictModel):
 def load_config(path: str | Path, overrides: list[str] | None = None) -> PipelineConfig:
     """Read ``path`` (YAML, safe_load only), apply ``key=value`` overrides, validate everything
     (with a ``sweep:`` block, every point's own config too)."""
-    return validate_config(load_raw(path, overrides))
+    try:
+        return validate_config(load_raw(path, overrides))
+    except RecursionError:  # [[[[...]]]] thousands deep, or an anchor that contains itself (&a [*a])
+        raise ConfigError(f"{path}: nested too deeply (or a YAML anchor refers to itself); a pipeline is a "
+                          "mapping a few levels deep") from None
 
 
 def load_raw(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
@@ -535,17 +540,48 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_SafeUniqueLoader)
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"{path}:{exc.line}: {exc.key}: duplicate key (first set on line {exc.first}); "
+                          "YAML would silently keep the last one") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        if "constructor for the tag" in problem:
+            problem += " (YAML tags such as !!python/object are refused: pipelines are read with yaml.safe_load)"
         raise ConfigError(f"{where}: invalid YAML: {problem}") from None
     if data is None:
         raise ConfigError(f"{path}: file is empty; expected a mapping with name, data and teacher")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping of keys, got {type(data).__name__}")
     return data
+
+
+class DuplicateKeyError(yaml.YAMLError):
+    def __init__(self, key: str, line: int, first: int):
+        super().__init__(f"{key}: duplicate key")
+        self.key, self.line, self.first = key, line, first
+
+
+class _SafeUniqueLoader(yaml.SafeLoader):
+    """yaml.safe_load (the same safe constructors: no Python tags), refusing a key set twice in one mapping."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    hash(key)
+                except TypeError:
+                    continue  # SafeLoader's own check reports it, with its line
+                if key in seen:
+                    raise DuplicateKeyError(str(key), key_node.start_mark.line + 1, seen[key])
+                seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> list[str]:
@@ -690,6 +726,7 @@ def check_combinations(cfg: PipelineConfig) -> list[str]:
                                 f"data.generated_size makes only {cfg.data.generated_size} training rows")
     problems += _check_ship(cfg)
     problems += _check_task(cfg)
+    problems += _check_positions(cfg)
     return problems
 
 
@@ -729,6 +766,17 @@ def _check_task(cfg: PipelineConfig) -> list[str]:
         problems.append(f"sweep: not for {why} yet (sweep.json summarises accuracy); run the points one by one with "
                         "key=value overrides and different names")
     return problems
+
+
+def _check_positions(cfg: PipelineConfig) -> list[str]:
+    """A random teacher's position table must hold data.max_length and the bench's query lengths."""
+    limit = (cfg.teacher.architecture or {}).get("max_position_embeddings")
+    if not isinstance(limit, int) or isinstance(limit, bool):
+        return []  # unset: build_random sizes it to data.max_length; a bad value is transformers' to refuse
+    asked = {"data.max_length": cfg.data.max_length, "bench.sequence_length": cfg.bench.sequence_length,
+             "bench.mobile_sequence_lengths": max(cfg.bench.mobile_sequence_lengths)}
+    return [f"{key}: {n} tokens, but teacher.architecture.max_position_embeddings is {limit}; the model cannot read "
+            f"longer sentences (lower {key} or raise max_position_embeddings)" for key, n in asked.items() if n > limit]
 
 
 def _check_ship(cfg: PipelineConfig) -> list[str]:
@@ -785,6 +833,13 @@ def check_sources(cfg: PipelineConfig) -> list[str]:
             problems.append(f"teacher.model: Python package '{module}' is not installed (pip install {module.replace('_', '-')})")
     elif model and is_local_path(model) and not Path(model).expanduser().is_dir():
         problems.append(f"teacher.model: folder not found: {model}")
+    student = cfg.student.model if cfg.student.method == "pretrained" else None
+    if student and student.startswith(PACKAGE_PREFIX):
+        module = student[len(PACKAGE_PREFIX):]
+        if not module or importlib.util.find_spec(module) is None:
+            problems.append(f"student.model: Python package '{module}' is not installed (pip install {module.replace('_', '-')})")
+    elif student and is_local_path(student) and not Path(student).expanduser().is_dir():
+        problems.append(f"student.model: folder not found: {student}")
     return problems
 
 

@@ -39,13 +39,15 @@ def load_split(cfg: DataConfig, split: str, num_labels: int, seed: int = 0, limi
         rows = _read_local(Path(cfg.source).expanduser(), split)
     else:
         rows = _read_hub(cfg, split)
-    if shuffle:
-        random.Random(seed).shuffle(rows)
-    if limit is not None:
-        rows = rows[:limit]
     if not rows:
         raise CompressError(f"data: split '{split}' of {cfg.source} is empty")
-    return _to_split(rows, cfg, split, num_labels)
+    data = _to_split(rows, cfg, split, num_labels)  # checked in file order: problems name the file's rows
+    pairs = list(zip(data.texts, data.labels))
+    if shuffle:
+        random.Random(seed).shuffle(pairs)
+    if limit is not None:
+        pairs = pairs[:limit]
+    return Split(split, [t for t, _ in pairs], [y for _, y in pairs])
 
 
 def hash_seed(split: str, seed: int) -> int:
@@ -58,26 +60,54 @@ def _to_split(rows: list[dict[str, Any]], cfg: DataConfig, split: str, num_label
     if missing:
         raise CompressError(
             *(f"data.{'text' if c == cfg.text_column else 'label'}_column: column '{c}' not in split '{split}' "
-              f"(columns found: {', '.join(found)})" for c in missing)
+              f"(columns found: {', '.join(map(str, found))})" for c in missing)
         )
-    texts, labels, bad = [], [], []
+    texts, labels, bad, bad_text = [], [], [], []
     for i, row in enumerate(rows):
-        try:
-            label = int(row[cfg.label_column])
-        except (TypeError, ValueError):
-            label = None
+        label = _label(row.get(cfg.label_column))
+        text = row.get(cfg.text_column)
         if label is None or not 0 <= label < num_labels:
-            bad.append((i, row[cfg.label_column]))
+            bad.append((i, row.get(cfg.label_column)))
             continue
-        texts.append(str(row[cfg.text_column] or ""))
+        if text is not None and not isinstance(text, (str, int, float)):
+            bad_text.append((i, text))
+            continue
+        texts.append("" if text is None else str(text))
         labels.append(label)
+    problems = []
     if bad:
-        shown = ", ".join(f"row {i}: {v!r}" for i, v in bad[:3])
-        raise CompressError(
-            f"data: {len(bad)} label(s) in split '{split}' are not integers in 0..{num_labels - 1} "
-            f"(teacher.num_labels: {num_labels}); first: {shown}"
-        )
+        shown = ", ".join(f"row {i + 1}: {_short(v)}" for i, v in bad[:3])  # data rows from 1, the header not counted
+        problems.append(f"data: {len(bad)} label(s) in split '{split}' are not integers in 0..{num_labels - 1} "
+                        f"(teacher.num_labels: {num_labels}); first: {shown}")
+    if bad_text:
+        shown = ", ".join(f"row {i + 1}: {type(v).__name__}" for i, v in bad_text[:3])
+        problems.append(f"data.text_column: {len(bad_text)} value(s) of column '{cfg.text_column}' in split '{split}' "
+                        f"are not text; first: {shown}")
+    if problems:
+        raise CompressError(*problems)
     return Split(split, texts, labels)
+
+
+def _label(value: Any) -> int | None:
+    """A class index: an int, a whole float (1.0), or the text of an int ("1"); None for anything else
+    (1.5, true, "pos", inf, a missing value)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None  # is_integer() is False for inf and nan
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _read_local(folder: Path, split: str) -> list[dict[str, Any]]:
@@ -90,20 +120,43 @@ def _read_local(folder: Path, split: str) -> list[dict[str, Any]]:
         raise CompressError(
             f"data: no file for split '{split}' in {folder} (looked for {split}.tsv/.csv/.jsonl/.json; found: {', '.join(have) or 'none'})"
         )
+    csv.field_size_limit(2**31 - 1)  # a long document is a long sentence (truncated and counted), not an error
     try:
-        with open(path, encoding="utf-8", newline="") as fh:
+        with open(path, encoding="utf-8-sig", newline="") as fh:  # -sig: a byte-order mark is not part of the header
             if suffix == ".tsv":
                 return list(csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE))
             if suffix == ".csv":
                 return list(csv.DictReader(fh))
             if suffix == ".jsonl":
-                return [json.loads(line) for line in fh if line.strip()]
+                rows = []
+                for number, line in enumerate(fh, 1):
+                    if line.strip():
+                        try:
+                            rows.append(json.loads(line))
+                        except json.JSONDecodeError as exc:
+                            raise CompressError(f"{path}:{number}: invalid JSON: {exc.msg}") from None
+                        _check_object(rows[-1], path, f"line {number}")
+                return rows
             data = json.load(fh)
-            return data if isinstance(data, list) else data.get("data", [])
+            rows = data if isinstance(data, list) else data.get("data", []) if isinstance(data, dict) else None
+            if not isinstance(rows, list):
+                raise CompressError(f"{path}: expected a JSON list of objects (or {{\"data\": [...]}}), "
+                                    f"got {type(data).__name__}")
+            for i, row in enumerate(rows):
+                _check_object(row, path, f"item {i}")
+            return rows
     except UnicodeDecodeError as exc:
         raise CompressError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise CompressError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+    except csv.Error as exc:
+        raise CompressError(f"{path}: unreadable {suffix[1:].upper()} ({exc})") from None
+
+
+def _check_object(row: Any, path: Path, where: str) -> None:
+    if not isinstance(row, dict):
+        raise CompressError(f"{path}: {where} is a JSON {type(row).__name__}; expected an object with the text and "
+                            "label columns")
 
 
 def _read_hub(cfg: DataConfig, split: str) -> list[dict[str, Any]]:
@@ -160,6 +213,13 @@ class Encoded:
 def encode(tokenizer, split: Split, max_length: int) -> Encoded:
     ids = tokenizer(split.texts, truncation=True, max_length=max_length)["input_ids"]
     return Encoded(ids, list(split.labels))
+
+
+def count_truncated(tokenizer, texts: list[str], max_length: int) -> dict:
+    """How many of ``texts`` are longer than ``max_length`` tokens (special tokens included), so that
+    ``encode`` cuts them, and the longest length found."""
+    lengths = [len(ids) for ids in tokenizer(texts, truncation=False, verbose=False)["input_ids"]] if texts else []
+    return {"rows": len(texts), "truncated": sum(n > max_length for n in lengths), "longest_tokens": max(lengths, default=0)}
 
 
 def collate(pad_id: int):

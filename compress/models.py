@@ -13,9 +13,7 @@ from typing import Any
 
 from compress.config import TeacherConfig, resolve_model_path
 from compress.errors import CompressError
-
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
-PICKLE_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+from compress.preflight import check_model_folder, json_problem, safetensors_problem
 
 
 # ----------------------------------------------------------------------------- teacher
@@ -31,16 +29,8 @@ def load_pretrained(spec: str, num_labels: int | None = None, allow_pickle: bool
 
     path = resolve_model_path(spec)
     local = Path(path)
-    if local.is_dir():
-        files = {p.name for p in local.iterdir()}
-        if not files & set(WEIGHT_FILES):
-            if files & set(PICKLE_FILES) and not allow_pickle:
-                raise CompressError(
-                    f"{key}: {local} holds only pickle weights (pytorch_model.bin), which can run code when loaded; "
-                    "convert them to safetensors, or set teacher.allow_pickle: true if you trust the file"
-                )
-            if not files & set(PICKLE_FILES):
-                raise CompressError(f"{key}: no model weights in {local} (looked for {', '.join(WEIGHT_FILES + PICKLE_FILES)})")
+    if local.is_dir():  # pickle-only weights, remote code, a truncated safetensors or JSON file: refused here
+        check_model_folder(local, key, allow_pickle, trust_remote_code, num_labels=num_labels)
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
     if num_labels is not None:
         kwargs["num_labels"] = num_labels
@@ -49,8 +39,8 @@ def load_pretrained(spec: str, num_labels: int | None = None, allow_pickle: bool
         model = AutoModelForSequenceClassification.from_pretrained(
             path, use_safetensors=None if allow_pickle else True, **kwargs
         )
-    except (OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except Exception as exc:  # transformers, tokenizers and safetensors each raise their own kinds
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise CompressError(f"{key}: could not load {spec!r}: {first}") from None
     return model, tokenizer
 
@@ -99,9 +89,21 @@ def load_saved(folder: Path):
     """A model this run saved itself (always safetensors)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    if not (folder / "model.safetensors").is_file():
-        raise CompressError(f"{folder / 'model.safetensors'}: missing; delete the stage folder {folder.parent} and run again")
-    return AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True), AutoTokenizer.from_pretrained(folder)
+    fix = f"delete the stage folder {folder.parent} and run again"
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        raise CompressError(f"{weights}: missing; {fix}")
+    problems = [safetensors_problem(weights)[0]]
+    problems += [json_problem(folder / name) for name in ("config.json", "tokenizer.json", "tokenizer_config.json")
+                 if (folder / name).is_file()]
+    if any(problems):
+        raise CompressError(*(f"{p}; {fix}" for p in problems if p))
+    try:
+        return (AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True),
+                AutoTokenizer.from_pretrained(folder))
+    except Exception as exc:  # damage the checks above cannot see (a changed byte inside a tensor's range)
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise CompressError(f"{folder}: cannot be loaded ({first}); {fix}") from None
 
 
 def save(model, tokenizer, folder: Path) -> None:

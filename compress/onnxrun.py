@@ -17,7 +17,13 @@ def session(path: Path, threads: int | None = None, arena: bool = True, provider
     opts.inter_op_num_threads = 1
     opts.enable_cpu_mem_arena = arena
     opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), sess_options=opts, providers=providers or ["CPUExecutionProvider"])
+    try:
+        return ort.InferenceSession(str(path), sess_options=opts, providers=providers or ["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime's load errors (a truncated or damaged graph) share no base class
+        from compress.errors import CompressError
+
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise CompressError(f"{path}: ONNX Runtime cannot load it ({first}); the file is truncated or damaged") from None
 
 
 def feeds(sess, input_ids: np.ndarray, attention_mask: np.ndarray) -> dict[str, np.ndarray]:

@@ -21,8 +21,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from types import ModuleType
 
+from compress import preflight
 from compress.config import PipelineConfig, dump_yaml
-from compress.io import atomic_dir, read_json, write_json, write_text
+from compress.errors import CompressError
+from compress.io import atomic_dir, read_json, sha256_file, write_json, write_text
 
 
 @dataclass
@@ -142,9 +144,8 @@ def run(cfg: PipelineConfig, runs_dir: Path, console, run_dir: Path | None = Non
     ``run_dir`` defaults to ``runs_dir/<name>``; ``share_from``: other run folders whose finished stages
     with the same inputs are reused instead of recomputed (a sweep's points)."""
     from accelerate import PartialState
-    from transformers import set_seed
 
-    from compress.envinfo import environment, resolve_device
+    from compress.envinfo import resolve_device
 
     device = resolve_device(cfg.device)
     state = PartialState(cpu=device == "cpu")
@@ -153,21 +154,48 @@ def run(cfg: PipelineConfig, runs_dir: Path, console, run_dir: Path | None = Non
     shared = share(cfg, run_dir, list(share_from)) if main and share_from else {}
     state.wait_for_everyone()  # the shared stages are in place before any process plans
     steps = plan(cfg, run_dir)
+    # Bad data and unsafe or damaged model files stop the run here, before it writes anything; doubtful data
+    # and a run that would not fit in memory are warned about (every process checks; the main one speaks).
+    damaged = check_upstream(steps, run_dir)
+    if damaged:
+        raise CompressError(*damaged)
+    checks = preflight.check(cfg, console, device) if any(r for _, _, r in steps) else {}
     state.wait_for_everyone()  # every process has read the same plan before anything is written
+    with _exclusive(run_dir, main):  # a second run on this folder would clobber its temporary folders
+        _write_run_files(cfg, run_dir, steps, checks, main)
+        state.wait_for_everyone()
+        ctx = Context(cfg=cfg, run_dir=run_dir, console=console, device=device, runs_dir=runs_dir)
+        processes = f", {state.num_processes} processes" if state.num_processes > 1 else ""
+        console.print(f"[bold]compress[/] run [cyan]{cfg.name}[/] -> {run_dir}  (device: {device}{processes}, "
+                      f"config {cfg.hash()})")
+        started = time.perf_counter()
+        _run_stages(steps, ctx, state, main, shared)
+        console.print(f"pipeline finished in {time.perf_counter() - started:.1f}s")
+    return run_dir
+
+
+def _write_run_files(cfg, run_dir: Path, steps, checks: dict, main: bool) -> None:
+    from compress.envinfo import environment
+
     if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
         write_text(run_dir / "config.yaml", dump_yaml(cfg))
         write_json(run_dir / "env.json", environment())
         write_json(run_dir / "plan.json", [{"stage": s.NAME, "inputs_hash": h, "run": r} for s, h, r in steps])
-    state.wait_for_everyone()
-    ctx = Context(cfg=cfg, run_dir=run_dir, console=console, device=device, runs_dir=runs_dir)
-    processes = f", {state.num_processes} processes" if state.num_processes > 1 else ""
-    console.print(f"[bold]compress[/] run [cyan]{cfg.name}[/] -> {run_dir}  (device: {device}{processes}, config {cfg.hash()})")
-    started = time.perf_counter()
+        if checks:
+            write_json(run_dir / "preflight.json", checks)
+
+
+def _run_stages(steps, ctx: Context, state, main: bool, shared: dict) -> None:
+    """Each stage in order: skipped when finished with the same inputs, else run into a temporary folder."""
+    from transformers import set_seed
+
+    cfg, run_dir, console = ctx.cfg, ctx.run_dir, ctx.console
     for stage, h, will_run in steps:
         if not will_run:
             why = (f"shared: the same inputs finished in {shared[stage.NAME]}" if stage.NAME in shared
                    else "finished earlier, inputs unchanged")
+            if main:  # a run killed between a stage's rename and its cleanup leaves the checkpoint behind
+                shutil.rmtree(run_dir / ".checkpoints" / f"{stage.NAME}-{h}", ignore_errors=True)
             console.print(f"[green]skip[/] {stage.NAME:<9} {why}")
             continue
         everywhere = getattr(stage, "DISTRIBUTED", False)
@@ -184,13 +212,74 @@ def run(cfg: PipelineConfig, runs_dir: Path, console, run_dir: Path | None = Non
                 record = {"stage": stage.NAME, "status": "done", "inputs_hash": h, "started": begun, "finished": _now(),
                           "seconds": round(time.perf_counter() - t0, 1), "metrics": metrics}
                 if main:
+                    record["files"] = file_digests(tmp)  # what a later run checks before it reads them
                     write_json(tmp / "stage.json", record)  # last: its presence means the stage is complete
             if main:
                 shutil.rmtree(ctx.checkpoint_dir, ignore_errors=True)
             console.print(f"[green]done[/] {stage.NAME:<9} {record['seconds']:.1f}s")
         state.wait_for_everyone()
-    console.print(f"pipeline finished in {time.perf_counter() - started:.1f}s")
-    return run_dir
+
+
+def file_digests(folder: Path) -> dict[str, dict]:
+    """sha256 and size of every file a stage wrote (stage.json aside), by path relative to its folder."""
+    return {p.relative_to(folder).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != "stage.json"}
+
+
+def check_upstream(steps: list[tuple[ModuleType, str, bool]], run_dir: Path) -> list[str]:
+    """The files of every finished stage that a stage about to run will read, against the sha256 and size its
+    stage.json recorded: one line per file that is missing, truncated or changed since (never read silently)."""
+    rerun = {s.NAME for s, _, r in steps if r}
+    read = sorted({dep for s, _, r in steps if r for dep in s.DEPENDS} - rerun)
+    problems = []
+    for name in read:
+        folder = run_dir / name
+        try:
+            files = read_json(folder / "stage.json").get("files") or {}
+        except (OSError, ValueError):
+            continue  # not finished: planned to rerun (never the case here), or an older run without the record
+        fix = f"delete {folder} and run again to rebuild it"
+        for rel, want in files.items():
+            path = folder / rel
+            if not path.is_file():
+                problems.append(f"{path}: missing (the {name} stage wrote it; its stage.json lists it); {fix}")
+            elif path.stat().st_size != want["bytes"]:
+                problems.append(f"{path}: {path.stat().st_size:,} bytes, but the {name} stage wrote {want['bytes']:,} "
+                                f"(truncated or changed since); {fix}")
+            elif sha256_file(path) != want["sha256"]:
+                problems.append(f"{path}: sha256 differs from what the {name} stage wrote (changed since); {fix}")
+    return problems
+
+
+@contextlib.contextmanager
+def _exclusive(run_dir: Path, main: bool):
+    """Hold ``run_dir/.lock`` for the whole run (the main process; POSIX file locks, released however the process
+    ends, a kill included); another run on the same folder is refused, naming it, instead of clobbering it."""
+    if not main:
+        yield
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    with open(run_dir / ".lock", "a+", encoding="utf-8") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "?"
+            raise CompressError(f"{run_dir}: another compress run (pid {holder}) is using this run folder; wait for it "
+                                f"to finish or stop it, then run again") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 @contextlib.contextmanager

@@ -73,6 +73,55 @@ def load_manifest(bundle: Path) -> dict:
     return manifest
 
 
+# ----------------------------------------------------------------------------- loading for inference
+
+
+class Bundle:
+    """An edge bundle opened for inference by :func:`load_bundle`: ``predict(texts)`` gives logits and
+    ``labels`` names the classes. Built on onnxruntime and tokenizers only, as on a device."""
+
+    def __init__(self, path: Path, manifest: dict, model: str = "model.onnx"):
+        from tokenizers import Tokenizer
+
+        self.path, self.manifest = path, manifest
+        golden = json.loads((path / GOLDEN_FILE).read_text(encoding="utf-8")) if (path / GOLDEN_FILE).is_file() else {}
+        spec = golden.get("tokenizer", {})
+        try:
+            self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+        except Exception as exc:  # tokenizers raises a bare Exception for unreadable files
+            raise CompressError(f"{path / 'tokenizer.json'}: the tokenizers library cannot load it ({exc})") from None
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(max_length=int(spec.get("truncation_max_length", 512)))
+        self.add_special_tokens = bool(spec.get("add_special_tokens", True))
+        self.session = onnxrun.session(path / model)
+        self.labels = {int(k): v for k, v in manifest.get("labels", {}).items()}
+
+    def predict(self, texts: list[str]) -> np.ndarray:
+        """Logits, one row per text (each run alone, unpadded, as golden.json was computed)."""
+        rows = []
+        for text in texts:
+            enc = self.tokenizer.encode(text, add_special_tokens=self.add_special_tokens)
+            ids = np.asarray([enc.ids], dtype=np.int64)
+            mask = np.asarray([enc.attention_mask], dtype=np.int64)
+            rows.append(self.session.run(["logits"], onnxrun.feeds(self.session, ids, mask))[0][0])
+        return np.stack(rows) if rows else np.empty((0, len(self.labels)), dtype=np.float32)
+
+
+def load_bundle(bundle: Path, model: str = "model.onnx") -> Bundle:
+    """Open ``bundle`` for inference, after checking every file against manifest.json: a changed, missing or
+    unlisted file raises CompressError naming it, and nothing of the bundle is loaded. (``compress verify``
+    also replays the golden set; this is the check a program makes each time it loads the model.)"""
+    bundle = Path(bundle)
+    manifest = load_manifest(bundle)
+    if model not in manifest["files"]:
+        raise CompressError(f"{bundle / model}: not listed in {MANIFEST_FILE}; this bundle ships "
+                            f"{', '.join(n for n in MODEL_FILES if n in manifest['files']) or 'no model'}")
+    failed = [c.problem for c in check_files(bundle, manifest) if not c.ok]
+    if failed:
+        raise CompressError(*failed)
+    return Bundle(bundle, manifest, model)
+
+
 # ----------------------------------------------------------------------------- files
 
 
@@ -208,9 +257,8 @@ def check_model(bundle: Path, name: str, golden: dict, manifest: dict) -> Check:
     atol = float(golden["atol"])
     try:
         sess = onnxrun.session(bundle / name)
-    except Exception as exc:  # onnxruntime's load errors have no common base class
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return Check(name, "cannot be loaded", f"{name}: onnxruntime cannot load it ({first[:200]})")
+    except CompressError as exc:  # a damaged graph: the line names the file, as the bundle lists it
+        return Check(name, "cannot be loaded", exc.problems[0].replace(str(bundle / name), name, 1))
     expected_inputs = [t["name"] for t in manifest.get("inputs", [])]
     found_inputs = [i.name for i in sess.get_inputs()]
     if expected_inputs and found_inputs != expected_inputs:

@@ -54,7 +54,9 @@ def test_killed_run_resumes_mid_epoch_to_the_same_weights(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         run(tiny(), cfg, loss_fn=dies_at_step_25, checkpoint_dir=tmp_path)
-    assert (tmp_path / "progress.json").is_file()  # last checkpoint: step 21, inside the second epoch
+    # last checkpoint: step 21, inside the second epoch, the only one kept
+    assert [p.name for p in tmp_path.iterdir()] == ["step-000000021"]
+    assert (tmp_path / "step-000000021" / "progress.json").is_file()
     resumed = tiny()
     metrics = run(resumed, cfg, checkpoint_dir=tmp_path)
     assert metrics["resumed_from_step"] == 21 and metrics["steps"] == 40

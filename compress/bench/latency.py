@@ -63,9 +63,17 @@ def measure(fmt: str, path: Path, input_ids: list[list[int]], warmup: int, queri
     with tempfile.TemporaryDirectory() as tmp:
         spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
         spec_path.write_text(json.dumps(spec))
+        # Ctrl-C reaches the whole process group: the worker ignores it, and this process stops it (subprocess.run
+        # kills it on KeyboardInterrupt), so the run ends with the interrupted message, not a failed worker.
         proc = subprocess.run([sys.executable, "-m", "compress.bench.worker", str(spec_path), str(out_path)],
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, preexec_fn=_ignore_sigint if os.name == "posix" else None)
         if proc.returncode != 0 or not out_path.exists():
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
             raise CompressError(f"bench: the worker measuring {path} failed (exit {proc.returncode}): {tail[0]}")
         return json.loads(out_path.read_text())
+
+
+def _ignore_sigint() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -80,14 +80,20 @@ def fit(model: torch.nn.Module, data: Encoded, pad_id: int, cfg: TrainConfig, ac
                 "best": None, "best_epoch": None, "seen": 0, "resumed_from": None}
     best_state = resume_rng = None
     pending_checkpoint = False
-    if checkpoint_dir and (checkpoint_dir / PROGRESS).is_file():
-        accelerator.load_state(str(checkpoint_dir / "state"))
-        resume_rng = torch.load(checkpoint_dir / f"rng_{accelerator.process_index}.pt", weights_only=True)
-        progress.update(json.loads((checkpoint_dir / PROGRESS).read_text()))
+    latest = latest_checkpoint(checkpoint_dir) if checkpoint_dir else None
+    if latest is not None:
+        try:
+            accelerator.load_state(str(latest / "state"))
+            resume_rng = torch.load(latest / f"rng_{accelerator.process_index}.pt", weights_only=True)
+            progress.update(json.loads((latest / PROGRESS).read_text()))
+            if (latest / "best.pt").is_file():
+                best_state = torch.load(latest / "best.pt", weights_only=True)  # tensors only: no pickle code
+        except Exception as exc:  # torch, safetensors and accelerate each raise their own kinds
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise CompressError(f"{latest}: the training checkpoint cannot be read ({first}); delete that folder "
+                                f"and run again to start {desc} over") from None
         progress["resumed_from"] = progress["micro"]
-        console.print(f"{desc}: resuming from the checkpoint at step {progress['micro'] // accum}/{total}")
-        if (checkpoint_dir / "best.pt").is_file():
-            best_state = torch.load(checkpoint_dir / "best.pt", weights_only=True)  # tensors only: no pickle code
+        console.print(f"{desc}: resuming from the checkpoint at step {progress['micro'] // accum}/{total} ({latest.name})")
 
     if accelerator.log_with:
         accelerator.init_trackers(desc.replace(" ", "-"))
@@ -181,25 +187,43 @@ def fit(model: torch.nn.Module, data: Encoded, pad_id: int, cfg: TrainConfig, ac
     }
 
 
+def latest_checkpoint(folder: Path) -> Path | None:
+    """The newest complete checkpoint under ``folder``: a ``step-N`` folder holding progress.json (written last),
+    or ``folder`` itself when it holds one (the layout of compress 0.1's first checkpoints)."""
+    if (folder / PROGRESS).is_file():
+        return folder
+    done = [p for p in folder.glob("step-*") if p.is_dir() and not p.name.endswith(".tmp") and (p / PROGRESS).is_file()]
+    return max(done, key=lambda p: int(p.name.split("-")[1])) if done else None
+
+
 def _save_checkpoint(accelerator, folder: Path, progress: dict, best_state) -> None:
-    """Training state into ``folder/state`` (replaced whole), then progress.json: the last write wins."""
-    tmp = folder / "state.tmp"
+    """The training state into a new ``step-N`` folder, built under ``step-N.tmp`` and renamed into place with
+    progress.json inside it (written last); older checkpoints are deleted only then. A run killed at any point
+    leaves the previous checkpoint whole, and a half-written one is never read (it has no progress.json)."""
+    final = folder / f"step-{progress['micro']:09d}"
+    tmp = final.with_name(final.name + ".tmp")
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
+    accelerator.save_state(str(tmp / "state"))
     torch.save(_get_rng(), tmp / f"rng_{accelerator.process_index}.pt")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         if best_state is not None:
-            torch.save(best_state, folder / "best.pt.tmp")
-            os.replace(folder / "best.pt.tmp", folder / "best.pt")
-        shutil.rmtree(folder / "state", ignore_errors=True)
-        os.replace(tmp, folder / "state")
-        for rng in (folder / "state").glob("rng_*.pt"):
-            os.replace(rng, folder / rng.name)
-        (folder / f"{PROGRESS}.tmp").write_text(json.dumps(progress))
-        os.replace(folder / f"{PROGRESS}.tmp", folder / PROGRESS)
+            torch.save(best_state, tmp / "best.pt")
+        with open(tmp / PROGRESS, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(progress))
+            fh.flush()
+            os.fsync(fh.fileno())
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        for old in folder.iterdir():  # the previous checkpoints, and those of the first layout
+            if old == final:
+                continue
+            if old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.unlink(missing_ok=True)
     accelerator.wait_for_everyone()
 
 

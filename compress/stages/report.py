@@ -13,7 +13,7 @@ from compress.io import read_json, write_json, write_text
 from compress.stages import mobile
 
 NAME = "report"
-VERSION = 2  # 2: per-target tables, plots and recommendations; retention intervals; repeatability
+VERSION = 3  # 2: per-target tables, plots and recommendations; retention intervals; repeatability; 3: data checks
 DEPENDS = ("teacher", "student", "distill", "baseline", "trim", "export", "quantize", "mobile", "bench")
 CONFIG = ("name", "report")
 REFERENCE = "teacher"  # ratios are against the teacher in PyTorch fp32
@@ -66,6 +66,7 @@ def build(cfg, ctx) -> dict:
         "quantize": stages["quantize"]["metrics"],
         "export_parity": {name: e.get("parity", []) for name, e in stages["export"]["metrics"].items()},
         "fusions": {name: e["fusions"] for name, e in stages["export"]["metrics"].items() if "fusions" in e},
+        "data": stages["teacher"]["metrics"].get("data"),
         "student": stages["student"]["metrics"],
         "vocab_trim": stages["trim"]["metrics"],
         "mobile": mobile.summary(stages["mobile"]["metrics"]),
@@ -264,12 +265,27 @@ def details_markdown(report: dict) -> list[str]:
     lines += fusion_lines(report.get("fusions", {}))
     lines += quantization_section(report)
     lines += mobile_markdown(report.get("mobile", {}))
+    lines += data_lines(report.get("data"))
     lines += ["", "Peak memory is the peak RSS of a process that loads the variant and runs it (ONNX Runtime sessions "
               "with its CPU memory arena on, enable_cpu_mem_arena=1; PyTorch variants include the torch runtime itself). "
               "Each measurement: warm-up queries, then at least bench.queries timed queries and on until "
               "bench.min_seconds have passed.", "",
               "Stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in report.get("stage_seconds", {}).items()), ""]
     return lines
+
+
+def data_lines(data: dict | None) -> list[str]:
+    """Sentences cut at data.max_length, and evaluation sentences also seen in training, per split."""
+    if not data:  # a report of a run from before these counts
+        return []
+    parts = []
+    for name in ("train", "eval", "validation"):
+        split = data.get(name)
+        if split:
+            seen = f", {split['train_duplicates']} also in the training split" if "train_duplicates" in split else ""
+            parts.append(f"{name} {split['rows']} sentences, {split['truncated']} truncated (longest "
+                         f"{split['longest_tokens']} tokens){seen}")
+    return ["", f"Data (data.max_length {data['max_length']} tokens): " + "; ".join(parts) + "."]
 
 
 def fusion_lines(fusions: dict[str, dict[str, int]]) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 
 from compress import models
-from compress.data import encode, train_split
+from compress.data import count_truncated, encode, eval_split, train_split, validation_split
 from compress.distill.train import accelerator_for, fit, validation_evaluator
 
 NAME = "teacher"
@@ -36,7 +36,8 @@ def run(cfg, ctx) -> dict:
         source = f"random {tcfg.architecture}"
     ctx.console.print(f"teacher: {source} ({models.count_parameters(model) / 1e6:.1f}M parameters, "
                       f"{model.config.model_type}), {len(train)} training sentences")
-    metrics = {"source": source, "model_type": model.config.model_type, "parameters": models.count_parameters(model)}
+    metrics = {"source": source, "model_type": model.config.model_type, "parameters": models.count_parameters(model),
+               "data": data_summary(cfg, tokenizer, train, ctx.console)}
     if tcfg.finetune:
         data = encode(tokenizer, train, cfg.data.max_length)
         metrics["train"] = fit(model, data, tokenizer.pad_token_id, tcfg.train, accelerator_for(tcfg.train, ctx), cfg.seed,
@@ -45,3 +46,22 @@ def run(cfg, ctx) -> dict:
         model = model.cpu()
     models.save(model, tokenizer, ctx.out / "model")
     return metrics
+
+
+def data_summary(cfg, tokenizer, train, console) -> dict:
+    """Per split: rows, sentences longer than data.max_length (truncated: warned and kept in the report), the
+    longest; and evaluation sentences that also appear in the training split (counted by the preflight too)."""
+    from compress.preflight import overlaps
+
+    evals, val = eval_split(cfg), validation_split(cfg)
+    limit = cfg.data.max_length
+    out = {"max_length": limit, "train": count_truncated(tokenizer, train.texts, limit),
+           "eval": {**count_truncated(tokenizer, evals.texts, limit), **overlaps(train.texts, evals.texts, "train")}}
+    if val is not None:
+        out["validation"] = {**count_truncated(tokenizer, val.texts, limit), **overlaps(train.texts, val.texts, "train")}
+    for name, split in out.items():
+        if isinstance(split, dict) and split["truncated"]:
+            console.print(f"[yellow]warning[/] data: {split['truncated']} of {split['rows']} {name} sentences are longer "
+                          f"than data.max_length ({limit} tokens; the longest has {split['longest_tokens']}) and are "
+                          f"truncated", soft_wrap=True)
+    return out
