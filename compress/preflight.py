@@ -22,6 +22,9 @@ GiB = 2**30
 
 def check(cfg: PipelineConfig, console, device: str) -> dict:
     """Every check, in order; returns what they counted and estimated."""
+    if cfg.task == "causal-lm":  # plain text, no labels; the memory estimate is made for encoder classifiers
+        check_models(cfg)
+        return {"data": check_text(cfg)}
     data = check_data(cfg, console)
     check_models(cfg)
     memory = check_memory(cfg, data["train_rows"], console, device)
@@ -35,7 +38,16 @@ def check_models(cfg: PipelineConfig) -> None:
                "bench.mobile_sequence_lengths": max(cfg.bench.mobile_sequence_lengths)}
     for key, spec, pickle_ok, remote_ok in _model_sources(cfg):
         check_model_folder(Path(resolve_model_path(spec)), key, pickle_ok, remote_ok,
-                           num_labels=cfg.teacher.num_labels if key == "teacher.model" else None, lengths=lengths)
+                           num_labels=cfg.teacher.num_labels if key == "teacher.model" and cfg.task != "causal-lm"
+                           else None, lengths=lengths)
+
+
+def check_text(cfg: PipelineConfig) -> dict:
+    """A causal LM's text: found, UTF-8, long enough to hold some out (raises naming the file)."""
+    from compress.llm.text import load_text
+
+    text = load_text(cfg)
+    return {"train_characters": len(text.train), "eval_characters": len(text.eval), "source": text.source}
 
 
 def _warn(console, text: str) -> None:

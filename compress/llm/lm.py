@@ -10,6 +10,7 @@ from typing import Any
 from compress import models
 from compress.config import resolve_model_path
 from compress.errors import CompressError
+from compress.preflight import check_model_folder
 
 DEFAULT_VOCAB = 4096
 
@@ -47,20 +48,14 @@ def load_pretrained(spec: str, allow_pickle: bool = False, trust_remote_code: bo
 
     path = resolve_model_path(spec)
     local = Path(path)
-    if local.is_dir():
-        files = {p.name for p in local.iterdir()}
-        if not files & set(models.WEIGHT_FILES):
-            if files & set(models.PICKLE_FILES) and not allow_pickle:
-                raise CompressError(f"{key}: {local} holds only pickle weights (pytorch_model.bin), which can run code "
-                                    "when loaded; convert them to safetensors, or allow_pickle: true if you trust them")
-            if not files & set(models.PICKLE_FILES):
-                raise CompressError(f"{key}: no model weights in {local}")
+    if local.is_dir():  # pickle-only weights, remote code, a truncated safetensors or JSON file: refused here
+        check_model_folder(local, key, allow_pickle, trust_remote_code)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=None if allow_pickle else True,
                                                      trust_remote_code=trust_remote_code, dtype="float32")
-    except (OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except Exception as exc:  # transformers, tokenizers and safetensors each raise their own kinds
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise CompressError(f"{key}: could not load {spec!r}: {first}") from None
     _pad(model, tokenizer)
     return model, tokenizer
