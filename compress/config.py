@@ -322,8 +322,8 @@ class QuantParityConfig(StrictModel):
     """What every quantized variant must keep against the fp32 PyTorch student at the export's parity shapes."""
 
     min_top1: float = Field(0.9, ge=0, le=1, description="Least share of rows whose top-1 class is unchanged.")
-    min_cosine: float = Field(0.95, ge=-1, le=1, description="Least cosine similarity of a row's centred logits (the row minus its "
-                              "mean: softmax ignores a common offset). With two classes it is +1 or -1, like top-1.")
+    min_cosine: float = Field(0.95, ge=-1, le=1, description="Least cosine similarity of the centred logits (each row "
+                              "minus its mean: softmax ignores a common offset) of a parity batch, all rows together.")
 
 
 def _default_variants() -> list[QuantVariantConfig]:

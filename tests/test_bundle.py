@@ -142,7 +142,7 @@ def test_mobile_stage_metrics_and_report_section(tiny_shipped):
     assert len(shapes) == 4 and shapes[2:] == ["batch 1 x length 32", "batch 4 x length 32"]
     assert shapes[0].startswith("batch 32 x ")
     for c in metrics["parity"]:
-        assert c["max_abs_diff"] <= metrics["atol"] and c["top1_agreement"] == 1.0 and c["min_cosine"] > 0.9999
+        assert c["max_abs_diff"] <= metrics["atol"] and c["top1_agreement"] == 1.0 and c["cosine"] > 0.9999
     eps = metrics["usability"]["execution_providers"]
     assert set(eps) == {"nnapi", "coreml_neuralnetwork", "coreml_mlprogram"}
     for ep in eps.values():
@@ -242,16 +242,24 @@ def test_parity_measures_of_identical_opposite_and_zero_rows():
     a = np.array([[1.0, 2.0], [0.0, 0.0], [1.0, 0.0]])
     b = np.array([[2.0, 4.0], [0.0, 0.0], [-1.0, 0.0]])
     m = compare(a, b)
-    assert m["min_cosine"] == pytest.approx(-1.0) and m["max_abs_diff"] == 2.0
+    # centred: [-.5, .5] . [-1, 1] + 0 + [.5, -.5] . [-.5, .5] = 1 - 0.5; norms sqrt(1) * sqrt(2.5)
+    assert m["cosine"] == pytest.approx(0.5 / np.sqrt(2.5)) and m["max_abs_diff"] == 2.0
     assert m["top1_agreement"] == pytest.approx(2 / 3)  # [1, 0] vs [-1, 0] flips the top class
-    assert compare(a, a) == {"max_abs_diff": 0.0, "top1_agreement": 1.0, "min_cosine": pytest.approx(1.0)}
+    assert compare(a, a) == {"max_abs_diff": 0.0, "top1_agreement": 1.0, "cosine": pytest.approx(1.0)}
+    assert compare(a, -a)["cosine"] == pytest.approx(-1.0)
+    assert compare(np.zeros((2, 2)), np.zeros((2, 2)))["cosine"] == 1.0
     # a common offset changes no probability: the centred cosine stays 1 where the raw one would be ~-1
     near = np.array([[-1.0, -1.1]])
-    assert compare(near, near + 2.05)["min_cosine"] == pytest.approx(1.0)
-    # three classes: the shape of the row counts, not its offset or scale
+    assert compare(near, near + 2.05)["cosine"] == pytest.approx(1.0)
+    # three classes: the shape of the rows counts, not their offset or scale
     three = np.array([[3.0, 1.0, 0.0]])
-    assert compare(three, 2 * three - 7)["min_cosine"] == pytest.approx(1.0)
-    assert compare(three, np.array([[0.0, 1.0, 3.0]]))["min_cosine"] < 0
+    assert compare(three, 2 * three - 7)["cosine"] == pytest.approx(1.0)
+    assert compare(three, np.array([[0.0, 1.0, 3.0]]))["cosine"] < 0
+    # over the batch: one near-tie row whose top class flips barely moves it (row by row it would be -1)
+    many = np.array([[2.0, -2.0]] * 31 + [[0.01, -0.01]])
+    flipped = many.copy()
+    flipped[-1] = [-0.01, 0.01]
+    assert compare(many, flipped)["cosine"] > 0.999 and compare(many, flipped)["top1_agreement"] == pytest.approx(31 / 32)
 
 
 def test_mobile_disabled_ships_and_verifies_without_model_ort(tiny_shipped, tmp_path):

@@ -30,7 +30,7 @@ from compress.quant.ladder import Rung
 from compress.quant.onnx_int8 import Settings
 
 NAME = "quantize"
-VERSION = 3  # 3: parity cosine on centred logits (the ladder may keep a different rung)
+VERSION = 4  # 3: parity cosine on centred logits; 4: over the whole batch, not the smallest row
 DEPENDS = ("export", "trim")
 CONFIG = ("quantize", "targets", "seed", "data", "bench.sequence_length", "bench.threads")
 MANIFEST = "variants.json"
@@ -387,7 +387,7 @@ def _record(v, parent: str, parent_acc: float, kept: Rung, rungs: list[Rung], pa
             "held_out_rows": len(job.held_ids), "parent_accuracy": round(parent_acc, 5), "accuracy": kept.accuracy,
             "drop_points": kept.drop, "latency_ms": kept.latency_ms, "kept_rung": kept.name,
             "settings": kept.settings, "path": str(path.relative_to(job.ctx.out)),
-            "parity": [{k: r[k] for k in ("shape", "max_abs_diff", "top1_agreement", "min_cosine", "tolerance", "ok")}
+            "parity": [{k: r[k] for k in ("shape", "max_abs_diff", "top1_agreement", "cosine", "tolerance", "ok")}
                        for r in kept.extra["parity"]],
             "ladder": [{k: val for k, val in r.record().items() if k != "parity"} for r in rungs]}
 
