@@ -57,6 +57,11 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def file_index(folder: Path) -> dict[str, dict]:
+    """{name: {sha256, bytes}} of every file directly in ``folder``: a bundle manifest's file list."""
+    return {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in sorted(folder.iterdir()) if p.is_file()}
+
+
 def dir_size(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size

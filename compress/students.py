@@ -40,6 +40,19 @@ def build(scfg, teacher, tokenizer):
     return student, tokenizer, {"method": "pretrained", "architecture": student.config.model_type, "model": scfg.model}
 
 
+def resized_config(teacher, scfg, spec) -> dict:
+    """The teacher's config as a dict with the student's layer count, width, heads and feed-forward size
+    (those ``scfg`` sets), checked: the width must divide into the heads."""
+    values = teacher.config.to_dict()
+    changes = {spec.count: scfg.num_layers, spec.width: scfg.hidden_size, spec.heads: scfg.num_attention_heads,
+               spec.ffn: scfg.intermediate_size}
+    values.update({k: v for k, v in changes.items() if v is not None})
+    width, heads = values[spec.width], values[spec.heads]
+    if width % heads:
+        raise CompressError(f"student.hidden_size: {width} is not divisible by num_attention_heads {heads}")
+    return values
+
+
 def smaller(teacher, scfg):
     """The teacher's architecture with fewer/narrower layers, randomly initialised.
 
@@ -49,13 +62,8 @@ def smaller(teacher, scfg):
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     spec = models.layer_spec(teacher.config.model_type)
-    values = teacher.config.to_dict()
-    changes = {spec.count: scfg.num_layers, spec.width: scfg.hidden_size, spec.heads: scfg.num_attention_heads,
-               spec.ffn: scfg.intermediate_size}
-    values.update({k: v for k, v in changes.items() if v is not None})
-    width, heads = values[spec.width], values[spec.heads]
-    if width % heads:
-        raise CompressError(f"student.hidden_size: {width} is not divisible by num_attention_heads {heads}")
+    values = resized_config(teacher, scfg, spec)
+    width = values[spec.width]
     model_type = values.pop("model_type")
     for key in ("architectures", "_name_or_path", "transformers_version", "torch_dtype", "dtype"):
         values.pop(key, None)

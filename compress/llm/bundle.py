@@ -12,7 +12,7 @@ import numpy as np
 
 from compress import __version__
 from compress.errors import CompressError
-from compress.io import atomic_dir, read_json, sha256_file, write_json, write_text
+from compress.io import atomic_dir, file_index, read_json, write_json, write_text
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt",
                    "config.json", "generation_config.json")
@@ -51,8 +51,7 @@ def ship(cfg, ctx) -> dict:
                        "new_tokens": golden["new_tokens"]},
             "config_hash": report["config_hash"], "compress_version": __version__,
             "onnxruntime_version": golden["computed_with"]["onnxruntime"], "created": report["created"],
-            "files": {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-                      for p in sorted(tmp.iterdir()) if p.is_file()},
+            "files": file_index(tmp),
         }
         write_json(tmp / MANIFEST_FILE, manifest)
     ctx.console.print(f"ship: {final}/ ({variant['name']}, {len(manifest['files'])} files + {MANIFEST_FILE}, "

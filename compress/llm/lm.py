@@ -102,14 +102,11 @@ def smaller(teacher, scfg):
     width the token (and position) embeddings are copied from it."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    from compress.students import resized_config
+
     spec = models.layer_spec(teacher.config.model_type, registry=models.DECODER_LAYERS)
-    values = teacher.config.to_dict()
-    changes = {spec.count: scfg.num_layers, spec.width: scfg.hidden_size, spec.heads: scfg.num_attention_heads,
-               spec.ffn: scfg.intermediate_size}
-    values.update({k: v for k, v in changes.items() if v is not None})
+    values = resized_config(teacher, scfg, spec)
     width, heads = values[spec.width], values[spec.heads]
-    if width % heads:
-        raise CompressError(f"student.hidden_size: {width} is not divisible by num_attention_heads {heads}")
     if values.get("num_key_value_heads") and heads % values["num_key_value_heads"]:
         values["num_key_value_heads"] = heads  # a head count the teacher's grouping does not divide: no grouping
     if scfg.hidden_size is not None and "head_dim" in values:

@@ -13,7 +13,7 @@ import numpy as np
 
 from compress import __version__, onnxrun
 from compress.errors import CompressError
-from compress.io import atomic_dir, read_json, sha256_file, write_json, write_text
+from compress.io import atomic_dir, file_index, read_json, write_json, write_text
 from compress.stages import mobile
 
 NAME = "ship"
@@ -77,8 +77,7 @@ def run(cfg, ctx) -> dict:
             "onnxruntime_version": golden["computed_with"]["onnxruntime"],
             "created": report["created"],
             # every file but the manifest itself; compress verify fails on any file not listed here
-            "files": {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-                      for p in sorted(tmp.iterdir()) if p.is_file()},
+            "files": file_index(tmp),
         }
         write_json(tmp / MANIFEST_FILE, manifest)
     ctx.console.print(f"ship: {final}/ ({variant['name']}, {len(manifest['files'])} files + {MANIFEST_FILE}, "
