@@ -14,6 +14,15 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 FAST = ["bench.warmup=1", "bench.queries=10", "bench.min_seconds=0"]
 
 
+def default_sigint() -> None:
+    """preexec_fn for a child that must see Ctrl-C: a shell without job control starts background commands
+    (``pytest &``) with SIGINT ignored, and an ignored signal stays ignored across exec; Python then installs
+    no KeyboardInterrupt handler and the child would run on through the test's SIGINT."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def invoke(*args: str):
     """Run the real CLI in-process; returns typer's Result (exit_code, stdout, stderr)."""
     return CliRunner().invoke(app, [str(a) for a in args])

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import FAST, ROOT, invoke, read_json
+from ..conftest import FAST, ROOT, default_sigint, invoke, read_json
 
 TINY = ROOT / "pipelines" / "tiny.yaml"
 STAGES = ("teacher", "student", "distill", "baseline", "trim", "export", "quantize", "mobile", "bench", "report", "ship")
@@ -29,7 +29,8 @@ class Run:
     def __init__(self, args: list[str]):
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
         self.proc = subprocess.Popen([sys.executable, "-m", "compress", "run", *args], stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env, start_new_session=True)
+                                     stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env, start_new_session=True,
+                                     preexec_fn=default_sigint)
         self.out: list[str] = []
         self.err: list[str] = []
         self._readers = [threading.Thread(target=self._read, args=(s, b), daemon=True)

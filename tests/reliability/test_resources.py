@@ -14,7 +14,7 @@ from rich.console import Console
 from compress.config import load_config
 from compress.preflight import GiB, available_memory, check_memory, training_estimates
 
-from ..conftest import ROOT
+from ..conftest import ROOT, default_sigint
 
 TINY = ROOT / "pipelines" / "tiny.yaml"
 ABSURD = ["data.max_length=4096", "teacher.train.batch_size=2000", "distill.train.batch_size=2000"]
@@ -57,7 +57,7 @@ def test_the_cli_warns_before_training_and_ctrl_c_stops_cleanly(tmp_path):
     cmd = [sys.executable, "-m", "compress", "run", str(TINY), "--runs-dir", str(tmp_path / "runs"),
            f"ship.dir={tmp_path / 'exports'}", *ABSURD]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=default_sigint)
     seen = []
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
