@@ -6,9 +6,10 @@ the shipped int8 student reaches at batch 32 x 128 tokens.
 Peak (compress.bench.peak): one large GEMM per kernel in a one-node graph, weights a constant initializer,
 on all cores (--threads); the best of --repeats timed runs after two warm-up runs; 2*M*N*K operations.
 int8 kernels: MatMulInteger (u8 x s8 -> int32) and DynamicQuantizeMatMul (fp32 in, quantized at run time);
-fp32: MatMul. The int8 peak is the best int8 figure over the --shape list, the fp32 peak the best MatMul.
-The same kernels are also timed at the student's own linear-layer shapes (M = batch x tokens), to show
-what the kernels reach at those sizes.
+fp32: MatMul. The same kernels are also timed at the student's own linear-layer shapes (M = batch x tokens).
+The int8 peak is the best int8 figure over all of these (the --shape list, default 4096^3, 1024^3 and
+4096x384x4096, and the layer shapes), the fp32 peak the best MatMul: ONNX Runtime's int8 GEMM does not
+reach its best at 4096^3, so a single large shape would understate the peak.
 
 Student: the shipped model.onnx (as benchmarks/flagship.py finds it) measured in a fresh process with
 compress.bench.latency.measure at --batch-size x --sequence-length; its work is every matrix product of the
@@ -30,6 +31,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 TARGET_SHARE = 0.60
+# ONNX Runtime's int8 GEMM is fastest at moderate K (4096^3 reaches ~60% of what 1024^3 does here): the peak is
+# the best over several shapes and the student's own layer shapes, never one chosen to flatter the share
+DEFAULT_SHAPES = ((4096, 4096, 4096), (1024, 1024, 1024), (4096, 384, 4096))
 
 
 def parse_shape(text: str) -> tuple[int, int, int]:
@@ -73,7 +77,7 @@ def main(argv: list[str]) -> int:
     from flagship import evaluation, resolve, shipped_student
 
     threads = args.threads or os.cpu_count() or 1
-    shapes = args.shape or [(4096, 4096, 4096)]
+    shapes = args.shape or list(DEFAULT_SHAPES)
     run = resolve(args.run, ROOT)
     if args.student:
         student_path = resolve(args.student, ROOT)
@@ -98,8 +102,10 @@ def main(argv: list[str]) -> int:
             shape_runs.append(g.to_dict())
             print(f"layer  {kernel:<22} {m}x{k}x{n}: {g.gops_best:7.1f} GOP/s best, {g.gops_median:7.1f} median",
                   flush=True)
-    int8_best = max((r for r in peak_runs if r["kernel"] in INT8_KERNELS), key=lambda r: r["gops_best"])
-    fp32_best = max((r for r in peak_runs if r["kernel"] == "MatMul"), key=lambda r: r["gops_best"])
+    every = peak_runs + shape_runs
+    int8_best = max((r for r in every if r["kernel"] in INT8_KERNELS), key=lambda r: r["gops_best"])
+    fp32_best = max((r for r in every if r["kernel"] == "MatMul"), key=lambda r: r["gops_best"])
+    at_layers = max((r for r in shape_runs if r["kernel"] == "DynamicQuantizeMatMul"), key=lambda r: r["gops_best"])
     int8_peak, fp32_peak = int8_best["gops_best"], fp32_best["gops_best"]
 
     ops = count_ops(student_path, args.batch_size, args.sequence_length)
@@ -117,6 +123,8 @@ def main(argv: list[str]) -> int:
         "int8_peak_kernel": f"{int8_best['kernel']} {int8_best['m']}x{int8_best['k']}x{int8_best['n']}",
         "fp32_peak_gops": fp32_peak,
         "fp32_peak_kernel": f"MatMul {fp32_best['m']}x{fp32_best['k']}x{fp32_best['n']}",
+        "int8_peak_definition": "best measured int8 GEMM (MatMulInteger or DynamicQuantizeMatMul) over the peak "
+                                "shapes and the student's layer shapes, best of the repeats",
         "threads": threads,
         "student": {
             "model": student_from,
@@ -131,6 +139,9 @@ def main(argv: list[str]) -> int:
             "ops_by_node": ops["nodes"],
             "achieved_gops": round(achieved, 1),
             "share_of_int8_peak": round(share, 4),
+            "share_of_its_kernel_at_its_shapes": round(achieved / at_layers["gops_best"], 4),
+            "its_kernel_at_its_shapes": f"DynamicQuantizeMatMul {at_layers['m']}x{at_layers['k']}x{at_layers['n']}: "
+                                        f"{at_layers['gops_best']} GOP/s",
             "mixed_bound_ms": round(bound_seconds * 1e3, 3),
             "share_of_mixed_bound": round(bound_seconds / p50, 4),
             "time_by_op_ms": by_op,
@@ -142,6 +153,7 @@ def main(argv: list[str]) -> int:
         "student_shape_runs": shape_runs,
         "definition": "ops = 2 x multiply-accumulates of every matrix product in the graph (int8 and fp32); "
                       "achieved = ops / p50 latency; share = achieved / best measured int8 GEMM GOP/s",
+        "load_average": [round(x, 2) for x in os.getloadavg()],  # 1, 5, 15 min: others on the machine
         "environment": environment(),
     }
     write_json(Path(args.out), result)

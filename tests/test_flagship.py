@@ -102,8 +102,12 @@ def test_peer_is_built_once_then_read_from_the_cache(tiny_bert, tmp_path):
 
 
 def test_scripts_end_to_end_on_the_tiny_run(tiny_shipped, tmp_path):
+    import shutil
+
     flagship, int8_peak = _scripts()
-    run, bundle, _ = tiny_shipped
+    shared, bundle, _ = tiny_shipped
+    run = tmp_path / "runs" / "tiny"  # a copy: the shared run stays read-only (the peer is cached in <run>/flagship)
+    shutil.copytree(shared, run)
     path, tok, where = flagship.shipped_student(run)
     assert path == bundle / "model.onnx" and tok == bundle and where.startswith("bundle")
     out = tmp_path / "flagship.json"
