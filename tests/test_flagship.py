@@ -1,0 +1,130 @@
+"""benchmarks/flagship.py and benchmarks/int8_peak.py: the work counter against hand-computed values, the peak
+GEMM graphs against numpy, the optimum + ORT int8 peer and its cache, and both scripts end to end on the
+shared tiny run (few queries: the loop is tested, not the figures)."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from compress.bench import peak
+from compress.bench.peak import bert_ops, count_ops, gemm_input, gemm_model
+
+from .conftest import ROOT, read_json
+
+TINY = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+        "vocab_size": 120, "max_position_embeddings": 64, "num_labels": 2}
+
+
+def _scripts():
+    if str(ROOT / "benchmarks") not in sys.path:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+    import flagship
+    import int8_peak
+
+    return flagship, int8_peak
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    """A random 2-layer BERT classifier saved as safetensors, and its optimum export (plain ONNX ops)."""
+    import torch
+    from optimum.exporters.onnx import main_export
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    base = tmp_path_factory.mktemp("tinybert")
+    BertForSequenceClassification(BertConfig(**TINY)).eval().save_pretrained(base / "model")
+    main_export(str(base / "model"), output=base / "onnx", task="text-classification", do_validation=False, device="cpu")
+    return base
+
+
+def test_bert_formula_by_hand():
+    # per layer 2*tokens*(4h^2 + 2hf) + 2*2*tokens*s*h; pooler 2*b*h^2, classifier 2*b*h*labels
+    ops = bert_ops({"hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 2, "num_labels": 2}, batch=2, seq=4)
+    assert ops == {"linear": 2 * 2 * 8 * (4 * 64 + 2 * 8 * 16), "attention": 2 * 2 * 2 * 8 * 4 * 8,
+                   "head": 2 * 2 * (64 + 16), "total": 16384 + 2048 + 320}
+
+
+def test_count_ops_matches_the_formula_unfused_and_fused_int8(tiny_bert, tmp_path):
+    from compress.quant.onnx_int8 import Settings, quantize_dynamic
+    from compress.stages.export import optimize
+
+    want = bert_ops(TINY, batch=3, seq=16)["total"]
+    plain = count_ops(tiny_bert / "onnx" / "model.onnx", 3, 16)
+    assert plain["total"] == want and plain["int8"] == 0  # MatMul / Gemm nodes, attention products included
+    fused = tmp_path / "fused.onnx"
+    optimize(tiny_bert / "onnx" / "model.onnx", fused)
+    quantize_dynamic(fused, tmp_path / "int8.onnx", Settings("dynamic", per_channel=True, reduce_range=False))
+    q = count_ops(tmp_path / "int8.onnx", 3, 16)
+    kinds = {n["op_type"] for n in q["nodes"]}
+    assert "QAttention" in kinds and "MatMulInteger" in kinds
+    assert q["total"] == want
+    attention = bert_ops(TINY, batch=3, seq=16)["attention"]
+    assert q["fp32"] == attention  # only the products inside QAttention stay fp32
+    assert q["int8"] == want - attention
+
+
+@pytest.mark.parametrize("kernel", peak.KERNELS)
+def test_gemm_model_computes_the_product(kernel):
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    model = gemm_model(kernel, 16, 32, 24)
+    b = numpy_helper.to_array(next(t for t in model.graph.initializer if t.name == "B"))
+    a = gemm_input(kernel, 16, 32)
+    got = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(["Y"], {"A": a})[0]
+    if kernel == "MatMulInteger":  # u8 activations with zero point 128, s8 weights, exact int32 sums
+        np.testing.assert_array_equal(got, (a.astype(np.int32) - 128) @ b.astype(np.int32))
+    elif kernel == "DynamicQuantizeMatMul":  # weights scaled by 0.01; the activations quantized to 8 bits
+        ref = a @ (b.astype(np.float32) * 0.01)
+        assert np.abs(got - ref).max() < 0.05 * np.abs(ref).max()
+    else:
+        np.testing.assert_allclose(got, a @ b, rtol=1e-4, atol=1e-4)
+    g = peak.time_gemm(kernel, 16, 32, 24, threads=1, repeats=2, warmup=1)
+    assert g.gops_best > 0 and g.best_seconds <= g.median_seconds
+    assert g.gops_best == pytest.approx(2 * 16 * 32 * 24 / g.best_seconds / 1e9, rel=0.01, abs=0.1)
+
+
+def test_peer_is_built_once_then_read_from_the_cache(tiny_bert, tmp_path):
+    from compress.bench import peer
+
+    first = peer.build(tiny_bert / "model", tmp_path / "peer", per_channel=True)
+    assert not first["cached"] and "channel-wise: True" in first["quantization_config"]
+    ops = count_ops(first["path"], 2, 8)
+    assert ops["int8"] > 0 and ops["total"] == bert_ops(TINY, 2, 8)["total"]
+    again = peer.build(tiny_bert / "model", tmp_path / "peer", per_channel=True)
+    assert again["cached"] and again["path"] == first["path"]
+    other = peer.build(tiny_bert / "model", tmp_path / "peer", per_channel=False)  # another setting: rebuilt
+    assert not other["cached"] and "channel-wise: False" in other["quantization_config"]
+
+
+def test_scripts_end_to_end_on_the_tiny_run(tiny_shipped, tmp_path):
+    import shutil
+
+    flagship, int8_peak = _scripts()
+    shared, bundle, _ = tiny_shipped
+    run = tmp_path / "runs" / "tiny"  # a copy: the shared run stays read-only (the peer is cached in <run>/flagship)
+    shutil.copytree(shared, run)
+    path, tok, where = flagship.shipped_student(run)
+    assert path == bundle / "model.onnx" and tok == bundle and where.startswith("bundle")
+    out = tmp_path / "flagship.json"
+    fast = ["--rounds", "1", "--warmup", "1", "--queries", "5", "--min-seconds", "0", "--sequence-length", "16"]
+    assert flagship.main(["--run", str(run), *fast, "--out", str(out)]) == 0
+    r = read_json(out)
+    for key in ("speedup", "size_ratio", "speedup_vs_peer", "retention", "environment", "targets"):
+        assert key in r
+    t, s = r["models"]["teacher"], r["models"]["student"]
+    assert r["speedup"] == pytest.approx(t["latency_ms"]["p50"] / s["latency_ms"]["p50"], rel=0.01)
+    assert r["size_ratio"] == pytest.approx(t["size_bytes"] / s["size_bytes"], rel=0.01)
+    assert r["report_json"]["student_accuracy"] == pytest.approx(s["accuracy"], abs=1e-4)  # same split, same model
+    assert (run / "flagship" / "peer" / "int8" / "model_quantized.onnx").is_file()
+    out2 = tmp_path / "int8_peak.json"
+    assert int8_peak.main(["--run", str(run), "--shape", "128x128x128", "--repeats", "2", "--batch-size", "2",
+                           "--sequence-length", "16", "--queries", "3", "--min-seconds", "0", "--out", str(out2)]) == 0
+    p = read_json(out2)
+    assert p["int8_peak_gops"] > 0 and p["fp32_peak_gops"] > 0
+    assert p["student"]["ops_match_formula"]
+    assert p["student"]["share_of_int8_peak"] == pytest.approx(p["student"]["achieved_gops"] / p["int8_peak_gops"], rel=0.01)
