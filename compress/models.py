@@ -127,6 +127,8 @@ class LayerSpec:
     width: str = "hidden_size"
     heads: str = "num_attention_heads"
     ffn: str = "intermediate_size"
+    ffn_in: str = ""  # inside a block: the linear layer that widens to the feed-forward size ("" = no pruning)
+    ffn_out: str = ""  # ... and the one that reads the feed-forward activations back to the width
 
 
 LAYERS: dict[str, LayerSpec] = {}
@@ -144,11 +146,13 @@ def layer_spec(model_type: str, key: str = "student", registry: dict[str, LayerS
     return spec
 
 
-register_layers("bert", "bert.encoder.layer", "num_hidden_layers")
-register_layers("roberta", "roberta.encoder.layer", "num_hidden_layers")
-register_layers("xlm-roberta", "roberta.encoder.layer", "num_hidden_layers")
-register_layers("electra", "electra.encoder.layer", "num_hidden_layers")
-register_layers("distilbert", "distilbert.transformer.layer", "n_layers", width="dim", heads="n_heads", ffn="hidden_dim")
+_BERT_FFN = {"ffn_in": "intermediate.dense", "ffn_out": "output.dense"}
+register_layers("bert", "bert.encoder.layer", "num_hidden_layers", **_BERT_FFN)
+register_layers("roberta", "roberta.encoder.layer", "num_hidden_layers", **_BERT_FFN)
+register_layers("xlm-roberta", "roberta.encoder.layer", "num_hidden_layers", **_BERT_FFN)
+register_layers("electra", "electra.encoder.layer", "num_hidden_layers", **_BERT_FFN)
+register_layers("distilbert", "distilbert.transformer.layer", "n_layers", width="dim", heads="n_heads", ffn="hidden_dim",
+                ffn_in="ffn.lin1", ffn_out="ffn.lin2")
 # decoders (task causal-lm), where their *ForCausalLM classes keep their blocks: a registry of their own, so the
 # classifiers' list of supported architectures is unchanged
 DECODER_LAYERS: dict[str, LayerSpec] = {
@@ -188,6 +192,66 @@ def student_from_layers(teacher, layers: list[int] | None, registry: dict[str, L
     if isinstance(getattr(student.config, "layer_types", None), list):  # per-layer attention kinds (Qwen2, ...)
         student.config.layer_types = [student.config.layer_types[i] for i in chosen]
     return student, chosen
+
+
+def prune_ffn(model, size: int, batches) -> dict:
+    """Keep the ``size`` feed-forward neurons of every block that carry the most signal, in place.
+
+    A neuron's importance is the mean |activation| it produces on ``batches`` (pairs of input ids and
+    attention mask; padding is not counted) times the L2 norm of the weights that read it back, i.e. how much
+    it moves the block's output on task text. The widening and narrowing linear layers are sliced with
+    ``transformers.pytorch_utils.prune_linear_layer``; the config's feed-forward size follows. Returns, per
+    block, the share of the total importance that the kept neurons hold.
+    """
+    import torch
+    from transformers.pytorch_utils import prune_linear_layer
+
+    spec = layer_spec(model.config.model_type)
+    current = getattr(model.config, spec.ffn)
+    if not spec.ffn_in:
+        raise CompressError(f"student.intermediate_size: feed-forward pruning is not offered for "
+                            f"'{model.config.model_type}' students; it is for: "
+                            f"{', '.join(sorted(t for t, s in LAYERS.items() if s.ffn_in))}")
+    if size > current:
+        raise CompressError(f"student.intermediate_size: {size} is wider than the teacher's feed-forward ({current}); "
+                            f"with student.method: layers it can only keep fewer neurons (1..{current})")
+    blocks = _getattr_path(model, spec.modules)
+    scores = [torch.zeros(current, dtype=torch.float64) for _ in blocks]
+    mask: dict[str, torch.Tensor] = {}
+
+    def recorder(i: int):
+        def hook(_module, args):
+            seen = args[0].detach().abs().double() * mask["tokens"].unsqueeze(-1)
+            scores[i].add_(seen.reshape(-1, current).sum(0))
+        return hook
+
+    hooks = [_getattr_path(b, spec.ffn_out).register_forward_pre_hook(recorder(i)) for i, b in enumerate(blocks)]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for input_ids, attention_mask in batches:
+                mask["tokens"] = attention_mask.double()
+                model(input_ids=input_ids, attention_mask=attention_mask)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    kept_share = []
+    for block, score in zip(blocks, scores):
+        w_in, w_out = _getattr_path(block, spec.ffn_in), _getattr_path(block, spec.ffn_out)
+        importance = score * w_out.weight.detach().double().norm(dim=0)
+        keep = importance.topk(size).indices.sort().values
+        kept_share.append(round(float(importance[keep].sum() / importance.sum().clamp_min(1e-30)), 4))
+        _setattr_path(block, spec.ffn_in, prune_linear_layer(w_in, keep, dim=0))
+        _setattr_path(block, spec.ffn_out, prune_linear_layer(w_out, keep, dim=1))
+    setattr(model.config, spec.ffn, size)
+    return {"intermediate_size": size, "intermediate_size_before": current, "importance_kept": kept_share}
+
+
+def _setattr_path(obj, path: str, value) -> None:
+    parent, _, attr = path.rpartition(".")
+    setattr(_getattr_path(obj, parent) if parent else obj, attr, value)
 
 
 def _getattr_path(obj, path: str):

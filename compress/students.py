@@ -16,14 +16,24 @@ from compress import models
 from compress.errors import CompressError
 
 
-def build(scfg, teacher, tokenizer):
-    """(student, tokenizer, info) for ``scfg`` (a StudentConfig) and a loaded teacher."""
-    if scfg.method == "layers" and scfg.architecture == "distilbert":
-        student, kept = bert_to_distilbert(teacher, scfg.layers)
-        return student, tokenizer, {"method": "layers", "architecture": "distilbert", "layers": kept}
+def build(scfg, teacher, tokenizer, texts: list[str] | None = None, max_length: int = 128):
+    """(student, tokenizer, info) for ``scfg`` (a StudentConfig) and a loaded teacher.
+
+    ``texts`` (training sentences) are read only to prune the feed-forward layers of a ``layers`` student
+    (``scfg.intermediate_size``): the first ``scfg.prune_samples`` of them, cut to ``max_length`` tokens.
+    """
     if scfg.method == "layers":
-        student, kept = models.student_from_layers(teacher, scfg.layers)
-        return student, tokenizer, {"method": "layers", "architecture": teacher.config.model_type, "layers": kept}
+        if scfg.architecture == "distilbert":
+            student, kept = bert_to_distilbert(teacher, scfg.layers)
+        else:
+            student, kept = models.student_from_layers(teacher, scfg.layers)
+        info = {"method": "layers", "architecture": student.config.model_type, "layers": kept}
+        if scfg.intermediate_size is not None:
+            if not texts:
+                raise CompressError("student.intermediate_size: pruning needs training sentences, and none were given")
+            batches = importance_batches(tokenizer, texts[: scfg.prune_samples], max_length)
+            info["pruned"] = models.prune_ffn(student, scfg.intermediate_size, batches)
+        return student, tokenizer, info
     if scfg.method == "config":
         student = smaller(teacher, scfg)
         spec = models.layer_spec(student.config.model_type)
@@ -38,6 +48,14 @@ def build(scfg, teacher, tokenizer):
             f"({len(student_tokenizer)} vs {len(tokenizer)} tokens); teacher and student must share a tokenizer"
         )
     return student, tokenizer, {"method": "pretrained", "architecture": student.config.model_type, "model": scfg.model}
+
+
+def importance_batches(tokenizer, texts: list[str], max_length: int, batch_size: int = 32):
+    """(input_ids, attention_mask) batches of ``texts``, padded per batch."""
+    for start in range(0, len(texts), batch_size):
+        enc = tokenizer(texts[start:start + batch_size], truncation=True, max_length=max_length, padding=True,
+                        return_tensors="pt")
+        yield enc["input_ids"], enc["attention_mask"]
 
 
 def resized_config(teacher, scfg, spec) -> dict:

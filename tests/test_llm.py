@@ -168,10 +168,11 @@ def test_packed_and_padded_rows(tokenizer):
 def test_config_refuses_what_causal_lm_cannot_do():
     with pytest.raises(CompressError) as err:
         load_config(ROOT / "pipelines" / "tiny-lm.yaml", ["mobile.enabled=true", "vocab_trim.enabled=true", "distill.hidden.weight=1",
-                                                         "quantize.variants=[{name: student-q, method: torch_dynamic}]"])
+                                                         "quantize.variants=[{name: student-q, method: torch_dynamic}]",
+                                                         "student.method=layers", "student.intermediate_size=16"])
     text = "\n".join(err.value.problems)
     for key in ("mobile.enabled", "vocab_trim.enabled", "distill.hidden.weight",
-                "quantize.variants.0.method"):
+                "quantize.variants.0.method", "student.intermediate_size"):
         assert key in text
     with pytest.raises(CompressError, match="distill.sequence.mode"):
         load_config(ROOT / "pipelines" / "tiny.yaml", ["distill.sequence.mode=mix"])

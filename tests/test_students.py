@@ -75,3 +75,65 @@ def test_method_keys_are_checked():
         StudentConfig(method="layers", hidden_size=128)
     with pytest.raises(ValidationError, match="student.model: required with student.method: pretrained"):
         StudentConfig(method="pretrained")
+
+
+TEXTS = ["a good film", "the plot is dull and slow", "great acting , fine music", "not worth the ticket",
+         "an honest , moving story", "boring"] * 3
+
+
+def _logits(model, tok, texts):
+    enc = tok(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        return model.eval()(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
+
+
+@pytest.mark.parametrize("architecture", ["same", "distilbert"])
+def test_pruned_student_drops_only_the_neurons_that_do_nothing(architecture, tmp_path):
+    """Neurons whose output weights are zero have importance 0: pruning exactly those leaves the logits as they were,
+    while a plain truncation to the same size (the first neurons) would not."""
+    teacher = tiny_bert(4)
+    tok = train_wordlevel_tokenizer(TEXTS, max_length=16)
+    spec = students.models.layer_spec("bert" if architecture == "same" else "distilbert")
+    dead = [0, 3, 5, 8, 13, 21, 34]  # the first neurons among them: keeping neurons 0..29 would change the output
+    with torch.no_grad():
+        for t_layer in teacher.bert.encoder.layer:
+            t_layer.output.dense.weight[:, dead] = 0
+    unpruned, _, _ = students.build(StudentConfig(layers=[0, 2], architecture=architecture), teacher, tok)
+    cfg = StudentConfig(layers=[0, 2], architecture=architecture, intermediate_size=37 - len(dead), prune_samples=8)
+    pruned, _, info = students.build(cfg, teacher, tok, TEXTS, max_length=16)
+    assert getattr(pruned.config, spec.ffn) == 30 and info["pruned"]["intermediate_size_before"] == 37
+    assert info["pruned"]["importance_kept"] == [1.0, 1.0]
+    for block in students.models._getattr_path(pruned, spec.modules):
+        assert students.models._getattr_path(block, spec.ffn_in).weight.shape[0] == 30
+        assert students.models._getattr_path(block, spec.ffn_out).weight.shape[1] == 30
+    torch.testing.assert_close(_logits(pruned, tok, TEXTS), _logits(unpruned, tok, TEXTS), atol=1e-5, rtol=0)
+    # saved and loaded again it has the same shapes and output
+    save(pruned, tok, tmp_path / "s")
+    from compress.models import load_saved
+
+    again, _ = load_saved(tmp_path / "s")
+    torch.testing.assert_close(_logits(again, tok, TEXTS), _logits(unpruned, tok, TEXTS), atol=1e-5, rtol=0)
+
+
+def test_pruning_keeps_the_most_important_neurons_and_changes_the_output():
+    teacher = tiny_bert(2)
+    tok = train_wordlevel_tokenizer(TEXTS, max_length=16)
+    with torch.no_grad():  # neuron 4 reads back with weights 100x larger than the others: it must be kept
+        teacher.bert.encoder.layer[0].output.dense.weight[:, 4] *= 100
+    pruned, _, info = students.build(StudentConfig(layers=[0, 1], intermediate_size=4), teacher, tok, TEXTS, 16)
+    kept_column = teacher.bert.encoder.layer[0].output.dense.weight[:, 4]
+    assert any(torch.equal(col, kept_column) for col in pruned.bert.encoder.layer[0].output.dense.weight.T)
+    assert 0 < info["pruned"]["importance_kept"][1] < 1 and info["pruned"]["importance_kept"][0] > 0.5
+    full = students.build(StudentConfig(layers=[0, 1]), teacher, tok)[0]
+    assert not torch.allclose(_logits(pruned, tok, TEXTS), _logits(full, tok, TEXTS))
+
+
+def test_pruning_refuses_a_wider_feed_forward_and_needs_text():
+    teacher = tiny_bert(2)
+    tok = train_wordlevel_tokenizer(TEXTS, max_length=16)
+    with pytest.raises(CompressError, match="student.intermediate_size: 64 is wider than the teacher's feed-forward"):
+        students.build(StudentConfig(layers=[0], intermediate_size=64), teacher, tok, TEXTS)
+    with pytest.raises(CompressError, match="needs training sentences"):
+        students.build(StudentConfig(layers=[0], intermediate_size=8), teacher, tok)
+    with pytest.raises(ValueError, match="student.intermediate_size: only used with student.method: config or layers"):
+        StudentConfig(method="pretrained", model="x", intermediate_size=8)

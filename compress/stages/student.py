@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from compress import models, students
+from compress.data import train_split
 
 NAME = "student"
 DEPENDS = ("teacher",)
-CONFIG = ("student",)
+CONFIG = ("student", "data", "seed")  # data and seed: the sentences a pruned student's neurons are ranked on
 
 
 def run(cfg, ctx) -> dict:
@@ -16,9 +17,14 @@ def run(cfg, ctx) -> dict:
         return llm.student(cfg, ctx)
 
     teacher, tokenizer = models.load_saved(ctx.stage_dir("teacher") / "model")
-    student, tokenizer, info = students.build(cfg.student, teacher, tokenizer)
+    texts = train_split(cfg).texts if cfg.student.intermediate_size is not None and cfg.student.method == "layers" else None
+    student, tokenizer, info = students.build(cfg.student, teacher, tokenizer, texts, cfg.data.max_length)
     models.save(student, tokenizer, ctx.out / "model")
     t, s = models.count_parameters(teacher), models.count_parameters(student)
-    described = ", ".join(f"{k} {v}" for k, v in info.items())
+    described = ", ".join(f"{k} {v}" for k, v in info.items() if k != "pruned")
+    if "pruned" in info:
+        p = info["pruned"]
+        described += (f", feed-forward pruned {p['intermediate_size_before']} -> {p['intermediate_size']} neurons "
+                      f"(importance kept per block: {', '.join(f'{x:.0%}' for x in p['importance_kept'])})")
     ctx.console.print(f"student: {described}; {s / 1e6:.1f}M parameters ({s / t:.0%} of the teacher)")
     return {**info, "parameters": s, "teacher_parameters": t}
