@@ -174,6 +174,29 @@ def test_killed_at_every_stage_the_next_run_finishes_keeps_and_resumes(tmp_path)
     assert read_json(run_dir / "distill" / "stage.json")["metrics"]["temperature"] == 4.0  # nothing was rerun
 
 
+@pytest.mark.slow
+def test_sigterm_stops_like_ctrl_c_with_exit_143_and_the_next_run_resumes(tmp_path):
+    """A scheduler's or `kill`'s SIGTERM: exit 143 (128 + 15), the one-line resume hint, no temporary folder left,
+    the checkpoint kept and read by the next run."""
+    runs = tmp_path / "runs"
+    run_dir = runs / "tiny"
+    args = [str(TINY), "--runs-dir", str(runs), f"ship.dir={tmp_path / 'exports'}", *FAST, "baselines.enabled=false",
+            "data.generated_size=600", "teacher.train.checkpoint_every=5", "teacher.train.epochs=2",
+            "distill.train.epochs=0.1", "quantize.enabled=false", "mobile.enabled=false", "ship.enabled=false",
+            "bench.targets=[cpu]"]
+    run = Run(args)
+    run.wait_for(lambda: checkpoints(run_dir, "teacher"), "a teacher checkpoint")
+    assert run.signal(signal.SIGTERM) == 143, run.output
+    assert "Traceback" not in run.output
+    assert run.err[-1].startswith("interrupted: finished stages and training checkpoints are kept; resume with: "), run.err
+    assert not (run_dir / ".teacher.tmp").exists() and not (run_dir / "teacher" / "stage.json").exists()
+    stopped_at = checkpoints(run_dir, "teacher")[-1]
+    run = Run(args)
+    run.wait_for(lambda: "resuming from the checkpoint" in run.output, "the teacher resuming")
+    run.signal(signal.SIGKILL)
+    assert f"fine-tune teacher: resuming from the checkpoint at step {stopped_at}/" in run.output
+
+
 # ----------------------------------------------------------------------------- checkpoints, without the CLI
 
 
