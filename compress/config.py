@@ -125,14 +125,18 @@ class StudentConfig(StrictModel):
     num_layers: int | None = Field(None, gt=0, description="method config: layers of the student (null = the teacher's).")
     hidden_size: int | None = Field(None, gt=0, description="method config: width (null = the teacher's); "
                                     "a narrower student is bridged by a learned projection in the hidden-state loss.")
-    num_attention_heads: int | None = Field(None, gt=0, description="method config: heads (null = the teacher's).")
+    num_attention_heads: int | None = Field(
+        None, gt=0, description="method config: heads (null = the teacher's). method layers: keep this many heads in "
+        "every kept block, those the hard-label loss on prune_samples training sentences is most sensitive to "
+        "(Michel et al. 2019; null = all)."
+    )
     intermediate_size: int | None = Field(
         None, gt=0, description="method config: feed-forward width (null = the teacher's). method layers: keep this "
         "many feed-forward neurons in every kept block, those that carry the most signal on prune_samples training "
         "sentences (structured pruning: mean |activation| x the norm of the weights reading it; null = all)."
     )
-    prune_samples: int = Field(512, gt=0, description="method layers with intermediate_size: training sentences "
-                               "(the first of the seeded shuffle) on which the neurons' importance is measured.")
+    prune_samples: int = Field(512, gt=0, description="method layers with num_attention_heads or intermediate_size: "
+                               "training sentences (the first of the seeded shuffle) on which importance is measured.")
     model: str | None = Field(None, description="method pretrained: hub id, local folder or package:<module>.")
     allow_pickle: bool = Field(False, description="method pretrained: allow pickle (.bin) weights.")
     trust_remote_code: bool = Field(False, description="method pretrained: allow model code from the hub.")
@@ -145,7 +149,7 @@ class StudentConfig(StrictModel):
             if any(i < 0 for i in self.layers) or len(set(self.layers)) != len(self.layers):
                 raise ValueError(f"student.layers: must be distinct indices >= 0, got {self.layers}")
         owners = {"layers": "layers", "architecture": "layers", "num_layers": "config", "hidden_size": "config",
-                  "num_attention_heads": "config", "intermediate_size": "config or layers", "model": "pretrained"}
+                  "num_attention_heads": "config or layers", "intermediate_size": "config or layers", "model": "pretrained"}
         defaults = {"architecture": "same"}
         stray = [k for k, m in owners.items()
                  if self.method not in m.split(" or ") and getattr(self, k) not in (None, defaults.get(k))]
@@ -766,9 +770,10 @@ def _check_task(cfg: PipelineConfig) -> list[str]:
                         "distill.sequence.mode: mix (the teacher writes extra training text)")
     if cfg.student.architecture != "same":
         problems.append(f"student.architecture: {cfg.student.architecture} maps a BERT classifier; for {why} use same")
-    if cfg.student.method == "layers" and cfg.student.intermediate_size is not None:
-        problems.append(f"student.intermediate_size: feed-forward pruning of the teacher's layers is for classifiers; "
-                        f"for {why} use student.method: config for a narrower feed-forward (or set it to null)")
+    for key in ("num_attention_heads", "intermediate_size"):
+        if cfg.student.method == "layers" and getattr(cfg.student, key) is not None:
+            problems.append(f"student.{key}: pruning the teacher's layers is for classifiers; for {why} use "
+                            f"student.method: config for fewer heads or a narrower feed-forward (or set it to null)")
     if cfg.data.validation_split:
         problems.append(f"data.validation_split: per-epoch validation is for classifiers; for {why} the held-out text "
                         "is data.holdout_fraction of the text (or <eval_split>.txt in a folder); set it to null")

@@ -249,6 +249,41 @@ def prune_ffn(model, size: int, batches) -> dict:
     return {"intermediate_size": size, "intermediate_size_before": current, "importance_kept": kept_share}
 
 
+def prune_heads(model, keep: int, batches) -> dict:
+    """Keep the ``keep`` attention heads of every block that matter most to the task loss, in place.
+
+    A head's importance is |d loss / d mask| summed over ``batches`` (input ids, attention mask, labels): how much
+    the hard-label loss moves when the head is scaled (Michel et al. 2019, "Are Sixteen Heads Really Better than
+    One?"). The heads are removed with transformers' own ``prune_heads``, which records them in the config
+    (``pruned_heads``), so the saved student loads back with its smaller attention.
+    """
+    import torch
+
+    spec = layer_spec(model.config.model_type)
+    heads = getattr(model.config, spec.heads)
+    if keep > heads:
+        raise CompressError(f"student.num_attention_heads: {keep} is more than the teacher's {heads} heads; "
+                            f"with student.method: layers it can only keep fewer (1..{heads})")
+    layers = len(_getattr_path(model, spec.modules))
+    mask = torch.ones(layers, heads, requires_grad=True)
+    grads = torch.zeros(layers, heads, dtype=torch.float64)
+    was_training = model.training
+    model.eval()  # no dropout: the same importance every time
+    try:
+        for input_ids, attention_mask, labels in batches:
+            out = model(input_ids=input_ids, attention_mask=attention_mask, head_mask=mask, labels=labels)
+            grads += torch.autograd.grad(out.loss, mask)[0].detach().abs().double()
+    finally:
+        model.train(was_training)
+    kept = grads.topk(keep, dim=1).indices
+    pruned = {layer: sorted(set(range(heads)) - set(kept[layer].tolist())) for layer in range(layers)}
+    shares = [round(float(grads[layer, kept[layer]].sum() / grads[layer].sum().clamp_min(1e-30)), 4)
+              for layer in range(layers)]
+    model.prune_heads({layer: h for layer, h in pruned.items() if h})
+    return {"heads": keep, "heads_before": heads, "importance_kept": shares,
+            "pruned": {str(k): v for k, v in pruned.items()}}
+
+
 def _setattr_path(obj, path: str, value) -> None:
     parent, _, attr = path.rpartition(".")
     setattr(_getattr_path(obj, parent) if parent else obj, attr, value)

@@ -16,11 +16,12 @@ from compress import models
 from compress.errors import CompressError
 
 
-def build(scfg, teacher, tokenizer, texts: list[str] | None = None, max_length: int = 128):
+def build(scfg, teacher, tokenizer, sample=None, max_length: int = 128):
     """(student, tokenizer, info) for ``scfg`` (a StudentConfig) and a loaded teacher.
 
-    ``texts`` (training sentences) are read only to prune the feed-forward layers of a ``layers`` student
-    (``scfg.intermediate_size``): the first ``scfg.prune_samples`` of them, cut to ``max_length`` tokens.
+    ``sample`` (the training Split) is read only to prune a ``layers`` student: its attention heads
+    (``scfg.num_attention_heads``), then its feed-forward neurons (``scfg.intermediate_size``), ranked on the first
+    ``scfg.prune_samples`` sentences cut to ``max_length`` tokens.
     """
     if scfg.method == "layers":
         if scfg.architecture == "distilbert":
@@ -28,11 +29,18 @@ def build(scfg, teacher, tokenizer, texts: list[str] | None = None, max_length: 
         else:
             student, kept = models.student_from_layers(teacher, scfg.layers)
         info = {"method": "layers", "architecture": student.config.model_type, "layers": kept}
+        if scfg.num_attention_heads is None and scfg.intermediate_size is None:
+            return student, tokenizer, info
+        if sample is None or not len(sample):
+            key = "num_attention_heads" if scfg.num_attention_heads is not None else "intermediate_size"
+            raise CompressError(f"student.{key}: pruning needs training sentences, and none were given")
+        texts, labels = sample.texts[: scfg.prune_samples], sample.labels[: scfg.prune_samples]
+        if scfg.num_attention_heads is not None:
+            batches = importance_batches(tokenizer, texts, max_length, labels)
+            info["pruned_heads"] = models.prune_heads(student, scfg.num_attention_heads, batches)
         if scfg.intermediate_size is not None:
-            if not texts:
-                raise CompressError("student.intermediate_size: pruning needs training sentences, and none were given")
-            batches = importance_batches(tokenizer, texts[: scfg.prune_samples], max_length)
-            info["pruned"] = models.prune_ffn(student, scfg.intermediate_size, batches)
+            info["pruned"] = models.prune_ffn(student, scfg.intermediate_size,
+                                              importance_batches(tokenizer, texts, max_length))
         return student, tokenizer, info
     if scfg.method == "config":
         student = smaller(teacher, scfg)
@@ -50,12 +58,18 @@ def build(scfg, teacher, tokenizer, texts: list[str] | None = None, max_length: 
     return student, tokenizer, {"method": "pretrained", "architecture": student.config.model_type, "model": scfg.model}
 
 
-def importance_batches(tokenizer, texts: list[str], max_length: int, batch_size: int = 32):
-    """(input_ids, attention_mask) batches of ``texts``, padded per batch."""
+def importance_batches(tokenizer, texts: list[str], max_length: int, labels: list[int] | None = None,
+                       batch_size: int = 32):
+    """(input_ids, attention_mask[, labels]) batches of ``texts``, padded per batch."""
+    import torch
+
     for start in range(0, len(texts), batch_size):
         enc = tokenizer(texts[start:start + batch_size], truncation=True, max_length=max_length, padding=True,
                         return_tensors="pt")
-        yield enc["input_ids"], enc["attention_mask"]
+        if labels is None:
+            yield enc["input_ids"], enc["attention_mask"]
+        else:
+            yield enc["input_ids"], enc["attention_mask"], torch.tensor(labels[start:start + batch_size])
 
 
 def resized_config(teacher, scfg, spec) -> dict:

@@ -4,6 +4,7 @@ from transformers import BertConfig, BertForSequenceClassification
 
 from compress import students
 from compress.config import StudentConfig
+from compress.data import Split
 from compress.errors import CompressError
 from compress.models import save, train_wordlevel_tokenizer
 
@@ -79,6 +80,7 @@ def test_method_keys_are_checked():
 
 TEXTS = ["a good film", "the plot is dull and slow", "great acting , fine music", "not worth the ticket",
          "an honest , moving story", "boring"] * 3
+SAMPLE = Split("train", TEXTS, [1, 0, 1, 0, 1, 0] * 3)
 
 
 def _logits(model, tok, texts):
@@ -100,7 +102,7 @@ def test_pruned_student_drops_only_the_neurons_that_do_nothing(architecture, tmp
             t_layer.output.dense.weight[:, dead] = 0
     unpruned, _, _ = students.build(StudentConfig(layers=[0, 2], architecture=architecture), teacher, tok)
     cfg = StudentConfig(layers=[0, 2], architecture=architecture, intermediate_size=37 - len(dead), prune_samples=8)
-    pruned, _, info = students.build(cfg, teacher, tok, TEXTS, max_length=16)
+    pruned, _, info = students.build(cfg, teacher, tok, SAMPLE, max_length=16)
     assert getattr(pruned.config, spec.ffn) == 30 and info["pruned"]["intermediate_size_before"] == 37
     assert info["pruned"]["importance_kept"] == [1.0, 1.0]
     for block in students.models._getattr_path(pruned, spec.modules):
@@ -120,7 +122,7 @@ def test_pruning_keeps_the_most_important_neurons_and_changes_the_output():
     tok = train_wordlevel_tokenizer(TEXTS, max_length=16)
     with torch.no_grad():  # neuron 4 reads back with weights 100x larger than the others: it must be kept
         teacher.bert.encoder.layer[0].output.dense.weight[:, 4] *= 100
-    pruned, _, info = students.build(StudentConfig(layers=[0, 1], intermediate_size=4), teacher, tok, TEXTS, 16)
+    pruned, _, info = students.build(StudentConfig(layers=[0, 1], intermediate_size=4), teacher, tok, SAMPLE, 16)
     kept_column = teacher.bert.encoder.layer[0].output.dense.weight[:, 4]
     assert any(torch.equal(col, kept_column) for col in pruned.bert.encoder.layer[0].output.dense.weight.T)
     assert 0 < info["pruned"]["importance_kept"][1] < 1 and info["pruned"]["importance_kept"][0] > 0.5
@@ -132,8 +134,32 @@ def test_pruning_refuses_a_wider_feed_forward_and_needs_text():
     teacher = tiny_bert(2)
     tok = train_wordlevel_tokenizer(TEXTS, max_length=16)
     with pytest.raises(CompressError, match="student.intermediate_size: 64 is wider than the teacher's feed-forward"):
-        students.build(StudentConfig(layers=[0], intermediate_size=64), teacher, tok, TEXTS)
+        students.build(StudentConfig(layers=[0], intermediate_size=64), teacher, tok, SAMPLE)
     with pytest.raises(CompressError, match="needs training sentences"):
         students.build(StudentConfig(layers=[0], intermediate_size=8), teacher, tok)
     with pytest.raises(ValueError, match="student.intermediate_size: only used with student.method: config or layers"):
         StudentConfig(method="pretrained", model="x", intermediate_size=8)
+
+
+@pytest.mark.parametrize("architecture", ["same", "distilbert"])
+def test_pruned_heads_are_the_ones_that_do_nothing_and_the_student_loads_back(architecture, tmp_path):
+    """A head whose output projection is zero moves no loss: head pruning removes exactly those (identical logits),
+    records them in the config, and the saved student loads back with the smaller attention."""
+    from compress.models import load_saved
+
+    teacher = tiny_bert(4)  # 2 heads of 16
+    tok = train_wordlevel_tokenizer(TEXTS, max_length=16)
+    with torch.no_grad():
+        teacher.bert.encoder.layer[0].attention.output.dense.weight[:, 16:] = 0  # head 1 of layer 0
+        teacher.bert.encoder.layer[2].attention.output.dense.weight[:, :16] = 0  # head 0 of layer 2
+    unpruned = students.build(StudentConfig(layers=[0, 2], architecture=architecture), teacher, tok)[0]
+    cfg = StudentConfig(layers=[0, 2], architecture=architecture, num_attention_heads=1, prune_samples=12)
+    pruned, _, info = students.build(cfg, teacher, tok, SAMPLE, max_length=16)
+    assert info["pruned_heads"]["pruned"] == {"0": [1], "1": [0]} and info["pruned_heads"]["importance_kept"] == [1.0, 1.0]
+    torch.testing.assert_close(_logits(pruned, tok, TEXTS), _logits(unpruned, tok, TEXTS), atol=1e-5, rtol=0)
+    save(pruned, tok, tmp_path / "s")
+    again, _ = load_saved(tmp_path / "s")
+    assert sum(p.numel() for p in again.parameters()) == sum(p.numel() for p in pruned.parameters())
+    torch.testing.assert_close(_logits(again, tok, TEXTS), _logits(unpruned, tok, TEXTS), atol=1e-5, rtol=0)
+    with pytest.raises(CompressError, match="student.num_attention_heads: 3 is more than the teacher's 2 heads"):
+        students.build(StudentConfig(layers=[0], num_attention_heads=3), teacher, tok, SAMPLE)

@@ -17,11 +17,17 @@ def run(cfg, ctx) -> dict:
         return llm.student(cfg, ctx)
 
     teacher, tokenizer = models.load_saved(ctx.stage_dir("teacher") / "model")
-    texts = train_split(cfg).texts if cfg.student.intermediate_size is not None and cfg.student.method == "layers" else None
-    student, tokenizer, info = students.build(cfg.student, teacher, tokenizer, texts, cfg.data.max_length)
+    s = cfg.student
+    prunes = s.method == "layers" and (s.intermediate_size is not None or s.num_attention_heads is not None)
+    student, tokenizer, info = students.build(s, teacher, tokenizer, train_split(cfg) if prunes else None,
+                                              cfg.data.max_length)
     models.save(student, tokenizer, ctx.out / "model")
     t, s = models.count_parameters(teacher), models.count_parameters(student)
-    described = ", ".join(f"{k} {v}" for k, v in info.items() if k != "pruned")
+    described = ", ".join(f"{k} {v}" for k, v in info.items() if not k.startswith("pruned"))
+    if "pruned_heads" in info:
+        p = info["pruned_heads"]
+        described += (f", attention heads pruned {p['heads_before']} -> {p['heads']} per block "
+                      f"(importance kept: {', '.join(f'{x:.0%}' for x in p['importance_kept'])})")
     if "pruned" in info:
         p = info["pruned"]
         described += (f", feed-forward pruned {p['intermediate_size_before']} -> {p['intermediate_size']} neurons "
