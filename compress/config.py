@@ -311,6 +311,12 @@ class QuantVariantConfig(StrictModel):
                          "most sensitive nodes in fp32, then (static) dynamic; false = fail at once.")
     exclude_nodes: int = Field(2, ge=1, description="onnx_dynamic / onnx_static: nodes kept in fp32 on the ladder's "
                                "exclusion rung (the ones that add the most error).")
+    embeddings: Literal["int8", "int4"] | None = Field(
+        None, description="onnx_dynamic: the embedding tables (more than half of a small student's weights) in int8, in "
+        "ONNX Runtime's fused embedding layer, or in int4 (GatherBlockQuantized: half the size; the embedding "
+        "LayerNorm is then not fused). null = int8.")
+    embedding_block: int | None = Field(None, ge=16, description="onnx_dynamic with embeddings int4: values that "
+                                        "share one scale, a power of two >= 16 (null = 32).")
 
     @model_validator(mode="after")
     def _method_keys(self) -> QuantVariantConfig:
@@ -319,13 +325,26 @@ class QuantVariantConfig(StrictModel):
         stray = [k for k, set_ in onnx_only.items() if set_ and self.method not in ONNX_INT8]
         if self.calibration is not None and self.method != "onnx_static":
             stray.insert(0, "calibration")
+        for key in ("embeddings", "embedding_block"):
+            if getattr(self, key) is not None and self.method != "onnx_dynamic":
+                stray.insert(0, key)
         if stray:
-            only = "onnx_static" if stray[0] == "calibration" else "onnx_dynamic and onnx_static"
+            only = {"calibration": "onnx_static", "embeddings": "onnx_dynamic", "embedding_block": "onnx_dynamic"}.get(
+                stray[0], "onnx_dynamic and onnx_static")
             raise ValueError(f"{stray[0]}: only used with method {only}, but method is {self.method}")
         if self.method == "onnx_static" and self.calibration is None:
             self.calibration = CalibrationConfig()
         if self.per_channel is None and self.method in ONNX_INT8:
             self.per_channel = self.method == "onnx_dynamic"
+        if self.embedding_block is not None:
+            if self.embeddings != "int4":
+                raise ValueError("embedding_block: only used with embeddings: int4")
+            if self.embedding_block & (self.embedding_block - 1):
+                raise ValueError(f"embedding_block: {self.embedding_block} is not a power of two (16, 32, 64, 128, ...)")
+        if self.method == "onnx_dynamic":
+            self.embeddings = self.embeddings or "int8"
+            if self.embeddings == "int4":
+                self.embedding_block = self.embedding_block or 32
         return self
 
 

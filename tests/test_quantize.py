@@ -131,6 +131,12 @@ def variants(*items: str) -> str:
      "quantize.variants.0.method: onnx_dynamic makes int8 kernels for CPUs, but targets is ['gpu']"),
     ([variants("{name: q, method: onnx_dynamic, calibration: {samples: 8}}")],
      "quantize.variants.0: calibration: only used with method onnx_static, but method is onnx_dynamic"),
+    ([variants("{name: q, method: onnx_static, embeddings: int4}")],
+     "quantize.variants.0: embeddings: only used with method onnx_dynamic, but method is onnx_static"),
+    ([variants("{name: q, method: onnx_dynamic, embedding_block: 32}")],
+     "quantize.variants.0: embedding_block: only used with embeddings: int4"),
+    ([variants("{name: q, method: onnx_dynamic, embeddings: int4, embedding_block: 48}")],
+     "quantize.variants.0: embedding_block: 48 is not a power of two"),
     (["quantize.method=dynamic"], "quantize.method: moved into each entry of quantize.variants"),
     (["ship.variant=nope"], "ship.variant: nope is not produced by this run; valid: student-onnx, student-int8"),
 ])
@@ -201,3 +207,61 @@ def test_quantized_logits_stay_close_on_the_parity_shapes(tiny_shipped):
         assert [r["shape"] for r in v["parity"]] == [r["shape"] for r in q["variants"][0]["parity"]]
         assert all(r["top1_agreement"] >= 0.9 and r["cosine"] >= 0.95 for r in v["parity"])
     assert np.isfinite([r["max_abs_diff"] for v in q["variants"] for r in v["parity"]]).all()
+
+
+def _gather_graph(table: np.ndarray, path):
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Gather", ["table", "ids"], ["out"], name="embed")], "g",
+                              [helper.make_tensor_value_info("ids", TensorProto.INT64, ["n"])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["n", table.shape[1]])],
+                              [numpy_helper.from_array(table, "table")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+@pytest.mark.parametrize("block", [16, 32])
+def test_int4_embeddings_halve_the_table_and_dequantize_within_half_a_step(tmp_path, block):
+    """Each block of the table is stored in 4 bits (two a byte) with one scale: every value comes back within half a
+    quantization step (max|block| / 14), the table's bytes drop to an eighth of fp32 plus the scales, and the graph
+    loads in ONNX Runtime both as .onnx and in the ORT format (model.ort) that mobile builds read."""
+    import onnxruntime as ort
+
+    from compress.quant.onnx_int8 import int4_embeddings
+
+    rng = np.random.default_rng(0)
+    table = (rng.standard_normal((50, 64)) * rng.uniform(0.01, 3, (50, 1))).astype(np.float32)
+    table[7] = 0  # an all-zero row must not divide by zero
+    path = tmp_path / "m.onnx"
+    _gather_graph(table, path)
+    assert int4_embeddings(path, block) == 1
+    model = onnx.load(str(path))
+    assert [n.op_type for n in model.graph.node] == ["GatherBlockQuantized"]
+    stored = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    assert stored["table_q4"].dtype == np.uint8 and stored["table_q4"].shape == (50, 32)
+    assert stored["table_q4_scales"].shape == (50, 64 // block)
+    ids = np.array([0, 7, 49, 3, 3], dtype=np.int64)
+    for target in (path, tmp_path / "m.ort"):
+        if target.suffix == ".ort":
+            opts = ort.SessionOptions()
+            opts.optimized_model_filepath = str(target)
+            opts.add_session_config_entry("session.save_model_format", "ORT")
+            ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        got = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"]).run(None, {"ids": ids})[0]
+        step = np.abs(table[ids].reshape(len(ids), -1, block)).max(-1, keepdims=True) / 7
+        err = np.abs(got - table[ids]).reshape(len(ids), -1, block)
+        assert (err <= step / 2 + 1e-6).all()
+        assert np.array_equal(got[1], np.zeros(64, dtype=np.float32))
+        assert not np.array_equal(got, table[ids])  # it really is quantized
+
+
+def test_int4_embeddings_refuse_a_graph_without_a_table(tmp_path):
+    from onnx import TensorProto, helper
+
+    from compress.quant.onnx_int8 import int4_embeddings
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    onnx.save(helper.make_model(graph), str(tmp_path / "m.onnx"))
+    with pytest.raises(ValueError, match="no embedding table was converted"):
+        int4_embeddings(tmp_path / "m.onnx", 32)

@@ -38,9 +38,13 @@ class Settings:
     calibration: str | None = None  # static: minmax | entropy | percentile
     exclude: tuple[str, ...] = field(default_factory=tuple)  # node names kept in fp32
     only: tuple[str, ...] = field(default_factory=tuple)  # quantize just these (the sensitivity measurement)
+    embeddings: str = "int8"  # dynamic: int8 (fused embedding layer) or int4 (GatherBlockQuantized tables)
+    embedding_block: int = 32  # int4: values sharing one scale
 
     def describe(self) -> str:
         parts = [self.mode, "per-channel" if self.per_channel else "per-tensor"]
+        if self.embeddings == "int4":
+            parts.append(f"int4 embeddings (blocks of {self.embedding_block})")
         if self.calibration:
             parts.append(f"{self.calibration} calibration")
         if self.reduce_range:
@@ -64,13 +68,88 @@ def reduce_range_for(isa: str) -> bool:
 
 
 def quantize_dynamic(source: Path, target: Path, s: Settings) -> None:
+    """Dynamic int8 of ``source``. With ``s.embeddings == "int4"`` (``source`` then has its embedding layer
+    unfused, see :func:`unfused_embeddings`), the embedding tables are left out of int8 and stored in int4 instead."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic as ort_dynamic
 
+    int4 = s.embeddings == "int4"
+    ops = [op for op in dynamic_op_types() if op != "Gather"] if int4 else None
     with _quiet():
         ort_dynamic(str(source), str(target), per_channel=s.per_channel, reduce_range=s.reduce_range,
                     weight_type=QuantType.QInt8, nodes_to_exclude=list(s.exclude), nodes_to_quantize=list(s.only),
-                    extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+                    op_types_to_quantize=ops, extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    if int4:
+        int4_embeddings(target, s.embedding_block)
+
+
+def unfused_embeddings(source: Path, target: Path) -> dict[str, int]:
+    """ONNX Runtime's BERT fusions of the unfused export ``source`` except the embedding layer's, into ``target``:
+    EmbedLayerNormalization reads its tables whole (int8 at best), so int4 tables need plain Gathers."""
+    from onnxruntime.transformers.fusion_options import FusionOptions
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    options = FusionOptions("bert")
+    options.enable_embed_layer_norm = False
+    logging.disable(logging.WARNING)
+    try:
+        model = optimize_model(str(source), model_type="bert", opt_level=0, optimization_options=options)
+    finally:
+        logging.disable(logging.NOTSET)
+    model.save_model_to_file(str(target))
+    return {k: int(v) for k, v in model.get_fused_operator_statistics().items() if v}
+
+
+def int4_embeddings(path: Path, block: int) -> int:
+    """Every Gather of a constant 2-D table in ``path`` (word, position and token-type embeddings) becomes ONNX
+    Runtime's GatherBlockQuantized, in place: 4-bit symmetric values (-8..7 over max|x| / 7 of each block), one fp32
+    scale per ``block`` values along the width, stored as uint8 with two values a byte (``bits=4``, zero point 8).
+
+    Written here rather than with onnxruntime's MatMulNBitsQuantizer: that one stores the tables as int4 tensors,
+    which the ORT format (model.ort, ONNX Runtime Mobile) cannot hold; the packed uint8 form is the same op and
+    the same arithmetic, and both formats load it. Returns how many tables were converted; none is an error."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    tables = {t.name: t for t in graph.initializer}
+    users: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            users[name] = users.get(name, 0) + 1
+    converted = 0
+    for i, node in enumerate(graph.node):
+        if node.op_type != "Gather" or node.input[0] not in tables or users.get(node.input[0]) != 1:
+            continue
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+        table = numpy_helper.to_array(tables[node.input[0]])
+        if axis != 0 or table.ndim != 2 or table.dtype != np.float32 or table.shape[1] % block:
+            continue
+        rows, width = table.shape
+        blocks = table.reshape(rows, width // block, block)
+        scales = (np.abs(blocks).max(-1) / 7.0).astype(np.float32)
+        scales[scales == 0] = 1.0
+        q = np.clip(np.rint(blocks / scales[..., None]), -8, 7).astype(np.int16).reshape(rows, width) + 8
+        packed = (q[:, 0::2] | (q[:, 1::2] << 4)).astype(np.uint8)
+        name = node.input[0]
+        graph.initializer.remove(tables[name])
+        graph.initializer.extend([numpy_helper.from_array(packed, f"{name}_q4"),
+                                  numpy_helper.from_array(scales, f"{name}_q4_scales")])
+        graph.node.remove(node)
+        graph.node.insert(i, helper.make_node(
+            "GatherBlockQuantized", [f"{name}_q4", node.input[1], f"{name}_q4_scales"], list(node.output),
+            name=(node.name or name) + "_q4", domain="com.microsoft", bits=4, block_size=block, gather_axis=0,
+            quantize_axis=1))
+        converted += 1
+    if not converted:
+        raise ValueError("no embedding table was converted to int4 (no Gather of a constant table in the graph)")
+    if not any(o.domain == "com.microsoft" for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    tmp = path.with_name(path.name + ".int4.tmp")
+    onnx.save(model, str(tmp))
+    tmp.replace(path)
+    return converted
 
 
 def quantize_static(source: Path, target: Path, s: Settings, feeds: list[dict], isa: str, cache: Path) -> None:

@@ -204,19 +204,24 @@ def prepare(cfg, ctx) -> Job:
 
 def onnx_int8_variant(job: Job, v, key: str) -> dict:
     static = v.method == "onnx_static"
+    int4 = {"embeddings": "int4", "embedding_block": v.embedding_block} if v.embeddings == "int4" else {}
     base = Settings("static" if static else "dynamic", v.per_channel, job.reduce_range,
-                    v.calibration.method if static else None)
+                    v.calibration.method if static else None, **int4)
     folder = job.ctx.out / v.name
     work = folder / "rungs"
     work.mkdir(parents=True)
     tried: dict[str, Rung] = {}
     graph: dict[str, str | None] = {"static": None}
     feeds, calibration = job.calibration(v.calibration.samples, v.calibration.method) if static else (None, None)
+    dynamic_source = job.fused
+    if int4:  # int4 tables need the embedding layer unfused (the fused one reads int8 tables at best)
+        dynamic_source = work / "fused-embeddings-unfused.onnx"
+        onnx_int8.unfused_embeddings(job.unfused, dynamic_source)
 
     def quantize(s: Settings, target: Path, graph_used: str | None = None) -> tuple[str, str | None]:
         if s.mode == "dynamic":
-            onnx_int8.quantize_dynamic(job.fused, target, s)
-            return "fused", None
+            onnx_int8.quantize_dynamic(dynamic_source, target, s)
+            return ("fused, embeddings unfused" if s.embeddings == "int4" else "fused"), None
         return onnx_int8.static_with_fallback(job.fused, job.unfused, target, s, feeds, job.isa, work,
                                               graph_used or graph["static"])
 
@@ -250,8 +255,8 @@ def onnx_int8_variant(job: Job, v, key: str) -> dict:
             rung.problems.append(f"no per-channel model to measure node sensitivity on ({measured.name} failed)")
             return rung
         used = measured.extra["graph"]
-        source = job.unfused if used == "unfused" else job.fused
-        ops = onnx_int8.STATIC_OPS if static else onnx_int8.dynamic_op_types()
+        source = {"unfused": job.unfused, "fused": job.fused}.get(used, dynamic_source)
+        ops = onnx_int8.STATIC_OPS if static else [o for o in onnx_int8.dynamic_op_types() if not (int4 and o == "Gather")]
         rows = job.held_ids[:SENSITIVITY_ROWS]
         with job.ctx.console.status(f"{v.name}: quantizing one node at a time to find the most sensitive"):
             errors = onnx_int8.node_sensitivity(source, measured.path, ops,
