@@ -17,9 +17,9 @@ def run(cfg, ctx) -> dict:
         return llm.student(cfg, ctx)
 
     teacher, tokenizer = models.load_saved(ctx.stage_dir("teacher") / "model")
-    s = cfg.student
-    prunes = s.method == "layers" and (s.intermediate_size is not None or s.num_attention_heads is not None)
-    student, tokenizer, info = students.build(s, teacher, tokenizer, train_split(cfg) if prunes else None,
+    scfg = cfg.student
+    prunes = scfg.method == "layers" and (scfg.intermediate_size is not None or scfg.num_attention_heads is not None)
+    student, tokenizer, info = students.build(scfg, teacher, tokenizer, train_split(cfg) if prunes else None,
                                               cfg.data.max_length)
     models.save(student, tokenizer, ctx.out / "model")
     t, s = models.count_parameters(teacher), models.count_parameters(student)
