@@ -117,6 +117,18 @@ def test_tiny_narrow_student_with_hidden_state_and_attention_loss(run_tiny):
     assert read_json(run_dir / "report.json")["student"]["width"] == 16
 
 
+def test_tiny_pruned_student_exports_with_fused_attention(run_tiny):
+    """Heads and feed-forward neurons pruned from the teacher's layers: the student distils, exports, fuses and ships."""
+    result, run_dir = run_tiny("student.num_attention_heads=1", "student.intermediate_size=32", "baselines.enabled=false",
+                               "quantize.variants=[{name: student-int8, method: onnx_dynamic}]", "bench.targets=[cpu]")
+    assert result.exit_code == 0, result.output + (result.stderr or "")
+    student = read_json(run_dir / "student" / "stage.json")["metrics"]
+    assert student["pruned_heads"]["heads"] == 1 and student["pruned"]["intermediate_size"] == 32
+    assert "attention heads pruned 2 -> 1 per block" in result.output
+    fusions = read_json(run_dir / "export" / "stage.json")["metrics"]["student"]["fusions"]
+    assert fusions["Attention"] == 2 and fusions["BiasGelu"] == 2  # both blocks still fuse with half the heads
+
+
 def test_plan_reruns_what_reads_a_deleted_stage(tmp_path):
     import shutil
 
