@@ -83,7 +83,7 @@ def quantize_dynamic(source: Path, target: Path, s: Settings) -> None:
         int4_embeddings(target, s.embedding_block)
 
 
-def unfused_embeddings(source: Path, target: Path) -> dict[str, int]:
+def unfused_embeddings(source: Path, target: Path) -> None:
     """ONNX Runtime's BERT fusions of the unfused export ``source`` except the embedding layer's, into ``target``:
     EmbedLayerNormalization reads its tables whole (int8 at best), so int4 tables need plain Gathers."""
     from onnxruntime.transformers.fusion_options import FusionOptions
@@ -97,7 +97,6 @@ def unfused_embeddings(source: Path, target: Path) -> dict[str, int]:
     finally:
         logging.disable(logging.NOTSET)
     model.save_model_to_file(str(target))
-    return {k: int(v) for k, v in model.get_fused_operator_statistics().items() if v}
 
 
 def int4_embeddings(path: Path, block: int) -> int:
@@ -118,8 +117,9 @@ def int4_embeddings(path: Path, block: int) -> int:
     for node in graph.node:
         for name in node.input:
             users[name] = users.get(name, 0) + 1
+    nodes = list(graph.node)
     converted = 0
-    for i, node in enumerate(graph.node):
+    for i, node in enumerate(nodes):
         if node.op_type != "Gather" or node.input[0] not in tables or users.get(node.input[0]) != 1:
             continue
         axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
@@ -136,14 +136,15 @@ def int4_embeddings(path: Path, block: int) -> int:
         graph.initializer.remove(tables[name])
         graph.initializer.extend([numpy_helper.from_array(packed, f"{name}_q4"),
                                   numpy_helper.from_array(scales, f"{name}_q4_scales")])
-        graph.node.remove(node)
-        graph.node.insert(i, helper.make_node(
+        nodes[i] = helper.make_node(
             "GatherBlockQuantized", [f"{name}_q4", node.input[1], f"{name}_q4_scales"], list(node.output),
             name=(node.name or name) + "_q4", domain="com.microsoft", bits=4, block_size=block, gather_axis=0,
-            quantize_axis=1))
+            quantize_axis=1)
         converted += 1
     if not converted:
         raise ValueError("no embedding table was converted to int4 (no Gather of a constant table in the graph)")
+    del graph.node[:]
+    graph.node.extend(nodes)
     if not any(o.domain == "com.microsoft" for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     tmp = path.with_name(path.name + ".int4.tmp")
