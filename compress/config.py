@@ -273,6 +273,10 @@ class OptimizeConfig(StrictModel):
     enabled: bool = Field(True, description="Fuse attention, GELU, skip- and embedding-LayerNorm in the ONNX "
                           "teacher and student (the int8 student is quantized from the fused graph).")
     atol: float = Field(1e-4, gt=0, description="Largest allowed |logit difference| of the fused graph against PyTorch.")
+    skip_layer_norm: bool = Field(False, description="Fuse residual Add + LayerNormalization into SkipLayerNormalization "
+                                  "and bias + GELU into BiasGelu. Off by default: ONNX Runtime's CPU kernels for both "
+                                  "are slower than the ops they replace (the residual adds are then written as Sum, "
+                                  "which ONNX Runtime does not fuse back); the int8 student runs ~18% faster at batch 1.")
 
 
 QuantMethod = Literal["onnx_dynamic", "onnx_static", "fp16", "torch_dynamic", "bnb_int8", "bnb_nf4"]

@@ -126,7 +126,8 @@ def test_tiny_pruned_student_exports_with_fused_attention(run_tiny):
     assert student["pruned_heads"]["heads"] == 1 and student["pruned"]["intermediate_size"] == 32
     assert "attention heads pruned 2 -> 1 per block" in result.output
     fusions = read_json(run_dir / "export" / "stage.json")["metrics"]["student"]["fusions"]
-    assert fusions["Attention"] == 2 and fusions["BiasGelu"] == 2  # both blocks still fuse with half the heads
+    assert fusions["Attention"] == 2 and fusions["Gelu"] == 2  # both blocks still fuse with half the heads
+    assert fusions["Sum"] == 4 and fusions["SkipLayerNormalization"] == 0  # the 2 residual adds of each block
 
 
 def test_plan_reruns_what_reads_a_deleted_stage(tmp_path):

@@ -50,7 +50,7 @@ def test_bert_formula_by_hand():
 
 def test_count_ops_matches_the_formula_unfused_and_fused_int8(tiny_bert, tmp_path):
     from compress.quant.onnx_int8 import Settings, quantize_dynamic
-    from compress.stages.export import optimize
+    from compress.onnxgraph import optimize
 
     want = bert_ops(TINY, batch=3, seq=16)["total"]
     plain = count_ops(tiny_bert / "onnx" / "model.onnx", 3, 16)
@@ -128,3 +128,29 @@ def test_scripts_end_to_end_on_the_tiny_run(tiny_shipped, tmp_path):
     assert p["int8_peak_gops"] > 0 and p["fp32_peak_gops"] > 0
     assert p["student"]["ops_match_formula"]
     assert p["student"]["share_of_int8_peak"] == pytest.approx(p["student"]["achieved_gops"] / p["int8_peak_gops"], rel=0.01)
+
+
+def test_residual_adds_stay_out_of_skip_layer_norm(tiny_bert, tmp_path):
+    """optimize() writes each residual Add before a LayerNormalization as Sum: ONNX Runtime's session fusions leave
+    it alone (its SkipLayerNormalization CPU kernel is the slow one), and the logits do not change."""
+    import onnx
+    import onnxruntime as ort
+
+    from compress import onnxrun
+    from compress.onnxgraph import optimize
+
+    source, fast, fused = tiny_bert / "onnx" / "model.onnx", tmp_path / "fast.onnx", tmp_path / "fused.onnx"
+    layers = TINY["num_hidden_layers"]
+    counts = optimize(source, fast)
+    assert counts["Sum"] == 2 * layers and counts["SkipLayerNormalization"] == 0 and counts["Attention"] == layers
+    assert optimize(source, fused, skip_layer_norm=True)["SkipLayerNormalization"] == 2 * layers
+    opts = ort.SessionOptions()  # what a session runs once ONNX Runtime's own fusions have been applied
+    opts.optimized_model_filepath = str(tmp_path / "session.onnx")
+    ort.InferenceSession(str(fast), opts, providers=["CPUExecutionProvider"])
+    ops = [node.op_type for node in onnx.load(str(tmp_path / "session.onnx")).graph.node]
+    assert "SkipLayerNormalization" not in ops and ops.count("Sum") == 2 * layers
+    assert ops.count("LayerNormalization") == 2 * layers
+    rows = np.random.default_rng(0).integers(5, TINY["vocab_size"], (3, 16)).tolist()
+    want = onnxrun.logits(onnxrun.session(source), rows, 0)
+    for path in (fast, fused):
+        np.testing.assert_allclose(onnxrun.logits(onnxrun.session(path), rows, 0), want, atol=1e-5)

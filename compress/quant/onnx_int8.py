@@ -83,20 +83,13 @@ def quantize_dynamic(source: Path, target: Path, s: Settings) -> None:
         int4_embeddings(target, s.embedding_block)
 
 
-def unfused_embeddings(source: Path, target: Path) -> None:
+def unfused_embeddings(source: Path, target: Path, skip_layer_norm: bool = False) -> None:
     """ONNX Runtime's BERT fusions of the unfused export ``source`` except the embedding layer's, into ``target``:
-    EmbedLayerNormalization reads its tables whole (int8 at best), so int4 tables need plain Gathers."""
-    from onnxruntime.transformers.fusion_options import FusionOptions
-    from onnxruntime.transformers.optimizer import optimize_model
+    EmbedLayerNormalization reads its tables whole (int8 at best), so int4 tables need plain Gathers.
+    ``skip_layer_norm`` as in :func:`compress.onnxgraph.optimize`."""
+    from compress.onnxgraph import optimize
 
-    options = FusionOptions("bert")
-    options.enable_embed_layer_norm = False
-    logging.disable(logging.WARNING)
-    try:
-        model = optimize_model(str(source), model_type="bert", opt_level=0, optimization_options=options)
-    finally:
-        logging.disable(logging.NOTSET)
-    model.save_model_to_file(str(target))
+    optimize(source, target, embed_layer_norm=False, skip_layer_norm=skip_layer_norm)
 
 
 def int4_embeddings(path: Path, block: int) -> int:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from compress import models, parity
+from compress.onnxgraph import optimize
 from compress.data import eval_split
 from compress.errors import CompressError
 from compress.stages.trim import final_student
@@ -24,9 +25,6 @@ VERSION = 2  # 2: fused graph and parity.npz, which quantize and mobile read
 DEPENDS = ("teacher", "distill", "trim")
 CONFIG = ("export", "optimize", "data", "bench.sequence_length")  # the parity shapes; not the other bench settings
 FUSED = "model_optimized.onnx"
-# What ONNX Runtime's BERT optimizer fuses; the report lists how many of each it made.
-FUSIONS = ("EmbedLayerNormalization", "Attention", "MultiHeadAttention", "Gelu", "FastGelu", "BiasGelu",
-           "SkipLayerNormalization", "LayerNormalization")
 
 
 def onnx_model(ctx, name: str) -> Path:
@@ -62,7 +60,8 @@ def run(cfg, ctx) -> dict:
         entry = {"parity": rows}
         if cfg.optimize.enabled:
             with ctx.console.status(f"fusing the {name} graph (ONNX Runtime transformer optimizer)"):
-                entry["fusions"] = optimize(out / "model.onnx", out / FUSED)
+                entry["fusions"] = optimize(out / "model.onnx", out / FUSED,
+                                             skip_layer_norm=cfg.optimize.skip_layer_norm)
             fused = ", ".join(f"{k} x{v}" for k, v in entry["fusions"].items() if v) or "none"
             ctx.console.print(f"optimize: {name} fusions: {fused}")
             entry["parity"] += _gate(ctx, f"{name}-onnx (fused) vs PyTorch fp32", f"{name}-onnx fused", out / FUSED,
@@ -78,23 +77,6 @@ def _gate(ctx, title, variant, path, inputs, reference, tolerance, what) -> list
     if bad:
         raise CompressError(*bad)
     return rows
-
-
-def optimize(source: Path, target: Path) -> dict[str, int]:
-    """ONNX Runtime's Python fusions for BERT-like graphs (heads and width read from the graph);
-    ONNX Runtime's own graph optimizations still run when a session loads the model."""
-    from onnxruntime.transformers.optimizer import optimize_model
-
-    logging.disable(logging.WARNING)  # the fusion modules log through their own loggers
-    try:
-        model = optimize_model(str(source), model_type="bert", opt_level=0)
-    finally:
-        logging.disable(logging.NOTSET)
-    counts = model.get_fused_operator_statistics()
-    tmp = target.with_name(target.name + ".tmp")
-    model.save_model_to_file(str(tmp))
-    tmp.replace(target)
-    return {k: int(counts.get(k, 0)) for k in FUSIONS}
 
 
 def save_reference(path: Path, inputs: list[parity.Shape], reference: list[np.ndarray]) -> None:

@@ -32,7 +32,7 @@ from compress.quant.onnx_int8 import Settings
 NAME = "quantize"
 VERSION = 4  # 3: parity cosine on centred logits; 4: over the whole batch, not the smallest row
 DEPENDS = ("export", "trim")
-CONFIG = ("quantize", "targets", "seed", "data", "bench.sequence_length", "bench.threads")
+CONFIG = ("quantize", "optimize", "targets", "seed", "data", "bench.sequence_length", "bench.threads")
 MANIFEST = "variants.json"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "config.json")
 SENSITIVITY_ROWS = 64  # held-out rows the one-node-at-a-time measurement runs on
@@ -216,7 +216,7 @@ def onnx_int8_variant(job: Job, v, key: str) -> dict:
     dynamic_source = job.fused
     if int4:  # int4 tables need the embedding layer unfused (the fused one reads int8 tables at best)
         dynamic_source = work / "fused-embeddings-unfused.onnx"
-        onnx_int8.unfused_embeddings(job.unfused, dynamic_source)
+        onnx_int8.unfused_embeddings(job.unfused, dynamic_source, job.cfg.optimize.skip_layer_norm)
 
     def quantize(s: Settings, target: Path, graph_used: str | None = None) -> tuple[str, str | None]:
         if s.mode == "dynamic":
