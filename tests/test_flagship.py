@@ -154,3 +154,27 @@ def test_residual_adds_stay_out_of_skip_layer_norm(tiny_bert, tmp_path):
     want = onnxrun.logits(onnxrun.session(source), rows, 0)
     for path in (fast, fused):
         np.testing.assert_allclose(onnxrun.logits(onnxrun.session(path), rows, 0), want, atol=1e-5)
+
+
+def test_static_int8_uses_the_unfused_graph_when_attention_is_fused(tiny_bert, tmp_path):
+    """QDQ has no int8 Attention: from the fused graph the Q/K/V projections would stay fp32 (larger and slower)."""
+    import onnx
+
+    from compress import onnxrun
+    from compress.onnxgraph import optimize
+    from compress.quant.onnx_int8 import Settings, static_with_fallback
+
+    source, fused, target = tiny_bert / "onnx" / "model.onnx", tmp_path / "fused.onnx", tmp_path / "int8.onnx"
+    optimize(source, fused)
+    names = [i.name for i in onnxrun.session(source).get_inputs()]
+    ids = np.random.default_rng(0).integers(5, TINY["vocab_size"], (4, 1, 16))
+    feeds = [{k: v for k, v in onnxrun.feeds(onnxrun.session(source), row, np.ones_like(row)).items() if k in names}
+             for row in ids]
+    used, why = static_with_fallback(fused, source, target, Settings("static", True, False, "minmax"), feeds,
+                                     "avx512_vnni", tmp_path, None)
+    assert used == "unfused" and "Attention" in why
+    nodes = onnx.load(str(target)).graph.node
+    assert not any(n.op_type == "Attention" for n in nodes)
+    dequantized = {n.output[0] for n in nodes if n.op_type == "DequantizeLinear"}
+    int8_weights = [n for n in nodes if n.op_type == "MatMul" and n.input[1] in dequantized and n.input[0] in dequantized]
+    assert len(int8_weights) >= 6 * TINY["num_hidden_layers"]  # Q, K, V, output, two feed-forward: int8 in and out

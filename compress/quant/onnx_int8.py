@@ -179,6 +179,10 @@ def static_with_fallback(fused: Path, unfused: Path, target: Path, s: Settings, 
     """Quantize statically from the fused graph, else from the unfused export. Returns the graph used
     and why the fused one was not. ``graph`` set: use that one (a previous rung found it)."""
     reason = None
+    if graph is None and _has_fused_attention(fused):
+        graph = "unfused"
+        reason = ("the fused graph's Attention nodes have no static (QDQ) int8 form: their Q/K/V projections would "
+                  "stay fp32")
     if graph != "unfused":
         try:
             quantize_static(fused, target, s, feeds, isa, calibration_cache(workdir, "fused"))
@@ -190,6 +194,13 @@ def static_with_fallback(fused: Path, unfused: Path, target: Path, s: Settings, 
             reason = f"{type(exc).__name__}: {first}"
     quantize_static(unfused, target, s, feeds, isa, calibration_cache(workdir, "unfused"))
     return "unfused", reason
+
+
+def _has_fused_attention(path: Path) -> bool:
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return any(node.op_type in ("Attention", "MultiHeadAttention") and node.domain == "com.microsoft" for node in graph.node)
 
 
 def calibration_cache(workdir: Path, graph: str) -> Path:

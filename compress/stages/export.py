@@ -21,7 +21,7 @@ from compress.errors import CompressError
 from compress.stages.trim import final_student
 
 NAME = "export"
-VERSION = 2  # 2: fused graph and parity.npz, which quantize and mobile read
+VERSION = 3  # 2: fused graph and parity.npz, which quantize and mobile read; 3: residual adds as Sum
 DEPENDS = ("teacher", "distill", "trim")
 CONFIG = ("export", "optimize", "data", "bench.sequence_length")  # the parity shapes; not the other bench settings
 FUSED = "model_optimized.onnx"
