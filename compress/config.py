@@ -270,8 +270,8 @@ class ExportConfig(StrictModel):
 class OptimizeConfig(StrictModel):
     """ONNX Runtime's transformer optimizer on the exported graphs: fuses what Optimum's O2 leaves unfused."""
 
-    enabled: bool = Field(True, description="Fuse attention, GELU, skip- and embedding-LayerNorm in the ONNX "
-                          "teacher and student (the int8 student is quantized from the fused graph).")
+    enabled: bool = Field(True, description="Fuse attention, GELU and the embedding LayerNorm in the ONNX teacher "
+                          "and student (the int8 student is quantized from the fused graph).")
     atol: float = Field(1e-4, gt=0, description="Largest allowed |logit difference| of the fused graph against PyTorch.")
     skip_layer_norm: bool = Field(False, description="Fuse residual Add + LayerNormalization into SkipLayerNormalization "
                                   "and bias + GELU into BiasGelu. Off by default: ONNX Runtime's CPU kernels for both "

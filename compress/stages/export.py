@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from compress import models, parity
-from compress.onnxgraph import optimize
 from compress.data import eval_split
 from compress.errors import CompressError
+from compress.onnxgraph import optimize
 from compress.stages.trim import final_student
 
 NAME = "export"
