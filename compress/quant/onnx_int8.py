@@ -69,7 +69,8 @@ def reduce_range_for(isa: str) -> bool:
 
 def quantize_dynamic(source: Path, target: Path, s: Settings) -> None:
     """Dynamic int8 of ``source``. With ``s.embeddings == "int4"`` (``source`` then has its embedding layer
-    unfused, see :func:`unfused_embeddings`), the embedding tables are left out of int8 and stored in int4 instead."""
+    unfused: ``compress.onnxgraph.optimize(..., embed_layer_norm=False)``), the embedding tables are left out
+    of int8 and stored in int4 instead."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic as ort_dynamic
 
@@ -81,15 +82,6 @@ def quantize_dynamic(source: Path, target: Path, s: Settings) -> None:
                     op_types_to_quantize=ops, extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     if int4:
         int4_embeddings(target, s.embedding_block)
-
-
-def unfused_embeddings(source: Path, target: Path, skip_layer_norm: bool = False) -> None:
-    """ONNX Runtime's BERT fusions of the unfused export ``source`` except the embedding layer's, into ``target``:
-    EmbedLayerNormalization reads its tables whole (int8 at best), so int4 tables need plain Gathers.
-    ``skip_layer_norm`` as in :func:`compress.onnxgraph.optimize`."""
-    from compress.onnxgraph import optimize
-
-    optimize(source, target, embed_layer_norm=False, skip_layer_norm=skip_layer_norm)
 
 
 def int4_embeddings(path: Path, block: int) -> int:

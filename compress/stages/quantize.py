@@ -25,6 +25,7 @@ from compress import onnxrun, parity
 from compress.config import ONNX_INT8
 from compress.envinfo import int8_isa
 from compress.io import write_json
+from compress.onnxgraph import optimize
 from compress.quant import gpu, ladder, onnx_int8, samples, torch_int8
 from compress.quant.ladder import Rung
 from compress.quant.onnx_int8 import Settings
@@ -215,9 +216,9 @@ def onnx_int8_variant(job: Job, v, key: str) -> dict:
     graph: dict[str, str | None] = {"static": None}
     feeds, calibration = job.calibration(v.calibration.samples, v.calibration.method) if static else (None, None)
     dynamic_source = job.fused
-    if int4:  # int4 tables need the embedding layer unfused (the fused one reads int8 tables at best)
+    if int4:  # int4 tables need plain Gathers: the fused EmbedLayerNormalization reads int8 tables at best
         dynamic_source = work / "fused-embeddings-unfused.onnx"
-        onnx_int8.unfused_embeddings(job.unfused, dynamic_source, job.cfg.optimize.skip_layer_norm)
+        optimize(job.unfused, dynamic_source, embed_layer_norm=False, skip_layer_norm=job.cfg.optimize.skip_layer_norm)
 
     def quantize(s: Settings, target: Path, graph_used: str | None = None) -> tuple[str, str | None]:
         if s.mode == "dynamic":
