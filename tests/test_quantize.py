@@ -220,16 +220,20 @@ def _gather_graph(table: np.ndarray, path):
 
 
 @pytest.mark.parametrize("block", [16, 32])
-def test_int4_embeddings_halve_the_table_and_dequantize_within_half_a_step(tmp_path, block):
-    """Each block of the table is stored in 4 bits (two a byte) with one scale: every value comes back within half a
-    quantization step (max|block| / 14), the table's bytes drop to an eighth of fp32 plus the scales, and the graph
-    loads in ONNX Runtime both as .onnx and in the ORT format (model.ort) that mobile builds read."""
+def test_int4_embeddings_halve_the_table_and_beat_plain_min_max_rounding(tmp_path, block):
+    """Each block of the table is stored in 4 bits (two a byte) with a scale and a 4-bit zero point: ONNX Runtime
+    gives back exactly what the stored integers say, every block's squared error is at most that of plain min..max
+    rounding (the clipping search only keeps a narrower grid when it is closer), the whole table is closer than
+    symmetric max|x| / 7 scaling, zero rows stay zero, and the graph loads both as .onnx and in the ORT format
+    (model.ort) that mobile builds read."""
     import onnxruntime as ort
 
     from compress.quant.onnx_int8 import int4_embeddings
 
     rng = np.random.default_rng(0)
-    table = (rng.standard_normal((50, 64)) * rng.uniform(0.01, 3, (50, 1))).astype(np.float32)
+    width = 96  # 96 / 32 = 3 blocks a row: an odd count of zero points, padded to two bytes
+    table = (rng.standard_normal((50, width)) * rng.uniform(0.01, 3, (50, 1))).astype(np.float32)
+    table[3, 5] = 40.0  # an outlier the search may clip
     table[7] = 0  # an all-zero row must not divide by zero
     path = tmp_path / "m.onnx"
     _gather_graph(table, path)
@@ -237,8 +241,27 @@ def test_int4_embeddings_halve_the_table_and_dequantize_within_half_a_step(tmp_p
     model = onnx.load(str(path))
     assert [n.op_type for n in model.graph.node] == ["GatherBlockQuantized"]
     stored = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    assert stored["table_q4"].dtype == np.uint8 and stored["table_q4"].shape == (50, 32)
-    assert stored["table_q4_scales"].shape == (50, 64 // block)
+    blocks = width // block
+    assert stored["table_q4"].dtype == np.uint8 and stored["table_q4"].shape == (50, width // 2)
+    assert stored["table_q4_scales"].shape == (50, blocks)
+    assert stored["table_q4_zero_points"].shape == (50, (blocks + 1) // 2)
+    q = np.stack([stored["table_q4"] & 15, stored["table_q4"] >> 4], -1).reshape(50, blocks, block).astype(np.float32)
+    zp = np.stack([stored["table_q4_zero_points"] & 15, stored["table_q4_zero_points"] >> 4], -1).reshape(50, -1)[:, :blocks]
+    expected = ((q - zp[..., None]) * stored["table_q4_scales"][..., None]).reshape(50, width)
+
+    def plain(grid_lo, grid_hi, levels, offset):  # round to a uniform grid over [grid_lo, grid_hi], no search
+        scale = np.where(grid_hi > grid_lo, (grid_hi - grid_lo) / levels, 1.0)
+        return (np.clip(np.rint(b / scale[..., None]) + offset(grid_lo, scale)[..., None], 0, levels)
+                - offset(grid_lo, scale)[..., None]) * scale[..., None]
+
+    b = table.reshape(50, blocks, block)
+    lo, hi = np.minimum(b.min(-1), 0), np.maximum(b.max(-1), 0)
+    min_max = plain(lo, hi, 15, lambda lo, s: np.rint(-lo / s))
+    amax = np.abs(b).max(-1)
+    symmetric = plain(-amax * 8 / 7, amax, 15, lambda lo, s: np.full_like(s, 8.0))
+    ours = expected.reshape(50, blocks, block)
+    assert (((ours - b) ** 2).sum(-1) <= ((min_max - b) ** 2).sum(-1) + 1e-9).all()
+    assert ((ours - b) ** 2).sum() < ((symmetric - b) ** 2).sum()
     ids = np.array([0, 7, 49, 3, 3], dtype=np.int64)
     for target in (path, tmp_path / "m.ort"):
         if target.suffix == ".ort":
@@ -247,10 +270,8 @@ def test_int4_embeddings_halve_the_table_and_dequantize_within_half_a_step(tmp_p
             opts.add_session_config_entry("session.save_model_format", "ORT")
             ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         got = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"]).run(None, {"ids": ids})[0]
-        step = np.abs(table[ids].reshape(len(ids), -1, block)).max(-1, keepdims=True) / 7
-        err = np.abs(got - table[ids]).reshape(len(ids), -1, block)
-        assert (err <= step / 2 + 1e-6).all()
-        assert np.array_equal(got[1], np.zeros(64, dtype=np.float32))
+        assert np.allclose(got, expected[ids], atol=1e-6)
+        assert np.array_equal(got[1], np.zeros(width, dtype=np.float32))
         assert not np.array_equal(got, table[ids])  # it really is quantized
 
 

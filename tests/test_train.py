@@ -85,3 +85,33 @@ def test_best_epoch_is_kept_and_early_stopping():
     assert metrics["best_epoch"] == 2
     for k, v in model.state_dict().items():
         assert torch.equal(v, snapshots[1][k]), k  # the weights of epoch 2, not of the last epoch
+
+
+def test_dropout_setting_reaches_every_dropout_and_the_saved_config():
+    x = torch.tensor([[1, 7, 9, 30, 2]])
+
+    def two_passes_agree(model):
+        model.train()
+        with torch.no_grad():
+            return torch.equal(model(input_ids=x).logits, model(input_ids=x).logits)
+
+    off = tiny()
+    run(off, TrainConfig(epochs=1, batch_size=8, learning_rate=1e-3, precision="fp32", dropout=0.0))
+    assert off.config.hidden_dropout_prob == 0.0 and off.config.attention_probs_dropout_prob == 0.0
+    assert two_passes_agree(off)  # hidden, attention (SDPA reads its own probability) and classifier dropout all off
+
+    default = tiny()
+    run(default, TrainConfig(epochs=1, batch_size=8, learning_rate=1e-3, precision="fp32"))
+    assert default.config.hidden_dropout_prob == 0.1 and not two_passes_agree(default)
+
+
+def test_attention_kernel_auto_picks_math_only_where_it_was_measured_faster():
+    from compress.distill.train import attention_kernel
+
+    assert attention_kernel("auto", "cpu", "bf16", 64) == "math"
+    assert attention_kernel("auto", "cpu", "bf16", 512) == "pytorch"
+    assert attention_kernel("auto", "cpu", "no", 64) == "pytorch"
+    assert attention_kernel("auto", "cuda", "bf16", 64) == "pytorch"
+    assert attention_kernel("pytorch", "cpu", "bf16", 64) == "pytorch"
+    metrics = run(tiny(), TrainConfig(epochs=1, batch_size=8, learning_rate=1e-3, precision="fp32", attention_kernel="math"))
+    assert metrics["attention_kernel"] == "math"

