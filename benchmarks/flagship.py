@@ -138,7 +138,7 @@ def main(argv: list[str]) -> int:
     from transformers import AutoTokenizer
 
     from compress.bench import peer as peer_mod
-    from compress.bench.accuracy import accuracy_interval, retention_interval
+    from compress.bench.accuracy import accuracy_interval, paired_difference, retention_interval
     from compress.bench.latency import measure
     from compress.envinfo import environment
     from compress.io import dir_size, read_json, write_json
@@ -232,9 +232,12 @@ def main(argv: list[str]) -> int:
     targets = {k: {"value": result[k], "target": v, "met": result[k] >= v} for k, v in TARGETS.items()}
     targets["retention_above_peer"] = {"value": result["retention"], "target": result["peer_retention"],
                                        "met": result["retention"] > result["peer_retention"]}
+    # the same sentences judged by both: how far apart the two really are (a handful of sentences on SST-2)
+    versus_peer = paired_difference(correct["student"], correct["peer"])
     out = {
         **result,
         "targets": targets,
+        "accuracy_vs_peer": versus_peer,
         "all_targets_met": all(x["met"] for x in targets.values()),
         "models": rows,
         "settings": {"run": str(run), "student": student_from, "batch_size": args.batch_size,
@@ -268,6 +271,9 @@ def main(argv: list[str]) -> int:
     for k, v in targets.items():
         print(f"  {k:<22} {v['value']:<8} target {'>' if k == 'retention_above_peer' else '>='} {v['target']}: "
               f"{'met' if v['met'] else 'NOT met'}")
+    print(f"  student - peer accuracy {versus_peer['difference']:+.4f} (paired 95% interval {versus_peer['ci95'][0]:+.4f} "
+          f"to {versus_peer['ci95'][1]:+.4f}; {versus_peer['wins']} sentences only the student gets right, "
+          f"{versus_peer['losses']} only the peer)")
     for key, want in (("teacher_accuracy", t["accuracy"]), ("student_accuracy", s["accuracy"])):
         have = report_check[key]
         if have is not None and abs(have - want) > 1e-4:

@@ -59,8 +59,8 @@ class TrainConfig(StrictModel):
     )
     attention_kernel: Literal["auto", "math", "pytorch"] = Field(
         "auto", description="Attention kernel while training. auto = the plain (math) kernel on CPU in bf16 for "
-        "sequences up to 128 tokens, where the flash kernel PyTorch picks when dropout is off took 1.3-1.8x as long "
-        "per step, and PyTorch's choice otherwise; math or pytorch force one.",
+        "sequences up to 128 tokens, where the flash kernel PyTorch picks when dropout is off made a step 1.28x as "
+        "long (benchmarks/train_step.py), and PyTorch's choice otherwise; math or pytorch force one.",
     )
 
 

@@ -120,6 +120,9 @@ def test_scripts_end_to_end_on_the_tiny_run(tiny_shipped, tmp_path):
     assert r["speedup"] == pytest.approx(t["latency_ms"]["p50"] / s["latency_ms"]["p50"], rel=0.01)
     assert r["size_ratio"] == pytest.approx(t["size_bytes"] / s["size_bytes"], rel=0.01)
     assert r["report_json"]["student_accuracy"] == pytest.approx(s["accuracy"], abs=1e-4)  # same split, same model
+    versus = r["accuracy_vs_peer"]  # paired: the difference is exactly the two accuracies' difference
+    assert versus["difference"] == pytest.approx(s["accuracy"] - r["models"]["peer"]["accuracy"], abs=1e-4)
+    assert versus["ci95"][0] <= versus["difference"] <= versus["ci95"][1]
     assert (run / "flagship" / "peer" / "int8" / "model_quantized.onnx").is_file()
     out2 = tmp_path / "int8_peak.json"
     assert int8_peak.main(["--run", str(run), "--shape", "128x128x128", "--repeats", "2", "--batch-size", "2",

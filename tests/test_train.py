@@ -100,6 +100,12 @@ def test_dropout_setting_reaches_every_dropout_and_the_saved_config():
     assert off.config.hidden_dropout_prob == 0.0 and off.config.attention_probs_dropout_prob == 0.0
     assert two_passes_agree(off)  # hidden, attention (SDPA reads its own probability) and classifier dropout all off
 
+    wrapped = torch.nn.ModuleDict({"student": tiny()})  # as distillation passes it: the student inside a wrapper
+    from compress.distill.train import set_dropout
+
+    set_dropout(wrapped, 0.0)
+    assert wrapped["student"].config.hidden_dropout_prob == 0.0 and two_passes_agree(wrapped["student"])
+
     default = tiny()
     run(default, TrainConfig(epochs=1, batch_size=8, learning_rate=1e-3, precision="fp32"))
     assert default.config.hidden_dropout_prob == 0.1 and not two_passes_agree(default)

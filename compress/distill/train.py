@@ -199,8 +199,9 @@ def attention_kernel(choice: str, device: str, precision: str, longest: int) -> 
     """The scaled-dot-product attention kernel to train with: ``math`` or ``pytorch`` (PyTorch's own choice).
 
     auto picks math on CPU in bf16 for sequences up to 128 tokens. There, with dropout off, PyTorch picks its
-    flash kernel, and a training step of the 3-layer MiniLM student (batch 32, 12-40 tokens) took 1.3-1.8x as
-    long as with the math kernel on a 2-core Xeon; at 512 tokens, and in fp32, the flash kernel was faster.
+    flash kernel, and a training step of the 3-layer MiniLM student on SST-2 batches of 32 took 1.28x as long as
+    with the math kernel on a 2-core Xeon (``benchmarks/train_step.py``; 1.3-1.8x on unpadded batches of 12 to 40
+    tokens); at 512 tokens, and in fp32, the flash kernel was faster.
     """
     if choice != "auto":
         return choice
@@ -282,6 +283,7 @@ def set_dropout(model: torch.nn.Module, p: float) -> int:
     attention kernels read from their modules (``dropout_prob`` in BERT's SDPA attention, for instance), and the
     config's dropout fields, so the saved config says how the weights were trained. Returns the modules changed."""
     changed = 0
+    configs = {}  # the config of every model inside (a distillation wrapper holds the student as a submodule)
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
             module.p = p
@@ -289,10 +291,13 @@ def set_dropout(model: torch.nn.Module, p: float) -> int:
         for name in ("dropout_prob", "attention_dropout", "dropout_p"):
             if isinstance(getattr(module, name, None), float):
                 setattr(module, name, p)
-    config = getattr(model, "config", None)
-    for key, value in (vars(config) if config is not None else {}).items():
-        if isinstance(value, float) and ("dropout" in key or key.endswith("pdrop")):
-            setattr(config, key, p)
+        config = getattr(module, "config", None)
+        if hasattr(config, "to_dict"):
+            configs[id(config)] = config
+    for config in configs.values():
+        for key, value in vars(config).items():
+            if isinstance(value, float) and ("dropout" in key or key.endswith("pdrop")):
+                setattr(config, key, p)
     return changed
 
 
