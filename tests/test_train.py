@@ -121,3 +121,10 @@ def test_attention_kernel_auto_picks_math_only_where_it_was_measured_faster():
     assert attention_kernel("pytorch", "cpu", "bf16", 64) == "pytorch"
     metrics = run(tiny(), TrainConfig(epochs=1, batch_size=8, learning_rate=1e-3, precision="fp32", attention_kernel="math"))
     assert metrics["attention_kernel"] == "math"
+
+
+def test_predict_logits_tracks_no_gradients():
+    from compress.distill.train import predict_logits
+
+    logits = predict_logits(tiny(), data(20), 0, 8, "cpu")
+    assert logits.shape == (20, 2) and not logits.requires_grad

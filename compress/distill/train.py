@@ -277,7 +277,6 @@ def _bar(console, accelerator):
     return Progress(*columns, console=console, disable=not accelerator.is_main_process)
 
 
-@torch.no_grad()
 def set_dropout(model: torch.nn.Module, p: float) -> int:
     """Set every dropout of ``model`` to ``p``, in place: the ``nn.Dropout`` modules, the probabilities that
     attention kernels read from their modules (``dropout_prob`` in BERT's SDPA attention, for instance), and the
@@ -301,6 +300,7 @@ def set_dropout(model: torch.nn.Module, p: float) -> int:
     return changed
 
 
+@torch.no_grad()
 def predict_logits(model: torch.nn.Module, data: Encoded, pad_id: int, batch_size: int, device: str) -> torch.Tensor:
     """fp32 logits of ``model`` on every row of ``data``, in the original order."""
     from compress.data import eval_batches
