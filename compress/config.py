@@ -55,11 +55,11 @@ class TrainConfig(StrictModel):
     dropout: float | None = Field(
         None, ge=0, lt=1, description="Dropout probability of every dropout in the model while it trains (hidden, "
         "attention, classifier); null = what the model's config says (0.1 for BERT). 0 draws no masks: with "
-        "attention_kernel auto a bf16 CPU step took 0.90x as long (benchmarks/train_step.py).",
+        "attention_kernel auto a bf16 CPU step took 0.82-0.90x as long (benchmarks/train_step.py).",
     )
     attention_kernel: Literal["auto", "math", "pytorch"] = Field(
         "auto", description="Attention kernel while training. auto = the plain (math) kernel on CPU in bf16 for "
-        "sequences up to 128 tokens, where the flash kernel PyTorch picks when dropout is off made a step 1.28x as "
+        "sequences up to 128 tokens, where the flash kernel PyTorch picks when dropout is off made a step 1.3-1.5x as "
         "long (benchmarks/train_step.py), and PyTorch's choice otherwise; math or pytorch force one.",
     )
 

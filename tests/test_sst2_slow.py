@@ -35,3 +35,23 @@ def test_cut_down_sst2_pipeline(tmp_path):
     trim = report["vocab_trim"]
     assert trim["vocab_after"] < 0.6 * trim["vocab_before"] and trim["max_abs_diff"] <= 1e-5
     assert by["student"]["size_bytes"] < by["student-ce"]["size_bytes"]
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "sst2" / "train.tsv").is_file(), reason="../shared/data/sst2 is not beside the repo")
+def test_train_step_benchmark_runs_each_setting_through_the_training_loop(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_step", ROOT / "benchmarks" / "train_step.py")
+    train_step = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_step)
+    out = tmp_path / "train_step.json"
+    assert train_step.main(["--sentences", "160", "--repeats", "1", "--data", str(SHARED_DATA / "sst2"),
+                            "--out", str(out)]) == 0
+    r = read_json(out)
+    s = r["settings"]
+    assert set(s) == set(train_step.SETTINGS) and r["steps"] == 5  # 160 sentences in batches of 32
+    assert all(v["median_ms_per_step"] > 0 and len(v["epoch_seconds"]) == 1 for v in s.values())
+    assert s["dropout-pytorch"]["over_dropout_pytorch"] == 1.0
+    assert s["nodrop-pytorch"]["attention_kernel_used"] == "pytorch"
+    assert s["nodrop-auto"]["attention_kernel_used"] == ("math" if r["precision_auto"] == "bf16" else "pytorch")
+    assert s["nodrop-fp32"]["precision"] == "fp32" and s["nodrop-fp32"]["attention_kernel_used"] == "pytorch"

@@ -199,8 +199,8 @@ def attention_kernel(choice: str, device: str, precision: str, longest: int) -> 
     """The scaled-dot-product attention kernel to train with: ``math`` or ``pytorch`` (PyTorch's own choice).
 
     auto picks math on CPU in bf16 for sequences up to 128 tokens. There, with dropout off, PyTorch picks its
-    flash kernel, and a training step of the 3-layer MiniLM student on SST-2 batches of 32 took 1.28x as long as
-    with the math kernel on a 2-core Xeon (``benchmarks/train_step.py``; 1.3-1.8x on unpadded batches of 12 to 40
+    flash kernel, and a training step of the 3-layer MiniLM student on SST-2 batches of 32 took 1.3-1.5x as long
+    as with the math kernel on a 2-core Xeon (``benchmarks/train_step.py``; 1.3-1.8x on unpadded batches of 12 to 40
     tokens); at 512 tokens, and in fp32, the flash kernel was faster.
     """
     if choice != "auto":
