@@ -181,3 +181,36 @@ def test_static_int8_uses_the_unfused_graph_when_attention_is_fused(tiny_bert, t
     dequantized = {n.output[0] for n in nodes if n.op_type == "DequantizeLinear"}
     int8_weights = [n for n in nodes if n.op_type == "MatMul" and n.input[1] in dequantized and n.input[0] in dequantized]
     assert len(int8_weights) >= 6 * TINY["num_hidden_layers"]  # Q, K, V, output, two feed-forward: int8 in and out
+
+
+def test_student_shapes_cuts_quantizes_and_times_each_shape(tiny_shipped, tmp_path, capsys):
+    import onnx
+
+    if str(ROOT / "benchmarks") not in sys.path:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+    import student_shapes
+
+    run, _, _ = tiny_shipped  # read-only: the cut models go to --work
+    out = tmp_path / "shapes.json"
+    fast = ["--rounds", "1", "--warmup", "1", "--queries", "3", "--min-seconds", "0", "--sequence-length", "16"]
+    assert student_shapes.main(["--run", str(run), "--shapes", "1x1x32", "2x2x64", "--work", str(tmp_path / "work"),
+                                *fast, "--out", str(out)]) == 0
+    r = read_json(out)
+    assert set(r["models"]) == {"teacher", "shipped", "1x1x32", "2x2x64"}
+    cut = r["models"]["1x1x32"]
+    assert (cut["layers"], cut["heads"], cut["intermediate_size"]) == (1, 1, 32)
+    assert cut["parameters"] < r["models"]["2x2x64"]["parameters"]
+    graph = onnx.load(cut["path"]).graph
+    ops = [n.op_type for n in graph.node]
+    assert ops.count("QAttention") == 1 and "GatherBlockQuantized" in ops  # one fused int8 layer, int4 tables
+    config = read_json(tmp_path / "work" / "1x1x32" / "pytorch" / "config.json")
+    assert config["num_hidden_layers"] == 1 and config["intermediate_size"] == 32 and config["pruned_heads"]
+    for row in r["models"].values():
+        assert row["speedup"] == pytest.approx(r["teacher_p50_ms"] / row["p50_ms"], rel=0.01)
+
+    for bad, says in (("3x1x2", "asks for 3 layers"), ("2x0x8", "is not LAYERSxHEADSxFFN")):
+        assert student_shapes.main(["--run", str(run), "--shapes", bad, "--work", str(tmp_path / "bad"), *fast,
+                                    "--out", str(tmp_path / "bad.json")]) == 2
+        err = capsys.readouterr().err
+        assert says in err and "Traceback" not in err
+    assert not (tmp_path / "bad.json").exists()
