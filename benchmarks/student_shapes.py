@@ -44,28 +44,35 @@ def parse_shape(text: str) -> tuple[int, int, int]:
     return values
 
 
-def build_shape(student_dir: Path, shape: tuple[int, int, int], split, max_length: int, out: Path,
+def student_sizes(model) -> dict[str, int]:
+    """The student's layers, heads and feed-forward neurons per layer."""
+    from compress import models
+
+    spec = models.layer_spec(model.config.model_type)
+    return {"layers": getattr(model.config, spec.count), "heads": getattr(model.config, spec.heads),
+            "ffn": getattr(model.config, spec.ffn)}
+
+
+def too_large(name: str, shape: tuple[int, int, int], have: dict[str, int]) -> list[str]:
+    """One line per part of ``shape`` wider than the student (a shape can only cut it down)."""
+    return [f"--shapes: {name} asks for {want} {key}; the run's student has {have[key]} (a shape can only cut it down)"
+            for key, want in zip(("layers", "heads", "ffn"), shape) if want > have[key]]
+
+
+def build_shape(base, tokenizer, shape: tuple[int, int, int], split, max_length: int, out: Path,
                 skip_layer_norm: bool) -> dict:
-    """Cut the student in ``student_dir`` to ``shape``, export, fuse and quantize it into ``out``; returns where the
-    int8 model is and how many parameters it has."""
+    """Cut the student ``base`` (left as it is) to ``shape``, export, fuse and quantize it into ``out``; returns where
+    the int8 model is and how many parameters it has."""
     from optimum.exporters.onnx import main_export
 
-    from compress import models, students
+    from compress import students
     from compress.config import StudentConfig
-    from compress.errors import CompressError
+    from compress.envinfo import int8_isa
     from compress.onnxgraph import optimize
     from compress.quant.onnx_int8 import Settings, quantize_dynamic, reduce_range_for
-    from compress.envinfo import int8_isa
 
     layers, heads, ffn = shape
-    base, tokenizer = models.load_saved(student_dir)
-    spec = models.layer_spec(base.config.model_type)
-    have = {"layers": getattr(base.config, spec.count), "heads": getattr(base.config, spec.heads),
-            "ffn": getattr(base.config, spec.ffn)}
-    for key, want in zip(("layers", "heads", "ffn"), shape):
-        if want > have[key]:
-            raise CompressError(f"--shapes: {'x'.join(map(str, shape))} asks for {want} {key}; the run's student has "
-                                f"{have[key]} (a shape can only cut it down)")
+    have = student_sizes(base)
     scfg = StudentConfig(layers=list(range(layers)), num_attention_heads=heads if heads < have["heads"] else None,
                          intermediate_size=ffn if ffn < have["ffn"] else None, prune_samples=min(512, len(split)))
     student, _, info = students.build(scfg, base, tokenizer, split, max_length)
@@ -99,6 +106,7 @@ def main(argv: list[str]) -> int:
 
     from transformers import AutoTokenizer
 
+    from compress import models as model_io
     from compress.bench.latency import measure
     from compress.envinfo import environment
     from compress.errors import CompressError
@@ -113,6 +121,10 @@ def main(argv: list[str]) -> int:
         if student_dir is None or not (run / "teacher" / "model").is_dir():
             raise CompressError(f"--run: {run} has no finished teacher and student (run `python benchmarks/pipeline.py "
                                 f"pipelines/distilbert.yaml` first)")
+        base, tokenizer = model_io.load_saved(student_dir)
+        bad = [line for name, shape in shapes.items() for line in too_large(name, shape, student_sizes(base))]
+        if bad:
+            raise CompressError(*bad)
         cfg, split = evaluation(run, args.data)
         work = Path(args.work) if args.work else run / "student_shapes"
         models = {"teacher": ("pytorch", run / "teacher" / "model", run / "teacher" / "model")}
@@ -124,7 +136,7 @@ def main(argv: list[str]) -> int:
             if folder.exists():
                 shutil.rmtree(folder)
             print(f"building {name} (layers x heads x feed-forward) from {student_dir}", flush=True)
-            built[name] = build_shape(student_dir, shape, split, cfg.data.max_length, folder,
+            built[name] = build_shape(base, tokenizer, shape, split, cfg.data.max_length, folder,
                                       cfg.optimize.skip_layer_norm)
             models[name] = ("onnx", built[name]["path"], folder / "pytorch")
     except CompressError as exc:
