@@ -287,6 +287,10 @@ class OptimizeConfig(StrictModel):
                                   "and bias + GELU into BiasGelu. Off by default: ONNX Runtime's CPU kernels for both "
                                   "are slower than the ops they replace (the residual adds are then written as Sum, "
                                   "which ONNX Runtime does not fuse back); the int8 student runs ~18% faster at batch 1.")
+    first_token_only: bool = Field(True, description="Compute the last encoder layer for the first token only "
+                                   "when that row is all the classifier reads (BERT's pooler, DistilBERT's head): "
+                                   "the same logits; the int8 student runs ~20% faster at batch 1 x 128 tokens. A graph "
+                                   "that reads other rows of the last layer is left as it is.")
 
 
 QuantMethod = Literal["onnx_dynamic", "onnx_static", "fp16", "torch_dynamic", "bnb_int8", "bnb_nf4"]

@@ -159,6 +159,66 @@ def test_residual_adds_stay_out_of_skip_layer_norm(tiny_bert, tmp_path):
         np.testing.assert_allclose(onnxrun.logits(onnxrun.session(path), rows, 0), want, atol=1e-5)
 
 
+def test_first_token_head_gives_the_same_logits_with_less_work(tiny_bert, tmp_path):
+    """optimize(first_token=True): the last layer computes only the row the pooler reads; the logits of padded
+    batches do not change, the graph does less work, and int8 keeps its size and the attention products fp32."""
+    import onnx
+
+    from compress import onnxrun
+    from compress.onnxgraph import first_token_head, fp32_nodes, optimize
+    from compress.quant.onnx_int8 import Settings, quantize_dynamic
+
+    source, plain, first = tiny_bert / "onnx" / "model.onnx", tmp_path / "plain.onnx", tmp_path / "first.onnx"
+    optimize(source, plain)
+    counts = optimize(source, first, first_token=True)
+    assert counts["FirstToken"] >= 6  # output projection, residual sums, LayerNorms and feed-forward of the last layer
+    ops = [n.op_type for n in onnx.load(str(first)).graph.node]
+    assert ops.count("Attention") == TINY["num_hidden_layers"] - 1 and ops.count("Softmax") == 1
+    rng = np.random.default_rng(0)
+    rows = [rng.integers(5, TINY["vocab_size"], n).tolist() for n in (16, 3, 9, 16, 1, 12)]  # padded batches
+    want = onnxrun.logits(onnxrun.session(source), rows, 0)
+    np.testing.assert_allclose(onnxrun.logits(onnxrun.session(first), rows, 0), want, atol=1e-5)
+    assert count_ops(first, 3, 16)["total"] < 0.8 * count_ops(plain, 3, 16)["total"]
+
+    settings = Settings("dynamic", per_channel=True, reduce_range=False)
+    quantize_dynamic(plain, tmp_path / "plain8.onnx", settings)
+    quantize_dynamic(first, tmp_path / "first8.onnx", settings)
+    kept = fp32_nodes(onnx.load(str(first)))
+    assert len(kept) == 2
+    nodes = {n.name: n.op_type for n in onnx.load(str(tmp_path / "first8.onnx")).graph.node}
+    assert all(nodes.get(name) == "MatMul" for name in kept)  # scores and weighted sum stay fp32
+    def fp32_matrices(path):  # fp32 tables of at least hidden x hidden values: the embeddings, no linear layer
+        return sorted(int(np.prod(t.dims)) for t in onnx.load(str(path)).graph.initializer
+                      if t.data_type == onnx.TensorProto.FLOAT and np.prod(t.dims) >= TINY["hidden_size"] ** 2)
+
+    assert fp32_matrices(tmp_path / "first8.onnx") == fp32_matrices(tmp_path / "plain8.onnx")
+    got8, want8 = (onnxrun.logits(onnxrun.session(tmp_path / f"{n}8.onnx"), rows, 0) for n in ("first", "plain"))
+    assert (got8.argmax(1) == want.argmax(1)).mean() >= 5 / 6 and np.abs(got8 - want).max() < 0.1
+    assert np.abs(want8 - want).max() < 0.1
+
+
+def test_first_token_head_leaves_a_graph_that_reads_other_rows(tiny_bert, tmp_path):
+    """A graph that also outputs the last layer's every row (or has no pooler Gather) is not rewritten."""
+    import onnx
+    from onnx import helper
+
+    from compress.onnxgraph import first_token_head, optimize
+
+    fused = tmp_path / "fused.onnx"
+    optimize(tiny_bert / "onnx" / "model.onnx", fused)
+    model = onnx.load(str(fused))
+    last = [n for n in model.graph.node if n.op_type == "LayerNormalization"][-1]
+    model.graph.output.append(helper.make_tensor_value_info(last.output[0], onnx.TensorProto.FLOAT, None))
+    before = model.SerializeToString()
+    assert first_token_head(model) == 0 and model.SerializeToString() == before
+    model = onnx.load(str(fused))
+    pooler = next(n for n in model.graph.node if n.op_type == "Gather" and n.attribute[0].i == 1)
+    pooler.op_type = "ReduceMean"  # mean pooling reads every row
+    del pooler.attribute[:]
+    before = model.SerializeToString()
+    assert first_token_head(model) == 0 and model.SerializeToString() == before
+
+
 def test_static_int8_uses_the_unfused_graph_when_attention_is_fused(tiny_bert, tmp_path):
     """QDQ has no int8 Attention: from the fused graph the Q/K/V projections would stay fp32 (larger and slower)."""
     import onnx

@@ -78,13 +78,23 @@ def quantize_dynamic(source: Path, target: Path, s: Settings) -> None:
     ops = [op for op in dynamic_op_types() if op != "Gather"] if int4 else None
     with _quiet():
         ort_dynamic(str(source), str(target), per_channel=s.per_channel, reduce_range=s.reduce_range,
-                    weight_type=QuantType.QInt8, nodes_to_exclude=list(s.exclude), nodes_to_quantize=list(s.only),
+                    weight_type=QuantType.QInt8, nodes_to_exclude=excluded(source, s), nodes_to_quantize=list(s.only),
                     op_types_to_quantize=ops, extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     if int4:
         int4_embeddings(target, s.embedding_block)
 
 
 CLIP_SEARCH = np.linspace(0.7, 1.0, 16)  # shares of a block's range tried for its 4-bit grid; 1.0 = min..max
+
+
+def excluded(source: Path, s: Settings) -> list[str]:
+    """The nodes ``s`` keeps fp32, and the products between activations that the first-token rewrite wrote
+    (``compress.onnxgraph.fp32_nodes``: QAttention keeps those fp32 too)."""
+    import onnx
+
+    from compress.onnxgraph import fp32_nodes
+
+    return list(dict.fromkeys([*s.exclude, *fp32_nodes(onnx.load(str(source), load_external_data=False))]))
 
 
 def int4_blocks(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -184,7 +194,7 @@ def quantize_static(source: Path, target: Path, s: Settings, feeds: list[dict], 
     with _quiet():
         ort_static(str(source), str(target), reader(feeds), quant_format=QuantFormat.QDQ, op_types_to_quantize=STATIC_OPS,
                    per_channel=s.per_channel, reduce_range=s.reduce_range, activation_type=activations,
-                   weight_type=QuantType.QInt8, nodes_to_exclude=list(s.exclude), nodes_to_quantize=list(s.only),
+                   weight_type=QuantType.QInt8, nodes_to_exclude=excluded(source, s), nodes_to_quantize=list(s.only),
                    calibrate_method=getattr(CalibrationMethod, CALIBRATION[s.calibration]),
                    calibration_cache_path=str(cache),
                    extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})

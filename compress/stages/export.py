@@ -21,7 +21,8 @@ from compress.onnxgraph import optimize
 from compress.stages.trim import final_student
 
 NAME = "export"
-VERSION = 3  # 2: fused graph and parity.npz, which quantize and mobile read; 3: residual adds as Sum
+VERSION = 4  # 2: fused graph and parity.npz, which quantize and mobile read; 3: residual adds as Sum;
+# 4: optimize.first_token_only
 DEPENDS = ("teacher", "distill", "trim")
 CONFIG = ("export", "optimize", "data", "bench.sequence_length")  # the parity shapes; not the other bench settings
 FUSED = "model_optimized.onnx"
@@ -61,8 +62,10 @@ def run(cfg, ctx) -> dict:
         if cfg.optimize.enabled:
             with ctx.console.status(f"fusing the {name} graph (ONNX Runtime transformer optimizer)"):
                 entry["fusions"] = optimize(out / "model.onnx", out / FUSED,
-                                             skip_layer_norm=cfg.optimize.skip_layer_norm)
-            fused = ", ".join(f"{k} x{v}" for k, v in entry["fusions"].items() if v) or "none"
+                                             skip_layer_norm=cfg.optimize.skip_layer_norm,
+                                             first_token=cfg.optimize.first_token_only)
+            fused = ", ".join(f"{k} x{v}" if k != "FirstToken" else f"last layer on the first token only ({v} ops)"
+                              for k, v in entry["fusions"].items() if v) or "none"
             ctx.console.print(f"optimize: {name} fusions: {fused}")
             entry["parity"] += _gate(ctx, f"{name}-onnx (fused) vs PyTorch fp32", f"{name}-onnx fused", out / FUSED,
                                      inputs, reference, parity.Tolerance(atol=cfg.optimize.atol), "optimize")

@@ -31,9 +31,9 @@ from compress.quant.ladder import Rung
 from compress.quant.onnx_int8 import Settings
 
 NAME = "quantize"
-VERSION = 6  # 3: parity cosine on centred logits; 4: over the whole batch, not the smallest row; 5: static
+VERSION = 7  # 3: parity cosine on centred logits; 4: over the whole batch, not the smallest row; 5: static
 # int8 from the unfused graph when the fused one has Attention (QDQ would leave its projections fp32); 6: int4
-# embeddings asymmetric, with zero points and a clipping search
+# embeddings asymmetric, with zero points and a clipping search; 7: first-token last layer (optimize.first_token_only)
 DEPENDS = ("export", "trim")
 CONFIG = ("quantize", "optimize", "targets", "seed", "data", "bench.sequence_length", "bench.threads")
 MANIFEST = "variants.json"
@@ -219,7 +219,8 @@ def onnx_int8_variant(job: Job, v, key: str) -> dict:
     dynamic_source = job.fused
     if int4:  # int4 tables need plain Gathers: the fused EmbedLayerNormalization reads int8 tables at best
         dynamic_source = work / "fused-embeddings-unfused.onnx"
-        optimize(job.unfused, dynamic_source, embed_layer_norm=False, skip_layer_norm=job.cfg.optimize.skip_layer_norm)
+        optimize(job.unfused, dynamic_source, embed_layer_norm=False, skip_layer_norm=job.cfg.optimize.skip_layer_norm,
+                 first_token=job.cfg.optimize.first_token_only)
 
     def quantize(s: Settings, target: Path, graph_used: str | None = None) -> tuple[str, str | None]:
         if s.mode == "dynamic":

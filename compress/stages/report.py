@@ -294,8 +294,11 @@ def fusion_lines(fusions: dict[str, dict[str, int]]) -> list[str]:
         return ["", "Graph optimization: off (optimize.enabled: false); the ONNX variants are the plain export."]
     lines = ["", "Graph optimization (ONNX Runtime's transformer optimizer; the `-onnx` variants are the fused graphs):", ""]
     for name, counts in fusions.items():
-        made = ", ".join(f"{op} x{n}" if op != "Sum" else f"residual Add written as Sum x{n} (kept out of "
-                         "SkipLayerNormalization, optimize.skip_layer_norm)" for op, n in counts.items() if n)
+        special = {"Sum": "residual Add written as Sum x{n} (kept out of SkipLayerNormalization, "
+                          "optimize.skip_layer_norm)",
+                   "FirstToken": "last layer computed for the first token only, the row the classifier reads "
+                                 "({n} operators; optimize.first_token_only)"}
+        made = ", ".join(special[op].format(n=n) if op in special else f"{op} x{n}" for op, n in counts.items() if n)
         made = made or "nothing fused"
         lines.append(f"- {name}: {made}")
     return lines
