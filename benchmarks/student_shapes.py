@@ -2,14 +2,16 @@
 and timed side by side with the teacher in PyTorch fp32, before any of them is trained.
 
     python benchmarks/student_shapes.py [--run benchmarks/runs/distilbert] [--shapes 3x12x1536 2x12x1536 3x6x768]
-                                        [--rounds 3] [--min-seconds 3] [--out benchmarks/results/student_shapes.json]
+                                        [--all-rows] [--rounds 3] [--min-seconds 3] [--out benchmarks/results/student_shapes.json]
 
 A shape LxHxF is the run's final student (trimmed vocabulary: <run>/trim/model, else <run>/distill/model) keeping its
 first L layers, its H most important attention heads and its F most important feed-forward neurons per layer, pruned
 by the code behind `student.num_attention_heads` and `student.intermediate_size` (compress.models.prune_heads and
 prune_ffn, ranked on the run's evaluation sentences). Each is exported with optimum, fused (compress.onnxgraph.optimize,
 the run's optimize settings) and quantized as pipelines/distilbert.yaml ships (dynamic int8, per-channel, int4
-embedding tables in blocks of 32). The shipped model itself is timed too, as the reference.
+embedding tables in blocks of 32); with the run's optimize.first_token_only on, the last layer computes the first
+token's row only, and --all-rows adds each shape with every row computed. The shipped model itself is timed too, as
+the reference.
 
 Latency: batch 1 x --sequence-length tokens of evaluation text on all cores, each model in a fresh process
 (compress.bench.latency.measure), the teacher, the shipped model and every shape interleaved over --rounds rounds;
@@ -60,7 +62,7 @@ def too_large(name: str, shape: tuple[int, int, int], have: dict[str, int]) -> l
 
 
 def build_shape(base, tokenizer, shape: tuple[int, int, int], split, max_length: int, out: Path,
-                skip_layer_norm: bool) -> dict:
+                skip_layer_norm: bool, first_token: bool) -> dict:
     """Cut the student ``base`` (left as it is) to ``shape``, export, fuse and quantize it into ``out``; returns where
     the int8 model is and how many parameters it has."""
     from optimum.exporters.onnx import main_export
@@ -80,7 +82,8 @@ def build_shape(base, tokenizer, shape: tuple[int, int, int], split, max_length:
     tokenizer.save_pretrained(out / "pytorch")
     main_export(str(out / "pytorch"), output=out / "onnx", task="text-classification", do_validation=False, device="cpu")
     fused = out / "fused.onnx"
-    optimize(out / "onnx" / "model.onnx", fused, embed_layer_norm=False, skip_layer_norm=skip_layer_norm)
+    optimize(out / "onnx" / "model.onnx", fused, embed_layer_norm=False, skip_layer_norm=skip_layer_norm,
+             first_token=first_token)
     target = out / "model.onnx"
     quantize_dynamic(fused, target, Settings("dynamic", per_channel=True, reduce_range=reduce_range_for(int8_isa()),
                                              embeddings="int4", embedding_block=32))
@@ -98,6 +101,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--queries", type=int, default=100, help="at least this many timed queries per measurement...")
     parser.add_argument("--min-seconds", type=float, default=3.0, help="...and on until this many seconds have passed")
+    parser.add_argument("--all-rows", action="store_true", help="also build each shape with every row of its last "
+                        "layer computed (optimize.first_token_only off), named <shape>-all-rows, to time what "
+                        "the first-token rewrite saves")
     parser.add_argument("--work", help="where the cut models are written (default: <run>/student_shapes)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "student_shapes.json"))
     args = parser.parse_args(argv)
@@ -131,13 +137,18 @@ def main(argv: list[str]) -> int:
         shipped, shipped_tok, _ = shipped_student(run)
         models["shipped"] = ("onnx", shipped, shipped_tok)
         built = {}
-        for name, shape in shapes.items():
+        variants = [(name, shape, cfg.optimize.first_token_only) for name, shape in shapes.items()]
+        if args.all_rows:
+            variants = [v for name, shape, first in variants
+                        for v in ((name, shape, first), (f"{name}-all-rows", shape, False))]
+        for name, shape, first in variants:
             folder = work / name
             if folder.exists():
                 shutil.rmtree(folder)
             print(f"building {name} (layers x heads x feed-forward) from {student_dir}", flush=True)
             built[name] = build_shape(base, tokenizer, shape, split, cfg.data.max_length, folder,
-                                      cfg.optimize.skip_layer_norm)
+                                      cfg.optimize.skip_layer_norm, first)
+            built[name]["shape"], built[name]["first_token_only"] = shape, first
             models[name] = ("onnx", built[name]["path"], folder / "pytorch")
     except CompressError as exc:
         for line in exc.args:
@@ -169,9 +180,9 @@ def main(argv: list[str]) -> int:
                       "size_bytes": sum(dir_size(p) for p in sorted(path.glob("*.safetensors")))
                       if fmt == "pytorch" else dir_size(path)}
         if name in built:
-            layers, heads, ffn = shapes[name]
+            layers, heads, ffn = built[name]["shape"]
             rows[name].update(layers=layers, heads=heads, intermediate_size=ffn, parameters=built[name]["parameters"],
-                              pruning=built[name]["pruning"])
+                              first_token_only=built[name]["first_token_only"], pruning=built[name]["pruning"])
     out = {"teacher_p50_ms": round(teacher, 3), "models": rows,
            "settings": {"run": str(run), "student": str(student_dir), "batch_size": 1,
                         "sequence_length": args.sequence_length, "threads": threads, "rounds": args.rounds,
@@ -182,9 +193,9 @@ def main(argv: list[str]) -> int:
     write_json(Path(args.out), out)
     print(f"\nbatch 1 x {args.sequence_length} tokens, {threads} threads, median of {args.rounds} rounds "
           f"(not retrained: what each shape costs, not what it scores)")
-    print(f"{'model':<12}{'size MB':>9}{'p50 ms':>9}{'speedup':>9}  per round")
+    print(f"{'model':<20}{'size MB':>9}{'p50 ms':>9}{'speedup':>9}  per round")
     for name, r in rows.items():
-        print(f"{name:<12}{r['size_bytes'] / 1e6:>9.1f}{r['p50_ms']:>9.2f}{r['speedup']:>8.2f}x  "
+        print(f"{name:<20}{r['size_bytes'] / 1e6:>9.1f}{r['p50_ms']:>9.2f}{r['speedup']:>8.2f}x  "
               f"{r['speedup_per_round'][0]}-{r['speedup_per_round'][1]}x")
     print(f"wrote {args.out}")
     return 0

@@ -254,15 +254,18 @@ def test_student_shapes_cuts_quantizes_and_times_each_shape(tiny_shipped, tmp_pa
     out = tmp_path / "shapes.json"
     fast = ["--rounds", "1", "--warmup", "1", "--queries", "3", "--min-seconds", "0", "--sequence-length", "16"]
     assert student_shapes.main(["--run", str(run), "--shapes", "1x1x32", "2x2x64", "--work", str(tmp_path / "work"),
-                                *fast, "--out", str(out)]) == 0
+                                "--all-rows", *fast, "--out", str(out)]) == 0
     r = read_json(out)
-    assert set(r["models"]) == {"teacher", "shipped", "1x1x32", "2x2x64"}
+    assert set(r["models"]) == {"teacher", "shipped", "1x1x32", "1x1x32-all-rows", "2x2x64", "2x2x64-all-rows"}
     cut = r["models"]["1x1x32"]
     assert (cut["layers"], cut["heads"], cut["intermediate_size"]) == (1, 1, 32)
     assert cut["parameters"] < r["models"]["2x2x64"]["parameters"]
     graph = onnx.load(cut["path"]).graph
     ops = [n.op_type for n in graph.node]
-    assert ops.count("QAttention") == 1 and "GatherBlockQuantized" in ops  # one fused int8 layer, int4 tables
+    assert "QAttention" not in ops and "GatherBlockQuantized" in ops  # the one layer on the first token, int4 tables
+    assert cut["first_token_only"] and not r["models"]["1x1x32-all-rows"]["first_token_only"]
+    ops = [n.op_type for n in onnx.load(r["models"]["1x1x32-all-rows"]["path"]).graph.node]
+    assert ops.count("QAttention") == 1 and "GatherBlockQuantized" in ops  # one fused int8 layer over every row
     config = read_json(tmp_path / "work" / "1x1x32" / "pytorch" / "config.json")
     assert config["num_hidden_layers"] == 1 and config["intermediate_size"] == 32 and config["pruned_heads"]
     for row in r["models"].values():
