@@ -213,15 +213,24 @@ def _runtime_shapes(model, batch: int, seq: int) -> dict[str, list[int]]:
     return shapes
 
 
-def bert_ops(config: dict, batch: int, seq: int) -> dict:
+def bert_ops(config: dict, batch: int, seq: int, first_token: bool = False) -> dict:
     """The same count as ``count_ops`` for a BERT classifier, from its config: per layer the Q, K, V and output
     projections (4 h^2 per token), the feed-forward (2 h f per token) and the two attention products
-    (2 s h per token each); then the pooler (h^2) and the classifier (h x labels) on one token per sequence."""
+    (2 s h per token each); then the pooler (h^2) and the classifier (h x labels) on one token per sequence.
+
+    ``first_token``: the last layer as ``compress.onnxgraph.first_token_head`` writes it, per sequence: the
+    query and output projections and the feed-forward on one row (2 h^2 + 2 h f), the key and value weights
+    applied to one row per head (2 heads h^2), and the scores and weighted sum over the tokens (2 s h heads)."""
     h, f, layers = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
     labels = len(config.get("id2label") or {}) or config.get("num_labels", 2)
+    heads = config.get("num_attention_heads", 1)  # read only for first_token
     tokens = batch * seq
-    linear = layers * 2 * tokens * (4 * h * h + 2 * h * f)
-    attention = layers * 2 * 2 * tokens * seq * h
+    full = layers - 1 if first_token else layers
+    linear = full * 2 * tokens * (4 * h * h + 2 * h * f)
+    attention = full * 2 * 2 * tokens * seq * h
+    if first_token:
+        linear += 2 * batch * (2 * h * h + 2 * heads * h * h + 2 * h * f)
+        attention += 2 * 2 * batch * seq * h * heads
     head = 2 * batch * (h * h + h * labels)
     return {"linear": linear, "attention": attention, "head": head, "total": linear + attention + head}
 
