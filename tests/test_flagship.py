@@ -130,7 +130,9 @@ def test_scripts_end_to_end_on_the_tiny_run(tiny_shipped, tmp_path):
     p = read_json(out2)
     assert p["int8_peak_gops"] > 0 and p["fp32_peak_gops"] > 0
     assert p["student"]["ops_match_formula"]
-    assert p["student"]["share_of_int8_peak"] == pytest.approx(p["student"]["achieved_gops"] / p["int8_peak_gops"], rel=0.01)
+    # share is rounded to 4 decimals and achieved_gops to 0.1: on the tiny model the share is ~1%, so allow the rounding
+    assert p["student"]["share_of_int8_peak"] == pytest.approx(p["student"]["achieved_gops"] / p["int8_peak_gops"],
+                                                               rel=0.01, abs=1e-4)
 
 
 def test_residual_adds_stay_out_of_skip_layer_norm(tiny_bert, tmp_path):
