@@ -167,7 +167,7 @@ def test_first_token_head_gives_the_same_logits_with_less_work(tiny_bert, tmp_pa
     import onnx
 
     from compress import onnxrun
-    from compress.onnxgraph import first_token_head, fp32_nodes, optimize
+    from compress.onnxgraph import fp32_nodes, optimize
     from compress.quant.onnx_int8 import Settings, quantize_dynamic
 
     source, plain, first = tiny_bert / "onnx" / "model.onnx", tmp_path / "plain.onnx", tmp_path / "first.onnx"
@@ -190,6 +190,7 @@ def test_first_token_head_gives_the_same_logits_with_less_work(tiny_bert, tmp_pa
     assert len(kept) == 2
     nodes = {n.name: n.op_type for n in onnx.load(str(tmp_path / "first8.onnx")).graph.node}
     assert all(nodes.get(name) == "MatMul" for name in kept)  # scores and weighted sum stay fp32
+
     def fp32_matrices(path):  # fp32 tables of at least hidden x hidden values: the embeddings, no linear layer
         return sorted(int(np.prod(t.dims)) for t in onnx.load(str(path)).graph.initializer
                       if t.data_type == onnx.TensorProto.FLOAT and np.prod(t.dims) >= TINY["hidden_size"] ** 2)
