@@ -111,9 +111,9 @@ def main(argv: list[str]) -> int:
     ops = count_ops(student_path, args.batch_size, args.sequence_length)
     import onnx
 
-    from compress.onnxgraph import FIRST_TOKEN
+    from compress.onnxgraph import has_first_token_head
 
-    first_token = any(f"_{FIRST_TOKEN}/" in n.name for n in onnx.load(str(student_path), load_external_data=False).graph.node)
+    first_token = has_first_token_head(onnx.load(str(student_path), load_external_data=False))
     formula = bert_ops(config, args.batch_size, args.sequence_length, first_token=first_token)
     _, split = evaluation(run, None)
     query = latency_input(AutoTokenizer.from_pretrained(student_tok), split.texts, args.sequence_length, args.batch_size)

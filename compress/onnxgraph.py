@@ -162,13 +162,14 @@ def first_token_head(model) -> int:
     if not any(attn_out in node.input for node in region):
         return 0
     graph_outputs = {o.name for o in graph.output}
+    inside = {id(node) for node in region} | {id(gather)}
     for node in region:
         for out in node.output:
-            if out in graph_outputs or any(r is not gather and r not in region for r in readers.get(out, [])):
+            if out in graph_outputs or any(id(r) not in inside for r in readers.get(out, [])):
                 return 0
 
     inputs = [i for i in attn.input]
-    if len([i for i in inputs if i]) > 4 or inputs[1] not in inits or len(inputs) < 3 or inputs[2] not in inits:
+    if len(inputs) < 3 or len([i for i in inputs if i]) > 4 or inputs[1] not in inits or inputs[2] not in inits:
         return 0
     weight, bias = numpy_helper.to_array(inits[inputs[1]]), numpy_helper.to_array(inits[inputs[2]])
     heads = attr(attn, "num_heads")
@@ -242,9 +243,17 @@ def first_token_head(model) -> int:
     return len(region)
 
 
+def _first_token_nodes(model) -> list:
+    return [n for n in model.graph.node if f"_{FIRST_TOKEN}/" in n.name]
+
+
+def has_first_token_head(model) -> bool:
+    """Whether :func:`first_token_head` rewrote ``model``'s last layer."""
+    return bool(_first_token_nodes(model))
+
+
 def fp32_nodes(model) -> list[str]:
     """Names of the matrix products :func:`first_token_head` wrote between two activations (the attention
     scores and the weighted sum of the tokens): quantizers leave them fp32, as QAttention does."""
-    return [n.name for n in model.graph.node
-            if n.op_type == "MatMul" and f"_{FIRST_TOKEN}/" in n.name and n.name.rsplit("/", 1)[-1] in
-            ("scores_MatMul", "z_MatMul")]
+    return [n.name for n in _first_token_nodes(model)
+            if n.op_type == "MatMul" and n.name.rsplit("/", 1)[-1] in ("scores_MatMul", "z_MatMul")]
