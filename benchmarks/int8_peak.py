@@ -143,7 +143,7 @@ def main(argv: list[str]) -> int:
             "ops_match_formula": ops["total"] == formula["total"],
             "first_token_only": first_token,
             "ops_by_node": ops["nodes"],
-            "achieved_gops": round(achieved, 1),
+            "achieved_gops": round(achieved, 3),
             "share_of_int8_peak": round(share, 4),
             "share_of_its_kernel_at_its_shapes": round(achieved / at_layers["gops_best"], 4),
             "its_kernel_at_its_shapes": f"DynamicQuantizeMatMul {at_layers['m']}x{at_layers['k']}x{at_layers['n']}: "

@@ -76,6 +76,11 @@ def test_gemm_model_computes_the_product(kernel):
     b = numpy_helper.to_array(next(t for t in model.graph.initializer if t.name == "B"))
     a = gemm_input(kernel, 16, 32)
     got = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(["Y"], {"A": a})[0]
+    if kernel != "MatMul":  # 7-bit weights where this CPU sums u8 x s8 pairs in int16 (no VNNI), else 8-bit
+        from compress.envinfo import int8_isa
+        from compress.quant.onnx_int8 import reduce_range_for
+
+        assert np.abs(b.astype(np.int32)).max() == (63 if reduce_range_for(int8_isa()) else 127)
     if kernel == "MatMulInteger":  # u8 activations with zero point 128, s8 weights, exact int32 sums
         np.testing.assert_array_equal(got, (a.astype(np.int32) - 128) @ b.astype(np.int32))
     elif kernel == "DynamicQuantizeMatMul":  # weights scaled by 0.01; the activations quantized to 8 bits
@@ -130,9 +135,9 @@ def test_scripts_end_to_end_on_the_tiny_run(tiny_shipped, tmp_path):
     p = read_json(out2)
     assert p["int8_peak_gops"] > 0 and p["fp32_peak_gops"] > 0
     assert p["student"]["ops_match_formula"]
-    # share is rounded to 4 decimals and achieved_gops to 0.1: on the tiny model the share is ~1%, so allow the rounding
+    # share is rounded to 4 decimals, achieved_gops to 0.001 (on the tiny model it is a few GOP/s)
     assert p["student"]["share_of_int8_peak"] == pytest.approx(p["student"]["achieved_gops"] / p["int8_peak_gops"],
-                                                               rel=0.01, abs=1e-4)
+                                                               abs=1e-4)
 
 
 def test_residual_adds_stay_out_of_skip_layer_norm(tiny_bert, tmp_path):

@@ -39,12 +39,22 @@ INT8_KERNELS = ("MatMulInteger", "DynamicQuantizeMatMul")
 # ----------------------------------------------------------------------------- peak
 
 
-def gemm_model(kernel: str, m: int, k: int, n: int, seed: int = 0):
+def gemm_model(kernel: str, m: int, k: int, n: int, seed: int = 0, seven_bit: bool | None = None):
     """A one-node ONNX graph computing an (m x k) @ (k x n) product with ``kernel``; the (k x n) operand
-    is a constant initializer (random int8 weights, or fp32 for MatMul)."""
+    is a constant initializer (random int8 weights, or fp32 for MatMul).
+
+    ``seven_bit`` (default: where the quantizer uses 7-bit weights on this CPU, x86 without VNNI) draws the
+    int8 weights from -63..63, as the shipped models have them there: those CPUs sum pairs of u8 x s8
+    products in int16, which saturates with full-range weights and would make the product inexact."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
+    from compress.envinfo import int8_isa
+    from compress.quant.onnx_int8 import reduce_range_for
+
+    if seven_bit is None:
+        seven_bit = reduce_range_for(int8_isa())
+    top = 63 if seven_bit else 127
     rng = np.random.default_rng(seed)
     inits, extra, opset = [], [], [helper.make_opsetid("", 17)]
     if kernel == "MatMul":
@@ -53,12 +63,12 @@ def gemm_model(kernel: str, m: int, k: int, n: int, seed: int = 0):
         node = helper.make_node("MatMul", ["A", "B"], ["Y"])
     elif kernel == "MatMulInteger":
         a_type, out_type = TensorProto.UINT8, TensorProto.INT32
-        inits.append(numpy_helper.from_array(rng.integers(-127, 128, (k, n), dtype=np.int8), "B"))
+        inits.append(numpy_helper.from_array(rng.integers(-top, top + 1, (k, n), dtype=np.int8), "B"))
         inits.append(numpy_helper.from_array(np.array(128, dtype=np.uint8), "a_zero_point"))
         node = helper.make_node("MatMulInteger", ["A", "B", "a_zero_point"], ["Y"])
     elif kernel == "DynamicQuantizeMatMul":
         a_type, out_type = TensorProto.FLOAT, TensorProto.FLOAT
-        inits.append(numpy_helper.from_array(rng.integers(-127, 128, (k, n), dtype=np.int8), "B"))
+        inits.append(numpy_helper.from_array(rng.integers(-top, top + 1, (k, n), dtype=np.int8), "B"))
         inits.append(numpy_helper.from_array(np.full((n,), 0.01, dtype=np.float32), "b_scale"))
         inits.append(numpy_helper.from_array(np.zeros((n,), dtype=np.int8), "b_zero_point"))
         node = helper.make_node("DynamicQuantizeMatMul", ["A", "B", "b_scale", "b_zero_point"], ["Y"], domain="com.microsoft")
