@@ -98,7 +98,7 @@ def run(
     overrides: Optional[List[str]] = OverridesArg,
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Run folders go to RUNS_DIR/<name>/."),
 ) -> None:
-    """Run a pipeline: teacher, student, distill, export, quantize, mobile, bench, report, ship.
+    """Run a pipeline: teacher, student, distill, refine, baseline, trim, export, quantize, mobile, bench, report, ship.
 
     Finished stages whose inputs have not changed are skipped; a changed setting reruns
     its stage and every stage after it. A pipeline with a sweep block runs once per point

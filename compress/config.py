@@ -250,6 +250,33 @@ class DistillConfig(StrictModel):
     train: TrainConfig = Field(default_factory=TrainConfig)
 
 
+class RefineConfig(StrictModel):
+    """A second, narrower round after distillation: the distilled student's attention heads and feed-forward
+    neurons are pruned (ranked as student.num_attention_heads / intermediate_size rank them), and the pruned
+    model is distilled again, taught by the distilled student (a teacher assistant, Mirzadeh et al. 2020) or by
+    the teacher. Pruning a student that has already learnt the task loses less than pruning the teacher's raw
+    layers (README, Levers)."""
+
+    enabled: bool = Field(False, description="Run the second round; the refined student is what is exported, "
+                          "quantized and shipped.")
+    num_attention_heads: int | None = Field(None, gt=0, description="Heads kept in every block (null = all).")
+    intermediate_size: int | None = Field(None, gt=0, description="Feed-forward neurons kept in every block (null = all).")
+    prune_samples: int = Field(512, gt=0, description="Training sentences (the first of the seeded shuffle) on which "
+                               "importance is measured.")
+    teacher: Literal["student", "teacher"] = Field(
+        "student", description="Who teaches the pruned model: student = the distilled student (its outputs are "
+        "computed once and cached like the teacher's); teacher = the teacher (its cached outputs are reused).")
+    train: TrainConfig | None = Field(None, description="The second round's training; null = distill.train. The rest "
+                                      "of the recipe (temperature, alpha, divergence, losses, augmentation) is distill's.")
+
+    @model_validator(mode="after")
+    def _something_to_prune(self) -> RefineConfig:
+        if self.enabled and self.num_attention_heads is None and self.intermediate_size is None:
+            raise ValueError("refine.enabled: true prunes nothing: set refine.num_attention_heads and/or "
+                             "refine.intermediate_size (or refine.enabled: false)")
+        return self
+
+
 class BaselinesConfig(StrictModel):
     """Students evaluated beside the distilled one, so the report says what distillation bought."""
 
@@ -298,7 +325,8 @@ ONNX_INT8 = ("onnx_dynamic", "onnx_static")  # quantized with ONNX Runtime, walk
 ONNX_METHODS = (*ONNX_INT8, "fp16")  # produce an .onnx file: shippable
 GPU_METHODS = ("fp16", "bnb_int8", "bnb_nf4")  # need CUDA to run well (fp16) or at all (bitsandbytes)
 BNB_METHODS = ("bnb_int8", "bnb_nf4")
-BUILTIN_VARIANTS = ("teacher", "teacher-onnx", "student", "student-onnx", "student-init", "student-ce")
+BUILTIN_VARIANTS = ("teacher", "teacher-onnx", "student", "student-onnx", "student-init", "student-ce",
+                    "student-unpruned")
 
 
 class CalibrationConfig(StrictModel):
@@ -508,7 +536,7 @@ class SweepConfig(StrictModel):
 
 
 class PipelineConfig(StrictModel):
-    """A whole run: teacher -> student -> distill -> export -> quantize -> mobile -> bench -> report -> ship."""
+    """A whole run: teacher -> student -> distill [-> refine] -> export -> quantize -> mobile -> bench -> report -> ship."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Run name: runs/<name>/, exports/<name>/.")
     task: Literal["sequence-classification", "causal-lm"] = Field(
@@ -524,6 +552,7 @@ class PipelineConfig(StrictModel):
     teacher: TeacherConfig
     student: StudentConfig = Field(default_factory=StudentConfig)
     distill: DistillConfig = Field(default_factory=DistillConfig)
+    refine: RefineConfig = Field(default_factory=RefineConfig)
     baselines: BaselinesConfig = Field(default_factory=BaselinesConfig)
     vocab_trim: VocabTrimConfig = Field(default_factory=VocabTrimConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
@@ -811,6 +840,9 @@ def _check_task(cfg: PipelineConfig) -> list[str]:
         if cfg.student.method == "layers" and getattr(cfg.student, key) is not None:
             problems.append(f"student.{key}: pruning the teacher's layers is for classifiers; for {why} use "
                             f"student.method: config for fewer heads or a narrower feed-forward (or set it to null)")
+    if cfg.refine.enabled:
+        problems.append(f"refine.enabled: pruning and distilling again is for classifiers; for {why} set it to false "
+                        "and use student.method: config for a narrower student")
     if cfg.data.validation_split:
         problems.append(f"data.validation_split: per-epoch validation is for classifiers; for {why} the held-out text "
                         "is data.holdout_fraction of the text (or <eval_split>.txt in a folder); set it to null")

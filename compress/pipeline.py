@@ -44,10 +44,10 @@ class Context:
 
 
 def stages() -> list[ModuleType]:
-    from compress.stages import (baseline, bench, distill, export, mobile, quantize, report, ship, student, teacher,
-                                 trim)
+    from compress.stages import (baseline, bench, distill, export, mobile, quantize, refine, report, ship, student,
+                                 teacher, trim)
 
-    return [teacher, student, distill, baseline, trim, export, quantize, mobile, bench, report, ship]
+    return [teacher, student, distill, refine, baseline, trim, export, quantize, mobile, bench, report, ship]
 
 
 def inputs_hash(stage: ModuleType, cfg: PipelineConfig, upstream: dict[str, str]) -> str:

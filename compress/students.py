@@ -31,16 +31,8 @@ def build(scfg, teacher, tokenizer, sample=None, max_length: int = 128):
         info = {"method": "layers", "architecture": student.config.model_type, "layers": kept}
         if scfg.num_attention_heads is None and scfg.intermediate_size is None:
             return student, tokenizer, info
-        if sample is None or not len(sample):
-            key = "num_attention_heads" if scfg.num_attention_heads is not None else "intermediate_size"
-            raise CompressError(f"student.{key}: pruning needs training sentences, and none were given")
-        texts, labels = sample.texts[: scfg.prune_samples], sample.labels[: scfg.prune_samples]
-        if scfg.num_attention_heads is not None:
-            batches = importance_batches(tokenizer, texts, max_length, labels)
-            info["pruned_heads"] = models.prune_heads(student, scfg.num_attention_heads, batches)
-        if scfg.intermediate_size is not None:
-            info["pruned"] = models.prune_ffn(student, scfg.intermediate_size,
-                                              importance_batches(tokenizer, texts, max_length))
+        info.update(prune(student, tokenizer, sample, scfg.num_attention_heads, scfg.intermediate_size,
+                          scfg.prune_samples, max_length, "student"))
         return student, tokenizer, info
     if scfg.method == "config":
         student = smaller(teacher, scfg)
@@ -56,6 +48,37 @@ def build(scfg, teacher, tokenizer, sample=None, max_length: int = 128):
             f"({len(student_tokenizer)} vs {len(tokenizer)} tokens); teacher and student must share a tokenizer"
         )
     return student, tokenizer, {"method": "pretrained", "architecture": student.config.model_type, "model": scfg.model}
+
+
+def prune(model, tokenizer, sample, heads: int | None, ffn: int | None, samples: int, max_length: int,
+          section: str) -> dict:
+    """Prune ``model`` in place to ``heads`` attention heads, then ``ffn`` feed-forward neurons, per block (None
+    keeps them all), ranked on the first ``samples`` sentences of ``sample`` (a Split) cut to ``max_length`` tokens;
+    {"pruned_heads": ..., "pruned": ...} for what was pruned. ``section`` names the config section in errors."""
+    if sample is None or not len(sample):
+        key = "num_attention_heads" if heads is not None else "intermediate_size"
+        raise CompressError(f"{section}.{key}: pruning needs training sentences, and none were given")
+    texts, labels = sample.texts[:samples], sample.labels[:samples]
+    info = {}
+    if heads is not None:
+        info["pruned_heads"] = models.prune_heads(model, heads, importance_batches(tokenizer, texts, max_length, labels))
+    if ffn is not None:
+        info["pruned"] = models.prune_ffn(model, ffn, importance_batches(tokenizer, texts, max_length))
+    return info
+
+
+def describe_pruning(info: dict) -> str:
+    """", attention heads pruned 12 -> 6 per block (...), feed-forward pruned ..." for what ``prune`` returned."""
+    described = ""
+    if "pruned_heads" in info:
+        p = info["pruned_heads"]
+        described += (f", attention heads pruned {p['heads_before']} -> {p['heads']} per block "
+                      f"(importance kept: {', '.join(f'{x:.0%}' for x in p['importance_kept'])})")
+    if "pruned" in info:
+        p = info["pruned"]
+        described += (f", feed-forward pruned {p['intermediate_size_before']} -> {p['intermediate_size']} neurons "
+                      f"(importance kept per block: {', '.join(f'{x:.0%}' for x in p['importance_kept'])})")
+    return described
 
 
 def importance_batches(tokenizer, texts: list[str], max_length: int, labels: list[int] | None = None,

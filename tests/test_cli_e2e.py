@@ -7,7 +7,7 @@ import sys
 from .conftest import ROOT, read_json
 
 VARIANTS = ["teacher", "teacher-onnx", "student", "student-onnx", "student-int8", "student-int8-static", "student-torch-int8", "student-init", "student-ce"]
-STAGES = ("teacher", "student", "distill", "baseline", "trim", "export", "quantize", "mobile", "bench", "report",
+STAGES = ("teacher", "student", "distill", "refine", "baseline", "trim", "export", "quantize", "mobile", "bench", "report",
           "ship")
 FIELDS = ["format", "precision", "parameters", "size_bytes", "accuracy", "retention", "speedup", "latency_ms",
           "peak_memory_bytes"]
@@ -130,6 +130,43 @@ def test_tiny_pruned_student_exports_with_fused_attention(run_tiny):
     assert fusions["Sum"] == 4 and fusions["SkipLayerNormalization"] == 0  # the 2 residual adds of each block
 
 
+def test_tiny_refine_prunes_the_distilled_student_and_distils_it_again(run_tiny):
+    """refine: the distilled student loses heads and neurons, is taught again (by itself before pruning, then by the
+    teacher), and the refined student is what is exported, quantized and reported, beside the unpruned one."""
+    fast = ("baselines.enabled=false", "quantize.variants=[{name: student-int8, method: onnx_dynamic}]",
+            "bench.targets=[cpu]", "mobile.enabled=false", "ship.enabled=false")
+    refine = ("refine.enabled=true", "refine.num_attention_heads=1", "refine.intermediate_size=16")
+    result, run_dir = run_tiny(*fast, *refine)
+    assert result.exit_code == 0, result.output + (result.stderr or "")
+    metrics = read_json(run_dir / "refine" / "stage.json")["metrics"]
+    assert metrics["pruned_heads"]["heads"] == 1 and metrics["pruned"]["intermediate_size"] == 16
+    assert metrics["parameters"] < metrics["parameters_before"] and metrics["taught_by"] == "student"
+    assert metrics["cache"]["hit"] is False  # the distilled student's outputs: a new cache entry
+    assert metrics["train"]["steps"] > 0
+    assert "refine: the distilled student, attention heads pruned 2 -> 1 per block" in result.output.replace("\n", " ")
+    distilled = read_json(run_dir / "distill" / "model" / "config.json")
+    shipped = read_json(run_dir / "refine" / "model" / "config.json")
+    assert distilled["intermediate_size"] == 64 and shipped["intermediate_size"] == 16
+    assert read_json(run_dir / "export" / "stage.json")["metrics"]["student"]["fusions"]["Attention"] == 2
+    report = read_json(run_dir / "report.json")
+    by = {v["name"]: v for v in report["variants"]}
+    assert by["student-unpruned"]["role"] == "baseline"
+    assert by["student"]["parameters"] == metrics["parameters"]  # what is benchmarked is the refined student
+    assert by["student-unpruned"]["parameters"] == metrics["parameters_before"]
+    change = report["refine"]["student vs student-unpruned"]
+    assert change["ci95"][0] <= change["difference"] <= change["ci95"][1]
+    assert report["refine"]["intermediate_size"] == [64, 16]
+    assert "Refined: the distilled student pruned (num_attention_heads 2 -> 1, intermediate_size 64 -> 16" in (
+        run_dir / "report.md").read_text()
+
+    again, _ = run_tiny(*fast, *refine, "refine.teacher=teacher")
+    assert again.exit_code == 0, again.output + (again.stderr or "")
+    skipped = {line.split()[1] for line in again.output.splitlines() if line.startswith("skip ")}
+    assert {"teacher", "student", "distill", "baseline"} <= skipped and "refine" not in skipped
+    metrics = read_json(run_dir / "refine" / "stage.json")["metrics"]
+    assert metrics["taught_by"] == "teacher" and metrics["cache"]["hit"] is True  # the distill stage's entry
+
+
 def test_plan_reruns_what_reads_a_deleted_stage(tmp_path):
     import shutil
 
@@ -147,4 +184,4 @@ def test_plan_reruns_what_reads_a_deleted_stage(tmp_path):
     assert [s.NAME for s, _, r in plan(cfg, run_dir) if r] == []
     shutil.rmtree(run_dir / "distill")
     rerun = [s.NAME for s, _, r in plan(cfg, run_dir) if r]
-    assert rerun == ["distill", "trim", "export", "quantize", "mobile", "bench", "report", "ship"]
+    assert rerun == ["distill", "refine", "trim", "export", "quantize", "mobile", "bench", "report", "ship"]

@@ -103,3 +103,19 @@ def test_impossible_combination_names_the_key():
     assert not cfg.quantize.enabled and not cfg.mobile.enabled
     problems = errors_of(TINY, ["teacher.model=bert-base-uncased"])
     assert problems == ["teacher: set exactly one of teacher.model (pretrained) or teacher.architecture (random init)"]
+
+
+def test_refine_needs_something_to_prune_and_a_classifier():
+    assert errors_of(TINY, ["refine.enabled=true"]) == [
+        "refine.enabled: true prunes nothing: set refine.num_attention_heads and/or refine.intermediate_size "
+        "(or refine.enabled: false)"]
+    assert errors_of(TINY, ["refine.enabled=true", "refine.intermediate_size=0", "refine.teacher=assistant"]) == [
+        "refine.intermediate_size: must be > 0, got 0",
+        "refine.teacher: must be one of 'student' or 'teacher', got 'assistant'"]
+    cfg = load_config(TINY, ["refine.enabled=true", "refine.intermediate_size=16"])
+    assert cfg.refine.train is None and cfg.refine.teacher == "student"  # distill.train, taught by the student
+    lm = sorted((ROOT / "pipelines").glob("*lm*.yaml"))[0]
+    problems = errors_of(lm, ["refine.enabled=true", "refine.intermediate_size=16"])
+    assert [p for p in problems if p.startswith("refine.")] == [
+        "refine.enabled: pruning and distilling again is for classifiers; for task causal-lm set it to false and use "
+        "student.method: config for a narrower student"]

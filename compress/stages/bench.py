@@ -23,7 +23,7 @@ from compress.stages.trim import final_student
 
 NAME = "bench"
 VERSION = 3  # 2: targets (cpu, mobile, gpu), min_seconds, accuracy intervals, repeatability; 3: the repeat right after
-DEPENDS = ("teacher", "student", "distill", "baseline", "trim", "export", "quantize", "mobile")
+DEPENDS = ("teacher", "student", "distill", "refine", "baseline", "trim", "export", "quantize", "mobile")
 CONFIG = ("bench", "data")
 
 
@@ -73,6 +73,8 @@ def variants(ctx) -> list[Variant]:
         Variant("student-onnx", "student", "onnx", "fp32", onnx_model(ctx, "student"), "student"),
     ]
     out += quantized(ctx)
+    if (ctx.stage_dir("refine") / "model").is_dir():  # what the refine round (prune, distil again) changed
+        out.append(Variant("student-unpruned", "baseline", "pytorch", "fp32", ctx.stage_dir("distill") / "model"))
     ce = ctx.stage_dir("baseline") / "student-ce"
     if ce.is_dir():  # baselines: the same student before distillation, and trained on hard labels only
         out.append(Variant("student-init", "baseline", "pytorch", "fp32", ctx.stage_dir("student") / "model"))

@@ -55,10 +55,16 @@ def run(cfg, ctx) -> dict:
 
         return llm.distill(cfg, ctx)
 
-    dcfg = cfg.distill
-    teacher_dir = ctx.stage_dir("teacher") / "model"
-    teacher, _ = models.load_saved(teacher_dir)
     student, tokenizer = models.load_saved(ctx.stage_dir("student") / "model")
+    metrics = distil(cfg, ctx, cfg.distill, ctx.stage_dir("teacher") / "model", student, tokenizer, "distill")
+    models.save(student.cpu(), tokenizer, ctx.out / "model")
+    return metrics
+
+
+def distil(cfg, ctx, dcfg, teacher_dir: Path, student, tokenizer, desc: str) -> dict:
+    """Train ``student`` in place on the outputs of the model saved in ``teacher_dir``, as ``dcfg`` (a DistillConfig)
+    says; its metrics. The distill stage, and the refine stage's second round, call this."""
+    teacher, _ = models.load_saved(teacher_dir)
     data = encode(tokenizer, training_split(cfg, tokenizer, hard_labels_for_copies=False), cfg.data.max_length)
     precision = resolve_precision(dcfg.train.precision, ctx.device)
     accelerator = accelerator_for(dcfg.train, ctx)
@@ -68,23 +74,23 @@ def run(cfg, ctx) -> dict:
     metrics: dict = {"temperature": dcfg.temperature, "alpha": dcfg.alpha, "divergence": dcfg.divergence}
     cached = None
     if dcfg.cache.enabled and not live:
-        cached, metrics["cache"] = _cached_outputs(cfg, ctx, teacher, teacher_dir, data, tokenizer.pad_token_id, precision)
+        cached, metrics["cache"] = _cached_outputs(cfg, ctx, dcfg, teacher, teacher_dir, data, tokenizer.pad_token_id,
+                                                   precision)
     if dcfg.attention_weight > 0:
         for m in (teacher, student):
             m.config._attn_implementation = "eager"  # attention maps are returned only by eager attention
 
     loss_fn = make_loss_fn(dcfg, accelerator, teacher, cached, want_hidden=hidden is not None)
     source = "cached teacher outputs" if cached is not None else "live teacher"
-    ctx.console.print(f"distill: {dcfg.divergence} T={dcfg.temperature}, alpha={dcfg.alpha}, {source}"
+    ctx.console.print(f"{desc}: {dcfg.divergence} T={dcfg.temperature}, alpha={dcfg.alpha}, {source}"
                       + (f", hidden {dcfg.hidden.kind} x{dcfg.hidden.weight}" if hidden else "")
                       + (f", attention x{dcfg.attention_weight}" if dcfg.attention_weight else "")
                       + f", {len(data)} sentences"
                       + (f" ({dcfg.augment.copies} perturbed copies each included)" if dcfg.augment.copies else ""))
     trainable = Trainable(student, dcfg, hidden, _attention_map(student, teacher) if dcfg.attention_weight else [])
     metrics["train"] = fit(trainable, data, tokenizer.pad_token_id, dcfg.train, accelerator, cfg.seed, loss_fn,
-                           "distill", ctx.console, checkpoint_dir=ctx.checkpoint_dir,
+                           desc, ctx.console, checkpoint_dir=ctx.checkpoint_dir,
                            evaluate=validation_evaluator(cfg, tokenizer, ctx.device, pick=lambda m: m.student))
-    models.save(student.cpu(), tokenizer, ctx.out / "model")
     if hidden is not None:
         metrics["hidden"] = {"layer_map": [list(p) for p in hidden.layer_map], "projection": hidden.proj is not None}
     return metrics
@@ -129,8 +135,7 @@ def _attention_map(student, teacher) -> list[tuple[int, int]]:
     return [(i - 1, j - 1) for i, j in uniform_layer_map(s, t) if i > 0]
 
 
-def _cached_outputs(cfg, ctx, teacher, teacher_dir: Path, data, pad_id: int, precision: str):
-    dcfg = cfg.distill
+def _cached_outputs(cfg, ctx, dcfg, teacher, teacher_dir: Path, data, pad_id: int, precision: str):
     runs_dir = ctx.runs_dir or ctx.run_dir.parent
     root = Path(dcfg.cache.dir) if dcfg.cache.dir else runs_dir / ".cache" / "teacher-outputs"
     store = teacher_cache.TeacherCache(root)

@@ -23,7 +23,7 @@ from compress.stages.trim import final_student
 NAME = "export"
 VERSION = 4  # 2: fused graph and parity.npz, which quantize and mobile read; 3: residual adds as Sum;
 # 4: optimize.first_token_only
-DEPENDS = ("teacher", "distill", "trim")
+DEPENDS = ("teacher", "distill", "refine", "trim")
 CONFIG = ("export", "optimize", "data", "bench.sequence_length")  # the parity shapes; not the other bench settings
 FUSED = "model_optimized.onnx"
 

@@ -14,7 +14,7 @@ from compress.stages import mobile
 
 NAME = "report"
 VERSION = 3  # 2: per-target tables, plots and recommendations; retention intervals; repeatability; 3: data checks
-DEPENDS = ("teacher", "student", "distill", "baseline", "trim", "export", "quantize", "mobile", "bench")
+DEPENDS = ("teacher", "student", "distill", "refine", "baseline", "trim", "export", "quantize", "mobile", "bench")
 CONFIG = ("name", "report")
 REFERENCE = "teacher"  # ratios are against the teacher in PyTorch fp32
 
@@ -74,6 +74,7 @@ def build(cfg, ctx) -> dict:
             f"student vs {base}": paired_difference(correct["student"], correct[base])
             for base in ("student-ce", "student-init") if base in correct
         },
+        "refine": refine_summary(stages["refine"]["metrics"], correct),
         "stage_seconds": {name: s["seconds"] for name, s in stages.items()},
         "environment": read_json(ctx.run_dir / "env.json"),
         "variants": variants,
@@ -246,14 +247,43 @@ def targets_markdown(report: dict) -> list[str]:
     return lines
 
 
+def refine_summary(metrics: dict, correct: dict) -> dict | None:
+    """What the refine stage did and what it changed: the refined student against the distilled one it was
+    pruned from, on the same sentences; None when it was off."""
+    if not metrics.get("enabled"):
+        return None
+    shape = {}
+    if "pruned_heads" in metrics:
+        shape["num_attention_heads"] = [metrics["pruned_heads"]["heads_before"], metrics["pruned_heads"]["heads"]]
+    if "pruned" in metrics:
+        shape["intermediate_size"] = [metrics["pruned"]["intermediate_size_before"], metrics["pruned"]["intermediate_size"]]
+    change = (paired_difference(correct["student"], correct["student-unpruned"])
+              if "student-unpruned" in correct else None)
+    return {"taught_by": metrics["taught_by"], "parameters": [metrics["parameters_before"], metrics["parameters"]],
+            **shape, "student vs student-unpruned": change}
+
+
 def gain_sentences(report: dict) -> list[str]:
-    """What distillation bought over each baseline, with its paired interval."""
+    """What distillation bought over each baseline, and what the refine round changed, with paired intervals."""
     out = []
+    refine = report.get("refine")
     for name, gain in report.get("distillation_gain", {}).items():
         lo, hi = gain["ci95"]
         out.append(f"Distillation gain, {name}: {gain['difference'] * 100:+.2f} points of accuracy "
                    f"(95% paired bootstrap interval {lo * 100:+.2f} to {hi * 100:+.2f}; {gain['wins']} sentences won, "
-                   f"{gain['losses']} lost).")
+                   f"{gain['losses']} lost)" + (" (the baseline has the unpruned shape)." if refine else "."))
+    if refine:
+        pruned = ", ".join(f"{k} {refine[k][0]} -> {refine[k][1]}" for k in ("num_attention_heads", "intermediate_size")
+                           if k in refine)
+        a, b = refine["parameters"]
+        sentence = (f"Refined: the distilled student pruned ({pruned}; {a / 1e6:.1f}M -> {b / 1e6:.1f}M parameters) "
+                    f"and distilled again, taught by the {'distilled student' if refine['taught_by'] == 'student' else 'teacher'}")
+        change = refine.get("student vs student-unpruned")
+        if change:
+            lo, hi = change["ci95"]
+            sentence += (f"; against the unpruned student: {change['difference'] * 100:+.2f} points of accuracy "
+                         f"(95% paired bootstrap interval {lo * 100:+.2f} to {hi * 100:+.2f})")
+        out.append(sentence + ".")
     return out
 
 

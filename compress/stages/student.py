@@ -24,13 +24,6 @@ def run(cfg, ctx) -> dict:
     models.save(student, tokenizer, ctx.out / "model")
     t, s = models.count_parameters(teacher), models.count_parameters(student)
     described = ", ".join(f"{k} {v}" for k, v in info.items() if not k.startswith("pruned"))
-    if "pruned_heads" in info:
-        p = info["pruned_heads"]
-        described += (f", attention heads pruned {p['heads_before']} -> {p['heads']} per block "
-                      f"(importance kept: {', '.join(f'{x:.0%}' for x in p['importance_kept'])})")
-    if "pruned" in info:
-        p = info["pruned"]
-        described += (f", feed-forward pruned {p['intermediate_size_before']} -> {p['intermediate_size']} neurons "
-                      f"(importance kept per block: {', '.join(f'{x:.0%}' for x in p['importance_kept'])})")
+    described += students.describe_pruning(info)
     ctx.console.print(f"student: {described}; {s / 1e6:.1f}M parameters ({s / t:.0%} of the teacher)")
     return {**info, "parameters": s, "teacher_parameters": t}

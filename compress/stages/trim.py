@@ -1,4 +1,4 @@
-"""Trim: keep only the tokens the task text uses in the distilled student (edge builds).
+"""Trim: keep only the tokens the task text uses in the distilled (and refined) student (edge builds).
 
 The embedding matrix and the tokenizer shrink together; on the task's text the trimmed student
 computes exactly what the untrimmed one does (checked here on every evaluation sentence).
@@ -14,25 +14,26 @@ from compress import models
 from compress.data import encode, eval_split, train_split
 from compress.distill.train import predict_logits
 from compress.errors import CompressError
+from compress.stages.refine import refined
 from compress.vocab import trim_vocabulary
 
 NAME = "trim"
-DEPENDS = ("distill",)
+DEPENDS = ("distill", "refine")
 CONFIG = ("vocab_trim", "data")
 ATOL = 1e-5
 
 
 def final_student(ctx) -> Path:
-    """The student that is exported and shipped: trimmed when the trim stage ran, else distilled."""
+    """The student that is exported and shipped: trimmed when the trim stage ran, else distilled (and refined)."""
     trimmed = ctx.stage_dir(NAME) / "model"
-    return trimmed if trimmed.is_dir() else ctx.stage_dir("distill") / "model"
+    return trimmed if trimmed.is_dir() else refined(ctx)
 
 
 def run(cfg, ctx) -> dict:
     if not cfg.vocab_trim.enabled:
         ctx.console.print("trim: disabled (vocab_trim.enabled: false)")
         return {"enabled": False}
-    student, tokenizer = models.load_saved(ctx.stage_dir("distill") / "model")
+    student, tokenizer = models.load_saved(refined(ctx))
     train, evaluation = train_split(cfg), eval_split(cfg)
     with ctx.console.status("trimming the vocabulary to the task's tokens"):
         trimmed, new_tokenizer, info = trim_vocabulary(student, tokenizer, train.texts + evaluation.texts)

@@ -20,7 +20,8 @@ import pytest
 from ..conftest import FAST, ROOT, default_sigint, invoke, read_json
 
 TINY = ROOT / "pipelines" / "tiny.yaml"
-STAGES = ("teacher", "student", "distill", "baseline", "trim", "export", "quantize", "mobile", "bench", "report", "ship")
+STAGES = ("teacher", "student", "distill", "refine", "baseline", "trim", "export", "quantize", "mobile", "bench", "report",
+          "ship")
 
 
 class Run:
@@ -146,7 +147,7 @@ def test_killed_at_every_stage_the_next_run_finishes_keeps_and_resumes(tmp_path)
     run = Run(args)
     assert run.finish() == 0, run.output
     skipped = {line.split()[1] for line in run.out if line.startswith("skip ")}
-    assert skipped == {"teacher", "student", "distill", "baseline", "trim", "export", "quantize", "mobile"}
+    assert skipped == {"teacher", "student", "distill", "refine", "baseline", "trim", "export", "quantize", "mobile"}
     assert {s: stamp(run_dir, s) for s in kept} == kept  # same file, same inputs hash, same finish time
     for stage in STAGES:
         assert read_json(run_dir / stage / "stage.json")["status"] == "done"
