@@ -76,7 +76,7 @@ def figures(report: dict) -> dict:
 
     return {
         "temperature": report["distill"]["temperature"], "alpha": report["distill"]["alpha"],
-        "student": describe_student(report.get("student", {})), "parameters": student["parameters"],
+        "student": describe_student(report.get("student", {}), report.get("refine")), "parameters": student["parameters"],
         "accuracy": student["accuracy"], "accuracy_ci95": student.get("accuracy_ci95"), "retention": student["retention"],
         "teacher_accuracy": by[report.get("reference", "teacher")]["accuracy"],
         "variant": deployed["name"], "size_bytes": deployed["size_bytes"], "variant_accuracy": deployed["accuracy"],
@@ -86,13 +86,20 @@ def figures(report: dict) -> dict:
     }
 
 
-def describe_student(info: dict) -> str:
-    """layers 0, 2, 4 of the teacher -> "3 layers (0, 2, 4)"; a config student -> "4 layers x 256"."""
+def describe_student(info: dict, refine: dict | None = None) -> str:
+    """layers 0, 2, 4 of the teacher -> "3 layers (0, 2, 4)"; a config student -> "4 layers x 256"; refined by
+    the refine stage -> "3 layers (0, 2, 4), refined to 6 heads, 768 feed-forward"."""
     if info.get("method") == "layers" and info.get("layers") is not None:
-        return f"{len(info['layers'])} layers ({', '.join(map(str, info['layers']))})"
-    if info.get("method") == "config":
-        return f"{info.get('count')} layers x {info.get('width')}"
-    return str(info.get("model") or info.get("method") or "student")
+        text = f"{len(info['layers'])} layers ({', '.join(map(str, info['layers']))})"
+    elif info.get("method") == "config":
+        text = f"{info.get('count')} layers x {info.get('width')}"
+    else:
+        text = str(info.get("model") or info.get("method") or "student")
+    if refine:
+        sizes = [f"{refine[k][1]} {what}" for k, what in (("num_attention_heads", "heads"),
+                                                          ("intermediate_size", "feed-forward")) if k in refine]
+        text += f", refined to {', '.join(sizes)}"
+    return text
 
 
 def frontier(points: list[dict], teacher: dict | None) -> list[dict]:

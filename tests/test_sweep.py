@@ -188,3 +188,14 @@ def test_sweep_summary_frontier_curves_table_and_page():
     page = render(summary)
     assert page.count("<svg") == 2 and "<script" not in page
     assert "soft_T2_small int8" not in md and page.count("<table") == 2
+
+
+def test_a_sweep_point_names_its_student_and_what_refine_made_of_it():
+    from compress.sweepreport import describe_student
+
+    layers = {"method": "layers", "layers": [0, 2, 4]}
+    assert describe_student(layers) == "3 layers (0, 2, 4)"
+    assert describe_student({"method": "config", "count": 4, "width": 256}) == "4 layers x 256"
+    refine = {"num_attention_heads": [12, 6], "intermediate_size": [1536, 768], "taught_by": "student"}
+    assert describe_student(layers, refine) == "3 layers (0, 2, 4), refined to 6 heads, 768 feed-forward"
+    assert describe_student(layers, {"intermediate_size": [1536, 512]}) == "3 layers (0, 2, 4), refined to 512 feed-forward"
