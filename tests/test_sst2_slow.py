@@ -1,5 +1,5 @@
 """A cut-down distilbert.yaml on real data: MiniLM fine-tuned on 4,000 SST-2 sentences,
-distilled into 3 layers, exported, quantized, benchmarked on all 872 test sentences."""
+distilled into 3 layers, pruned and distilled again, exported, quantized, benchmarked on all 872 test sentences."""
 
 import pytest
 
@@ -35,6 +35,11 @@ def test_cut_down_sst2_pipeline(tmp_path):
     trim = report["vocab_trim"]
     assert trim["vocab_after"] < 0.6 * trim["vocab_before"] and trim["max_abs_diff"] <= 1e-5
     assert by["student"]["size_bytes"] < by["student-ce"]["size_bytes"]
+    # refine: the distilled student pruned to 6 heads and 768 neurons per block, distilled again
+    assert report["refine"]["num_attention_heads"] == [12, 6] and report["refine"]["intermediate_size"] == [1536, 768]
+    assert by["student"]["parameters"] < by["student-unpruned"]["parameters"]
+    change = report["refine"]["student vs student-unpruned"]
+    assert change["ci95"][0] <= change["difference"] <= change["ci95"][1]
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "sst2" / "train.tsv").is_file(), reason="../shared/data/sst2 is not beside the repo")
