@@ -802,8 +802,24 @@ def check_combinations(cfg: PipelineConfig) -> list[str]:
                 problems.append(f"{key}.calibration.samples: {samples} calibration sentences, but "
                                 f"data.generated_size makes only {cfg.data.generated_size} training rows")
     problems += _check_ship(cfg)
+    problems += _check_refine(cfg)
     problems += _check_task(cfg)
     problems += _check_positions(cfg)
+    return problems
+
+
+def _check_refine(cfg: PipelineConfig) -> list[str]:
+    """refine prunes what the student stage left: refused at load when that cannot work (before any training)."""
+    r, st = cfg.refine, cfg.student
+    if not r.enabled:
+        return []
+    problems = []
+    if r.num_attention_heads is not None and st.num_attention_heads is not None:
+        problems.append(f"refine.num_attention_heads: the student's heads are pruned already (student.num_attention_heads "
+                        f"{st.num_attention_heads}); prune them in one place: set one of the two to null")
+    if r.intermediate_size is not None and st.intermediate_size is not None and r.intermediate_size > st.intermediate_size:
+        problems.append(f"refine.intermediate_size: {r.intermediate_size} is wider than the student's feed-forward "
+                        f"(student.intermediate_size {st.intermediate_size}); pruning can only keep fewer neurons")
     return problems
 
 

@@ -194,14 +194,15 @@ def student_from_layers(teacher, layers: list[int] | None, registry: dict[str, L
     return student, chosen
 
 
-def prune_ffn(model, size: int, batches) -> dict:
+def prune_ffn(model, size: int, batches, section: str = "student") -> dict:
     """Keep the ``size`` feed-forward neurons of every block that carry the most signal, in place.
 
     A neuron's importance is the mean |activation| it produces on ``batches`` (pairs of input ids and
     attention mask; padding is not counted) times the L2 norm of the weights that read it back, i.e. how much
     it moves the block's output on task text. The widening and narrowing linear layers are sliced with
     ``transformers.pytorch_utils.prune_linear_layer``; the config's feed-forward size follows. Returns, per
-    block, the share of the total importance that the kept neurons hold.
+    block, the share of the total importance that the kept neurons hold. ``section`` names the config section
+    in errors (student, or refine when the distilled student is pruned).
     """
     import torch
     from transformers.pytorch_utils import prune_linear_layer
@@ -209,12 +210,13 @@ def prune_ffn(model, size: int, batches) -> dict:
     spec = layer_spec(model.config.model_type)
     current = getattr(model.config, spec.ffn)
     if not spec.ffn_in:
-        raise CompressError(f"student.intermediate_size: feed-forward pruning is not offered for "
+        raise CompressError(f"{section}.intermediate_size: feed-forward pruning is not offered for "
                             f"'{model.config.model_type}' students; it is for: "
                             f"{', '.join(sorted(t for t, s in LAYERS.items() if s.ffn_in))}")
     if size > current:
-        raise CompressError(f"student.intermediate_size: {size} is wider than the teacher's feed-forward ({current}); "
-                            f"with student.method: layers it can only keep fewer neurons (1..{current})")
+        whose = "the teacher's" if section == "student" else "the distilled student's"
+        raise CompressError(f"{section}.intermediate_size: {size} is wider than {whose} feed-forward ({current}); "
+                            f"pruning can only keep fewer neurons (1..{current})")
     blocks = _getattr_path(model, spec.modules)
     scores = [torch.zeros(current, dtype=torch.float64) for _ in blocks]
     mask: dict[str, torch.Tensor] = {}
@@ -249,21 +251,26 @@ def prune_ffn(model, size: int, batches) -> dict:
     return {"intermediate_size": size, "intermediate_size_before": current, "importance_kept": kept_share}
 
 
-def prune_heads(model, keep: int, batches) -> dict:
+def prune_heads(model, keep: int, batches, section: str = "student") -> dict:
     """Keep the ``keep`` attention heads of every block that matter most to the task loss, in place.
 
     A head's importance is |d loss / d mask| summed over ``batches`` (input ids, attention mask, labels): how much
     the hard-label loss moves when the head is scaled (Michel et al. 2019, "Are Sixteen Heads Really Better than
     One?"). The heads are removed with transformers' own ``prune_heads``, which records them in the config
-    (``pruned_heads``), so the saved student loads back with its smaller attention.
+    (``pruned_heads``), so the saved student loads back with its smaller attention. ``section`` names the config
+    section in errors.
     """
     import torch
 
     spec = layer_spec(model.config.model_type)
     heads = getattr(model.config, spec.heads)
+    whose = "the teacher's" if section == "student" else "the distilled student's"
+    if getattr(model.config, "pruned_heads", None):  # the mask below would not fit the blocks' fewer heads
+        raise CompressError(f"{section}.num_attention_heads: {whose} heads were pruned already "
+                            f"(student.num_attention_heads); prune them in one place, not both")
     if keep > heads:
-        raise CompressError(f"student.num_attention_heads: {keep} is more than the teacher's {heads} heads; "
-                            f"with student.method: layers it can only keep fewer (1..{heads})")
+        raise CompressError(f"{section}.num_attention_heads: {keep} is more than {whose} {heads} heads; "
+                            f"pruning can only keep fewer (1..{heads})")
     layers = len(_getattr_path(model, spec.modules))
     mask = torch.ones(layers, heads, requires_grad=True)
     grads = torch.zeros(layers, heads, dtype=torch.float64)

@@ -61,9 +61,10 @@ def prune(model, tokenizer, sample, heads: int | None, ffn: int | None, samples:
     texts, labels = sample.texts[:samples], sample.labels[:samples]
     info = {}
     if heads is not None:
-        info["pruned_heads"] = models.prune_heads(model, heads, importance_batches(tokenizer, texts, max_length, labels))
+        info["pruned_heads"] = models.prune_heads(model, heads, importance_batches(tokenizer, texts, max_length, labels),
+                                                  section)
     if ffn is not None:
-        info["pruned"] = models.prune_ffn(model, ffn, importance_batches(tokenizer, texts, max_length))
+        info["pruned"] = models.prune_ffn(model, ffn, importance_batches(tokenizer, texts, max_length), section)
     return info
 
 

@@ -114,6 +114,12 @@ def test_refine_needs_something_to_prune_and_a_classifier():
         "refine.teacher: must be one of 'student' or 'teacher', got 'assistant'"]
     cfg = load_config(TINY, ["refine.enabled=true", "refine.intermediate_size=16"])
     assert cfg.refine.train is None and cfg.refine.teacher == "student"  # distill.train, taught by the student
+    assert errors_of(TINY, ["refine.enabled=true", "refine.num_attention_heads=1", "refine.intermediate_size=48",
+                            "student.num_attention_heads=1", "student.intermediate_size=32"]) == [
+        "refine.num_attention_heads: the student's heads are pruned already (student.num_attention_heads 1); prune "
+        "them in one place: set one of the two to null",
+        "refine.intermediate_size: 48 is wider than the student's feed-forward (student.intermediate_size 32); "
+        "pruning can only keep fewer neurons"]
     lm = sorted((ROOT / "pipelines").glob("*lm*.yaml"))[0]
     problems = errors_of(lm, ["refine.enabled=true", "refine.intermediate_size=16"])
     assert [p for p in problems if p.startswith("refine.")] == [

@@ -163,3 +163,8 @@ def test_pruned_heads_are_the_ones_that_do_nothing_and_the_student_loads_back(ar
     torch.testing.assert_close(_logits(again, tok, TEXTS), _logits(unpruned, tok, TEXTS), atol=1e-5, rtol=0)
     with pytest.raises(CompressError, match="student.num_attention_heads: 3 is more than the teacher's 2 heads"):
         students.build(StudentConfig(layers=[0], num_attention_heads=3), teacher, tok, SAMPLE)
+    # refine prunes the distilled student: errors name refine's keys, and heads are pruned in one place only
+    with pytest.raises(CompressError, match="refine.num_attention_heads: the distilled student's heads were pruned"):
+        students.prune(again, tok, SAMPLE, 1, None, 12, 16, "refine")
+    with pytest.raises(CompressError, match="refine.intermediate_size: 999 is wider than the distilled student's"):
+        students.prune(again, tok, SAMPLE, None, 999, 12, 16, "refine")
