@@ -212,8 +212,8 @@ def test_quantized_logits_stay_close_on_the_parity_shapes(tiny_shipped):
 def _gather_graph(table: np.ndarray, path):
     from onnx import TensorProto, helper
 
-    graph = helper.make_graph([helper.make_node("Gather", ["table", "ids"], ["out"], name="embed")], "g",
-                              [helper.make_tensor_value_info("ids", TensorProto.INT64, ["n"])],
+    graph = helper.make_graph([helper.make_node("Gather", ["table", "input_ids"], ["out"], name="embed")], "g",
+                              [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["n"])],
                               [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["n", table.shape[1]])],
                               [numpy_helper.from_array(table, "table")])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
@@ -269,10 +269,43 @@ def test_int4_embeddings_halve_the_table_and_beat_plain_min_max_rounding(tmp_pat
             opts.optimized_model_filepath = str(target)
             opts.add_session_config_entry("session.save_model_format", "ORT")
             ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        got = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"]).run(None, {"ids": ids})[0]
+        got = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"]).run(None, {"input_ids": ids})[0]
         assert np.allclose(got, expected[ids], atol=1e-6)
         assert np.array_equal(got[1], np.zeros(width, dtype=np.float32))
         assert not np.array_equal(got, table[ids])  # it really is quantized
+
+
+def test_int4_embeddings_take_the_word_table_and_leave_the_small_ones_fp32(tmp_path):
+    """By default only the table looked up by input_ids (the word embeddings) goes to 4 bits; a position table
+    looked up by another tensor stays a plain fp32 Gather with its values unchanged. tables="all" takes both."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from compress.quant.onnx_int8 import int4_embeddings
+
+    rng = np.random.default_rng(1)
+    word, position = rng.standard_normal((40, 64)).astype(np.float32), rng.standard_normal((16, 64)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["word", "input_ids"], ["w"]), helper.make_node("Gather", ["position", "pos"], ["p"]),
+         helper.make_node("Add", ["w", "p"], ["out"])], "g",
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["n"]),
+         helper.make_tensor_value_info("pos", TensorProto.INT64, ["n"])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["n", 64])],
+        [numpy_helper.from_array(word, "word"), numpy_helper.from_array(position, "position")])
+    for tables, converted in (("word", ["GatherBlockQuantized", "Gather"]),
+                              ("all", ["GatherBlockQuantized", "GatherBlockQuantized"])):
+        path = tmp_path / f"{tables}.onnx"
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+        assert int4_embeddings(path, 32, tables=tables) == converted.count("GatherBlockQuantized")
+        model = onnx.load(str(path))
+        assert [n.op_type for n in model.graph.node][:2] == converted
+        stored = {t.name for t in model.graph.initializer}
+        assert "word" not in stored and ("position" in stored) == (tables == "word")
+        ids, pos = np.array([0, 39, 5], dtype=np.int64), np.array([0, 1, 15], dtype=np.int64)
+        out = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input_ids": ids, "pos": pos})[0]
+        assert 0 < np.abs(out - (word[ids] + position[pos])).max() < 0.5
+    with pytest.raises(ValueError, match="tables: 'some'"):
+        int4_embeddings(tmp_path / "word.onnx", 32, tables="some")
 
 
 def test_int4_embeddings_refuse_a_graph_without_a_table(tmp_path):
