@@ -359,8 +359,8 @@ class QuantVariantConfig(StrictModel):
                                "exclusion rung (the ones that add the most error).")
     embeddings: Literal["int8", "int4"] | None = Field(
         None, description="onnx_dynamic: the embedding tables (more than half of a small student's weights) in int8, in "
-        "ONNX Runtime's fused embedding layer, or in int4 (GatherBlockQuantized: half the size; the embedding "
-        "LayerNorm is then not fused). null = int8.")
+        "ONNX Runtime's fused embedding layer, or the word embeddings in int4 (GatherBlockQuantized: half the "
+        "size; position and token-type tables fp32; the embedding LayerNorm is then not fused). null = int8.")
     embedding_block: int | None = Field(None, ge=16, description="onnx_dynamic with embeddings int4: values that "
                                         "share one scale, a power of two >= 16 (null = 32).")
 
