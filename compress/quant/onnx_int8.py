@@ -128,15 +128,19 @@ def pack_nibbles(values: np.ndarray) -> np.ndarray:
     return (values[..., 0::2] | (values[..., 1::2] << 4)).astype(np.uint8)
 
 
+INDEX_PASSTHROUGH = {"Reshape", "Cast", "Flatten", "Squeeze", "Unsqueeze", "Identity"}
+
+
 def int4_embeddings(path: Path, block: int, tables: str = "word") -> int:
     """The Gathers of constant 2-D tables in ``path`` become ONNX Runtime's GatherBlockQuantized, in place: 4-bit
     values with one fp32 scale and one 4-bit zero point per ``block`` values along the width (``int4_blocks``),
     stored as uint8 with two values a byte (``bits=4``).
 
-    ``tables="word"``: only the tables looked up by the graph input ``input_ids`` (the word embeddings, almost all
-    of the embedding weights); the position and token-type tables stay fp32 Gathers. A GatherBlockQuantized of
-    128 rows costs ~80 us more than a Gather on a 2-core Zen 3, so the small tables cost 0.16 ms a query in int4
-    to save 0.7 MB (benchmarks/embeddings.py). ``tables="all"``: every table.
+    ``tables="word"``: only the tables looked up by the graph input ``input_ids`` (directly or through reshapes
+    and casts: the word embeddings, almost all of the embedding weights); the position and token-type tables
+    stay fp32 Gathers. A GatherBlockQuantized of 128 rows costs ~80 us more than a Gather on a 2-core Zen 3: in
+    int4 the two small tables of the refined MiniLM student took 0.3 ms more kernel time a query, to save 0.7 MB
+    (benchmarks/embeddings.py). ``tables="all"``: every table.
 
     Written here rather than with onnxruntime's MatMulNBitsQuantizer: that one stores the tables as int4 tensors,
     which the ORT format (model.ort, ONNX Runtime Mobile) cannot hold; the packed uint8 form is the same op and
@@ -154,11 +158,18 @@ def int4_embeddings(path: Path, block: int, tables: str = "word") -> int:
         for name in node.input:
             users[name] = users.get(name, 0) + 1
     nodes = list(graph.node)
+    producer = {out: node for node in nodes for out in node.output}
+
+    def reads_input_ids(name: str) -> bool:  # through ops that only reshape or cast the indices
+        while name != "input_ids" and name in producer and producer[name].op_type in INDEX_PASSTHROUGH:
+            name = producer[name].input[0]
+        return name == "input_ids"
+
     converted = 0
     for i, node in enumerate(nodes):
         if node.op_type != "Gather" or node.input[0] not in consts or users.get(node.input[0]) != 1:
             continue
-        if tables == "word" and node.input[1] != "input_ids":
+        if tables == "word" and not reads_input_ids(node.input[1]):
             continue
         axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
         table = numpy_helper.to_array(consts[node.input[0]])
