@@ -268,6 +268,10 @@ class RefineConfig(StrictModel):
         "computed once and cached like the teacher's); teacher = the teacher (its cached outputs are reused).")
     train: TrainConfig | None = Field(None, description="The second round's training; null = distill.train. The rest "
                                       "of the recipe (temperature, alpha, divergence, losses, augmentation) is distill's.")
+    hidden: HiddenLossConfig | None = Field(
+        None, description="The second round's hidden-state loss; null = distill.hidden. Taught by the distilled "
+        "student, each pruned block is pulled towards its own unpruned output (same width, no projection); the "
+        "teacher then runs live instead of from the cache.")
 
     @model_validator(mode="after")
     def _something_to_prune(self) -> RefineConfig:

@@ -166,6 +166,15 @@ def test_tiny_refine_prunes_the_distilled_student_and_distils_it_again(run_tiny)
     metrics = read_json(run_dir / "refine" / "stage.json")["metrics"]
     assert metrics["taught_by"] == "teacher" and metrics["cache"]["hit"] is True  # the distill stage's entry
 
+    # refine.hidden: only the second round pulls hidden states, block by block towards the unpruned student
+    hidden, _ = run_tiny(*fast, *refine, "refine.hidden.weight=1.0")
+    assert hidden.exit_code == 0, hidden.output + (hidden.stderr or "")
+    assert "skip distill" in hidden.output and "live teacher, hidden mse x1.0" in hidden.output
+    metrics = read_json(run_dir / "refine" / "stage.json")["metrics"]
+    layers = read_json(run_dir / "refine" / "model" / "config.json")["num_hidden_layers"]
+    assert metrics["hidden"] == {"layer_map": [[i, i] for i in range(layers + 1)], "projection": False}
+    assert "cache" not in metrics and "hidden" not in read_json(run_dir / "distill" / "stage.json")["metrics"]
+
 
 def test_plan_reruns_what_reads_a_deleted_stage(tmp_path):
     import shutil

@@ -69,7 +69,8 @@ def distil(cfg, ctx, dcfg, teacher_dir: Path, student, tokenizer, desc: str) -> 
     precision = resolve_precision(dcfg.train.precision, ctx.device)
     accelerator = accelerator_for(dcfg.train, ctx)
     teacher.to(accelerator.device).eval().requires_grad_(False)  # frozen: eval mode, no gradients
-    hidden = _hidden_loss(dcfg, student, teacher)
+    key = "refine.hidden" if desc == "refine" and cfg.refine.hidden is not None else "distill.hidden"
+    hidden = _hidden_loss(dcfg, student, teacher, key)
     live = hidden is not None or dcfg.attention_weight > 0
     metrics: dict = {"temperature": dcfg.temperature, "alpha": dcfg.alpha, "divergence": dcfg.divergence}
     cached = None
@@ -114,7 +115,7 @@ def make_loss_fn(dcfg, accelerator, teacher, cached=None, want_hidden: bool = Fa
     return loss_fn
 
 
-def _hidden_loss(dcfg, student, teacher) -> HiddenStateLoss | None:
+def _hidden_loss(dcfg, student, teacher, key: str = "distill.hidden") -> HiddenStateLoss | None:
     if dcfg.hidden.weight <= 0:
         return None
     s_spec, t_spec = models.layer_spec(student.config.model_type), models.layer_spec(teacher.config.model_type)
@@ -122,7 +123,7 @@ def _hidden_loss(dcfg, student, teacher) -> HiddenStateLoss | None:
     layer_map = [tuple(p) for p in dcfg.hidden.layer_map] if dcfg.hidden.layer_map else uniform_layer_map(n_s, n_t)
     bad = [(s, t) for s, t in layer_map if not (0 <= s <= n_s and 0 <= t <= n_t)]
     if bad:
-        raise CompressError(f"distill.hidden.layer_map: {bad} out of range (student 0..{n_s}, teacher 0..{n_t}; "
+        raise CompressError(f"{key}.layer_map: {bad} out of range (student 0..{n_s}, teacher 0..{n_t}; "
                             "0 is the embeddings)")
     return HiddenStateLoss(layer_map, getattr(student.config, s_spec.width), getattr(teacher.config, t_spec.width),
                            kind=dcfg.hidden.kind)

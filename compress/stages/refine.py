@@ -40,7 +40,8 @@ def run(cfg, ctx) -> dict:
     by = "distilled student" if rcfg.teacher == "student" else "teacher"
     ctx.console.print(f"refine: the distilled student{students.describe_pruning(info)}; {before / 1e6:.1f}M -> "
                       f"{after / 1e6:.1f}M parameters; taught by the {by}")
-    dcfg = cfg.distill.model_copy(update={"train": rcfg.train or cfg.distill.train})
+    dcfg = cfg.distill.model_copy(update={"train": rcfg.train or cfg.distill.train,
+                                          "hidden": rcfg.hidden or cfg.distill.hidden})
     metrics = distil(cfg, ctx, dcfg, teacher_dir, student, tokenizer, "refine")
     models.save(student.cpu(), tokenizer, ctx.out / "model")
     return {"enabled": True, **info, "taught_by": rcfg.teacher, "parameters_before": before, "parameters": after,
