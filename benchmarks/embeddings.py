@@ -61,7 +61,6 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "embeddings.json"))
     args = parser.parse_args(argv)
 
-    import yaml
     from transformers import AutoTokenizer
 
     from compress.bench.accuracy import paired_difference
@@ -80,10 +79,9 @@ def main(argv: list[str]) -> int:
         print(f"error: {source}: not found (run `python benchmarks/pipeline.py pipelines/distilbert.yaml` first)",
               file=sys.stderr)
         return 2
-    first_token = bool(((yaml.safe_load((run / "config.yaml").read_text()) or {}).get("optimize") or {})
-                       .get("first_token_only", True))
     env = environment()
     cfg, split = evaluation(run, None)
+    first_token = cfg.optimize.first_token_only
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     query = latency_input(tokenizer, split.texts, 128, 1)
     with tempfile.TemporaryDirectory(prefix="embeddings-") as tmp:

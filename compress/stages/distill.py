@@ -61,16 +61,17 @@ def run(cfg, ctx) -> dict:
     return metrics
 
 
-def distil(cfg, ctx, dcfg, teacher_dir: Path, student, tokenizer, desc: str) -> dict:
+def distil(cfg, ctx, dcfg, teacher_dir: Path, student, tokenizer, desc: str,
+           hidden_key: str = "distill.hidden") -> dict:
     """Train ``student`` in place on the outputs of the model saved in ``teacher_dir``, as ``dcfg`` (a DistillConfig)
-    says; its metrics. The distill stage, and the refine stage's second round, call this."""
+    says; its metrics. The distill stage, and the refine stage's second round, call this. ``hidden_key`` names
+    where ``dcfg.hidden`` came from, in errors."""
     teacher, _ = models.load_saved(teacher_dir)
     data = encode(tokenizer, training_split(cfg, tokenizer, hard_labels_for_copies=False), cfg.data.max_length)
     precision = resolve_precision(dcfg.train.precision, ctx.device)
     accelerator = accelerator_for(dcfg.train, ctx)
     teacher.to(accelerator.device).eval().requires_grad_(False)  # frozen: eval mode, no gradients
-    key = "refine.hidden" if desc == "refine" and cfg.refine.hidden is not None else "distill.hidden"
-    hidden = _hidden_loss(dcfg, student, teacher, key)
+    hidden = _hidden_loss(dcfg, student, teacher, hidden_key)
     live = hidden is not None or dcfg.attention_weight > 0
     metrics: dict = {"temperature": dcfg.temperature, "alpha": dcfg.alpha, "divergence": dcfg.divergence}
     cached = None

@@ -42,7 +42,8 @@ def run(cfg, ctx) -> dict:
                       f"{after / 1e6:.1f}M parameters; taught by the {by}")
     dcfg = cfg.distill.model_copy(update={"train": rcfg.train or cfg.distill.train,
                                           "hidden": rcfg.hidden or cfg.distill.hidden})
-    metrics = distil(cfg, ctx, dcfg, teacher_dir, student, tokenizer, "refine")
+    metrics = distil(cfg, ctx, dcfg, teacher_dir, student, tokenizer, "refine",
+                     "refine.hidden" if rcfg.hidden else "distill.hidden")
     models.save(student.cpu(), tokenizer, ctx.out / "model")
     return {"enabled": True, **info, "taught_by": rcfg.teacher, "parameters_before": before, "parameters": after,
             **metrics}
