@@ -267,7 +267,11 @@ class RefineConfig(StrictModel):
         "student", description="Who teaches the pruned model: student = the distilled student (its outputs are "
         "computed once and cached like the teacher's); teacher = the teacher (its cached outputs are reused).")
     train: TrainConfig | None = Field(None, description="The second round's training; null = distill.train. The rest "
-                                      "of the recipe (temperature, alpha, divergence, losses, augmentation) is distill's.")
+                                      "of the recipe (divergence, losses, augmentation) is distill's.")
+    alpha: float | None = Field(None, ge=0, le=1, description="The second round's weight of the hard-label CE; null = "
+                                "distill.alpha. 0 learns from the teacher's soft targets alone.")
+    temperature: float | None = Field(None, gt=0, description="The second round's temperature; null = "
+                                      "distill.temperature.")
     hidden: HiddenLossConfig | None = Field(
         None, description="The second round's hidden-state loss; null = distill.hidden. Taught by the distilled "
         "student, each pruned block is pulled towards its own unpruned output (same width, no projection); the "

@@ -159,12 +159,17 @@ def test_tiny_refine_prunes_the_distilled_student_and_distils_it_again(run_tiny)
     assert "Refined: the distilled student pruned (num_attention_heads 2 -> 1, intermediate_size 64 -> 16" in (
         run_dir / "report.md").read_text()
 
-    again, _ = run_tiny(*fast, *refine, "refine.teacher=teacher")
+    assert (metrics["alpha"], metrics["temperature"]) == (0.5, 4.0)  # distill's (pipelines/tiny.yaml)
+
+    again, _ = run_tiny(*fast, *refine, "refine.teacher=teacher", "refine.alpha=0.0", "refine.temperature=1.0")
     assert again.exit_code == 0, again.output + (again.stderr or "")
     skipped = {line.split()[1] for line in again.output.splitlines() if line.startswith("skip ")}
     assert {"teacher", "student", "distill", "baseline"} <= skipped and "refine" not in skipped
     metrics = read_json(run_dir / "refine" / "stage.json")["metrics"]
     assert metrics["taught_by"] == "teacher" and metrics["cache"]["hit"] is True  # the distill stage's entry
+    assert (metrics["alpha"], metrics["temperature"]) == (0.0, 1.0) and "refine: forward_kl T=1.0, alpha=0.0" in again.output
+    distilled = read_json(run_dir / "distill" / "stage.json")["metrics"]
+    assert (distilled["alpha"], distilled["temperature"]) == (0.5, 4.0)  # the first round's, untouched
 
     # refine.hidden: only the second round pulls hidden states, block by block towards the unpruned student
     hidden, _ = run_tiny(*fast, *refine, "refine.hidden.weight=1.0")

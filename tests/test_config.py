@@ -109,11 +109,15 @@ def test_refine_needs_something_to_prune_and_a_classifier():
     assert errors_of(TINY, ["refine.enabled=true"]) == [
         "refine.enabled: true prunes nothing: set refine.num_attention_heads and/or refine.intermediate_size "
         "(or refine.enabled: false)"]
-    assert errors_of(TINY, ["refine.enabled=true", "refine.intermediate_size=0", "refine.teacher=assistant"]) == [
+    assert errors_of(TINY, ["refine.enabled=true", "refine.intermediate_size=0", "refine.teacher=assistant",
+                            "refine.alpha=1.5", "refine.temperature=0"]) == [
         "refine.intermediate_size: must be > 0, got 0",
-        "refine.teacher: must be one of 'student' or 'teacher', got 'assistant'"]
+        "refine.teacher: must be one of 'student' or 'teacher', got 'assistant'",
+        "refine.alpha: must be <= 1, got 1.5",
+        "refine.temperature: must be > 0, got 0"]
     cfg = load_config(TINY, ["refine.enabled=true", "refine.intermediate_size=16"])
     assert cfg.refine.train is None and cfg.refine.teacher == "student"  # distill.train, taught by the student
+    assert cfg.refine.alpha is None and cfg.refine.temperature is None  # distill's
     assert errors_of(TINY, ["refine.enabled=true", "refine.num_attention_heads=1", "refine.intermediate_size=48",
                             "student.num_attention_heads=1", "student.intermediate_size=32"]) == [
         "refine.num_attention_heads: the student's heads are pruned already (student.num_attention_heads 1); prune "
