@@ -40,10 +40,8 @@ def run(cfg, ctx) -> dict:
     by = "distilled student" if rcfg.teacher == "student" else "teacher"
     ctx.console.print(f"refine: the distilled student{students.describe_pruning(info)}; {before / 1e6:.1f}M -> "
                       f"{after / 1e6:.1f}M parameters; taught by the {by}")
-    dcfg = cfg.distill.model_copy(update={
-        "train": rcfg.train or cfg.distill.train, "hidden": rcfg.hidden or cfg.distill.hidden,
-        "alpha": cfg.distill.alpha if rcfg.alpha is None else rcfg.alpha,
-        "temperature": cfg.distill.temperature if rcfg.temperature is None else rcfg.temperature})
+    own = {k: getattr(rcfg, k) for k in ("train", "hidden", "alpha", "temperature") if getattr(rcfg, k) is not None}
+    dcfg = cfg.distill.model_copy(update=own)  # the rest of the recipe, and every null here, is distill's
     metrics = distil(cfg, ctx, dcfg, teacher_dir, student, tokenizer, "refine",
                      "refine.hidden" if rcfg.hidden else "distill.hidden")
     models.save(student.cpu(), tokenizer, ctx.out / "model")
