@@ -1,7 +1,7 @@
 """The flagship comparison: the teacher in PyTorch fp32, the teacher through optimum + ONNX Runtime int8 (the
 peer), and compress's shipped student, measured side by side in one run.
 
-    python benchmarks/flagship.py [--run benchmarks/runs/distilbert] [--rounds 3] [--min-seconds 10]
+    python benchmarks/flagship.py [--run benchmarks/runs/distilbert] [--rounds 3] [--min-seconds 10] [--split held-out]
 
 Reads a finished `compress run` folder (default benchmarks/runs/distilbert, made by
 `python benchmarks/pipeline.py pipelines/distilbert.yaml`): the fine-tuned teacher (<run>/teacher/model)
@@ -12,6 +12,9 @@ cached in <run>/flagship/peer.
 
 Accuracy: all three on the run's evaluation split (SST-2 test, 872 sentences), each with its own tokenizer;
 retention = accuracy / the teacher's (PyTorch fp32) accuracy, with a paired 95% bootstrap interval.
+`--split held-out` judges them instead on the run's validation rows that no stage read (SST-2: 4,735
+phrases held out of GLUE's train; the first 2,000 pick the best epoch and set the quantization budgets): a
+sample five times larger, for telling the student and the peer apart (the targets are the test split's).
 Latency: batch 1 x 128 tokens on all cores by default, each model in a fresh process
 (compress.bench.latency.measure: warm-up, then at least --queries timed queries and on until --min-seconds),
 the three interleaved over --rounds rounds (order rotated each round); a model's p50 is the median of its
@@ -71,9 +74,10 @@ def shipped_student(run: Path) -> tuple[Path, Path, str]:
     return path, path.parent, f"variant {variant} ({row['path']})"
 
 
-def evaluation(run: Path, data: str | None):
-    """The run's evaluation split, read with the run's own config; a relative local data.source is resolved
-    against the working directory, then the repo root (where `compress run` is run from)."""
+def evaluation(run: Path, data: str | None, which: str = "eval"):
+    """The run's evaluation split (``which="eval"``), or its validation rows that no stage read
+    (``"held-out"``), read with the run's own config; a relative local data.source is resolved against the
+    working directory, then the repo root (where `compress run` is run from)."""
     import yaml
 
     from compress.config import is_local_path, load_config
@@ -83,7 +87,39 @@ def evaluation(run: Path, data: str | None):
     if is_local_path(source):
         source = str(resolve(source, ROOT))
     cfg = load_config(run / "config.yaml", [f"data.source={source}"])
-    return cfg, eval_split(cfg)
+    return cfg, (eval_split(cfg) if which == "eval" else held_out_validation(cfg, run))
+
+
+def held_out_validation(cfg, run: Path):
+    """The validation rows after the first ones the run read: each training epoch's check reads the first
+    data.max_validation_samples (the best epoch is kept by them) and the quantization budgets the first
+    quantize.accuracy_samples. What is left was read by no stage, so it judges teacher, peer and student alike
+    (SST-2: 4,735 of GLUE's 6,735 held-out training phrases)."""
+    from compress.data import Split, load_split
+    from compress.errors import CompressError
+
+    d = cfg.data
+    if not d.validation_split:
+        raise CompressError(f"--split held-out: {run / 'config.yaml'} has no data.validation_split")
+    rows = load_split(d, d.validation_split, cfg.teacher.num_labels)
+    read = len(rows) if d.max_validation_samples is None else max(d.max_validation_samples, cfg.quantize.accuracy_samples)
+    if read >= len(rows):
+        raise CompressError(f"--split held-out: the run read all {len(rows)} rows of validation split "
+                            f"'{d.validation_split}' (data.max_validation_samples {d.max_validation_samples}, "
+                            f"quantize.accuracy_samples {cfg.quantize.accuracy_samples}); none is left")
+    return Split(f"{d.validation_split} (rows {read + 1}-{len(rows)}, read by no stage)", rows.texts[read:], rows.labels[read:])
+
+
+def inside_training(cfg, split):
+    """Whether each row's text (lowercased) occurs inside one of the run's training rows. SST-2's rows are
+    phrases cut from the parse trees of the same reviews, so most held-out phrases are pieces of training
+    phrases whose labels were learnt in context; the rest are the part of the sample closest to unseen text."""
+    import numpy as np
+
+    from compress.data import train_split
+
+    blob = "\n".join(t.strip().lower() for t in train_split(cfg).texts)
+    return np.array([t.strip().lower() in blob for t in split.texts], dtype=bool)
 
 
 def accuracy(name: str, path: Path, tokenizer_dir: Path, split, threads: int):
@@ -120,6 +156,9 @@ def main(argv: list[str]) -> int:
                         "working directory or the repo root)")
     parser.add_argument("--student", help="the student's model.onnx (default: the run's shipped bundle)")
     parser.add_argument("--data", help="evaluation data folder (default: the run config's data.source)")
+    parser.add_argument("--split", choices=("eval", "held-out"), default="eval",
+                        help="eval: the run's evaluation split (SST-2 test, what the targets are judged on); held-out: "
+                        "its validation rows that no stage read, a second and larger sample to compare on")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--sequence-length", type=int, default=128)
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: all cores)")
@@ -141,18 +180,30 @@ def main(argv: list[str]) -> int:
     from compress.bench.accuracy import accuracy_interval, paired_difference, retention_interval
     from compress.bench.latency import measure
     from compress.envinfo import environment
+    from compress.errors import CompressError
     from compress.io import dir_size, read_json, write_json
     from compress.stages.bench import latency_input
 
     threads = args.threads or os.cpu_count() or 1
     run = resolve(args.run, ROOT)
-    report = read_json(run / "report.json")
+    try:
+        if not (run / "report.json").is_file():
+            raise CompressError(f"--run: {run} has no report.json (run `python benchmarks/pipeline.py "
+                                f"pipelines/distilbert.yaml` first)")
+        report = read_json(run / "report.json")
+        cfg, split = evaluation(run, args.data, args.split)
+        if args.student:
+            student_path = resolve(args.student, ROOT)
+            if not student_path.is_file():
+                raise CompressError(f"--student: {args.student} is not a file")
+            student_tok, student_from = student_path.parent, str(args.student)
+        else:
+            student_path, student_tok, student_from = shipped_student(run)
+    except CompressError as exc:
+        for line in exc.problems:
+            print(f"error: {line}", file=sys.stderr)
+        return 2
     teacher_dir = run / "teacher" / "model"
-    if args.student:
-        student_path = resolve(args.student, ROOT)
-        student_tok, student_from = student_path.parent, str(args.student)
-    else:
-        student_path, student_tok, student_from = shipped_student(run)
     print(f"run {run}\nstudent: {student_from}", flush=True)
     built = peer_mod.build(teacher_dir, run / "flagship" / "peer", per_channel=args.peer_per_channel,
                            rebuild=args.rebuild_peer)
@@ -165,7 +216,6 @@ def main(argv: list[str]) -> int:
         "student": ("onnx", student_path, student_tok, [student_path]),
     }
 
-    cfg, split = evaluation(run, args.data)
     rows: dict[str, dict] = {}
     correct, pred = {}, {}
     for name in MODELS:
@@ -234,10 +284,16 @@ def main(argv: list[str]) -> int:
                                        "met": result["retention"] > result["peer_retention"]}
     # the same sentences judged by both: how far apart the two really are (a handful of sentences on SST-2)
     versus_peer = paired_difference(correct["student"], correct["peer"])
+    unseen = None
+    if args.split == "held-out":  # the same comparison on the rows that are no piece of a training row
+        fresh = ~inside_training(cfg, split)
+        unseen = {"rows": int(fresh.sum()), "accuracy": {n: round(float(correct[n][fresh].mean()), 5) for n in MODELS},
+                  "student_vs_peer": paired_difference(correct["student"][fresh], correct["peer"][fresh])}
     out = {
         **result,
         "targets": targets,
         "accuracy_vs_peer": versus_peer,
+        **({"rows_outside_training_text": unseen} if unseen else {}),
         "all_targets_met": all(x["met"] for x in targets.values()),
         "models": rows,
         "settings": {"run": str(run), "student": student_from, "batch_size": args.batch_size,
@@ -274,9 +330,14 @@ def main(argv: list[str]) -> int:
     print(f"  student - peer accuracy {versus_peer['difference']:+.4f} (paired 95% interval {versus_peer['ci95'][0]:+.4f} "
           f"to {versus_peer['ci95'][1]:+.4f}; {versus_peer['wins']} sentences only the student gets right, "
           f"{versus_peer['losses']} only the peer)")
+    if unseen:
+        u = unseen["student_vs_peer"]
+        print(f"  on the {unseen['rows']} rows that are no piece of a training row: teacher {unseen['accuracy']['teacher']:.4f}, "
+              f"peer {unseen['accuracy']['peer']:.4f}, student {unseen['accuracy']['student']:.4f}; student - peer "
+              f"{u['difference']:+.4f} ({u['ci95'][0]:+.4f} to {u['ci95'][1]:+.4f})")
     for key, want in (("teacher_accuracy", t["accuracy"]), ("student_accuracy", s["accuracy"])):
         have = report_check[key]
-        if have is not None and abs(have - want) > 1e-4:
+        if args.split == "eval" and have is not None and abs(have - want) > 1e-4:
             print(f"note: report.json has {key} {have}, measured here {want}")
     print(f"wrote {args.out}")
     return 0

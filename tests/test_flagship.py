@@ -106,6 +106,47 @@ def test_peer_is_built_once_then_read_from_the_cache(tiny_bert, tmp_path):
     assert not other["cached"] and "channel-wise: False" in other["quantization_config"]
 
 
+def test_inside_training_finds_rows_that_are_pieces_of_training_rows(tmp_path):
+    from compress.config import load_config
+    from compress.data import Split
+
+    flagship, _ = _scripts()
+    (tmp_path / "train.tsv").write_text("sentence\tlabel\na fine , funny film\t1\ndull and slow\t0\n")
+    cfg = load_config(ROOT / "pipelines" / "tiny.yaml", [f"data.source={tmp_path}", "quantize.enabled=false", "ship.variant=student-onnx"])
+    rows = Split("validation", ["fine , funny", "DULL", "a fine , funny film", "funny film dull", "great"], [1, 0, 1, 0, 1])
+    assert flagship.inside_training(cfg, rows).tolist() == [True, True, True, False, False]
+
+
+def test_flagship_held_out_split_is_the_validation_rows_no_stage_read(tiny_shipped, tmp_path, capsys):
+    import shutil
+
+    import yaml
+
+    flagship, _ = _scripts()
+    run = tmp_path / "runs" / "tiny"
+    shutil.copytree(tiny_shipped[0], run)
+    out = tmp_path / "held.json"
+    fast = ["--rounds", "1", "--warmup", "1", "--queries", "3", "--min-seconds", "0", "--sequence-length", "16"]
+    # tiny.yaml has no validation split: one line naming the option and the run's config, exit 2, nothing written
+    assert flagship.main(["--run", str(run), "--split", "held-out", *fast, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --split held-out:") and "data.validation_split" in err[0]
+    assert not out.exists()
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg["data"].update(validation_split="validation", max_validation_samples=50)
+    cfg["quantize"]["accuracy_samples"] = 40
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    assert flagship.main(["--run", str(run), "--split", "held-out", *fast, "--out", str(out)]) == 0
+    r = read_json(out)
+    ev, unseen = r["settings"]["eval"], r["rows_outside_training_text"]
+    assert ev["sentences"] == 150 and ev["split"] == "validation (rows 51-200, read by no stage)"
+    assert 0 <= unseen["rows"] <= 150 and set(unseen["accuracy"]) == {"teacher", "peer", "student"}
+    cfg["quantize"]["accuracy_samples"] = 200  # the budgets read every row: none is left
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    assert flagship.main(["--run", str(run), "--split", "held-out", *fast, "--out", str(tmp_path / "none.json")]) == 2
+    assert "none is left" in capsys.readouterr().err and not (tmp_path / "none.json").exists()
+
+
 def test_scripts_end_to_end_on_the_tiny_run(tiny_shipped, tmp_path):
     import shutil
 
