@@ -13,8 +13,9 @@ cached in <run>/flagship/peer.
 Accuracy: all three on the run's evaluation split (SST-2 test, 872 sentences), each with its own tokenizer;
 retention = accuracy / the teacher's (PyTorch fp32) accuracy, with a paired 95% bootstrap interval.
 `--split held-out` judges them instead on the run's validation rows that no stage read (SST-2: 4,735
-phrases held out of GLUE's train; the first 2,000 pick the best epoch and set the quantization budgets): a
-sample five times larger, for telling the student and the peer apart (the targets are the test split's).
+phrases held out of GLUE's train; the first 2,000 pick each stage's best epoch, the first 1,000 of them set
+the quantization budgets): a sample five times larger, for telling the student and the peer apart (the
+targets are the test split's).
 Latency: batch 1 x 128 tokens on all cores by default, each model in a fresh process
 (compress.bench.latency.measure: warm-up, then at least --queries timed queries and on until --min-seconds),
 the three interleaved over --rounds rounds (order rotated each round); a model's p50 is the median of its
