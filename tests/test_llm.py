@@ -223,6 +223,9 @@ def test_tiny_lm_run_end_to_end(tmp_path):
     assert all(g["equal"] for g in report["greedy_parity"]["student"])
     assert "student vs student-ce" in report["distillation_gain"]
     assert "## Greedy generations" in (tmp_path / "runs" / "tiny-lm" / "report.md").read_text()
+    from tests import goldens  # the figures before the issue-24 redesign
+
+    assert goldens.compare(goldens.figures(report), goldens.load("tiny-lm")) == []
     # the bundle: verified with tokenizers, numpy and onnxruntime only (no torch in that process)
     bundle = tmp_path / "exports" / "tiny-lm"
     code = ("import sys; from rich.console import Console; from compress.verify import verify_bundle; "
