@@ -26,8 +26,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from compress.layout import ONNX_FILE, RunLayout
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT))  # run as a script: import the other benchmarks as the package benchmarks
 LAYOUTS = ("int8-fused", "int4-word", "int4-all")
 LOOKUPS = ("QEmbedLayerNormalization", "EmbedLayerNormalization", "GatherBlockQuantized", "Gather")
 
@@ -61,20 +63,19 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "embeddings.json"))
     args = parser.parse_args(argv)
 
+    from benchmarks.flagship import accuracy, evaluation, resolve
     from transformers import AutoTokenizer
 
     from compress.bench.accuracy import paired_difference
-    from compress.bench.latency import measure
+    from compress.bench.latency import latency_input, measure
     from compress.bench.peak import profile_ops
     from compress.envinfo import environment
     from compress.io import write_json
-    from compress.stages.bench import latency_input
-    from flagship import accuracy, evaluation, resolve
 
     threads = args.threads or os.cpu_count() or 1
     run = resolve(args.run, ROOT)
-    source = run / "export" / "student" / "model.onnx"
-    tokenizer_dir = run / "trim" / "model" if (run / "trim" / "model").is_dir() else run / "export" / "student"
+    source = RunLayout(run).export_dir("student") / ONNX_FILE
+    tokenizer_dir = RunLayout(run).model("trim") if RunLayout(run).model("trim").is_dir() else RunLayout(run).export_dir("student")
     if not source.is_file():
         print(f"error: {source}: not found (run `python benchmarks/pipeline.py pipelines/distilbert.yaml` first)",
               file=sys.stderr)

@@ -34,6 +34,8 @@ import statistics
 import sys
 from pathlib import Path
 
+from compress.layout import ONNX_FILE, RunLayout
+
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("teacher", "peer", "student")
 LABELS = {"teacher": "teacher, PyTorch fp32", "peer": "teacher, optimum + ORT int8", "student": "shipped student"}
@@ -57,17 +59,17 @@ def shipped_student(run: Path) -> tuple[Path, Path, str]:
     from compress.errors import CompressError
     from compress.io import read_json
 
-    ship = run / "ship" / "stage.json"
+    ship = RunLayout(run).record("ship")
     if ship.is_file():
         bundle = read_json(ship).get("metrics", {}).get("bundle")
         if bundle:
             folder = resolve(bundle, ROOT, run.parent.parent.parent)
-            if (folder / "model.onnx").is_file():
-                return folder / "model.onnx", folder, f"bundle {bundle}"
-    report = read_json(run / "report.json")
+            if (folder / ONNX_FILE).is_file():
+                return folder / ONNX_FILE, folder, f"bundle {bundle}"
+    report = read_json(RunLayout(run).report_json)
     import yaml
 
-    variant = (yaml.safe_load((run / "config.yaml").read_text()).get("ship") or {}).get("variant", "student-int8")
+    variant = (yaml.safe_load(RunLayout(run).config.read_text()).get("ship") or {}).get("variant", "student-int8")
     row = next((v for v in report["variants"] if v["name"] == variant), None)
     if row is None:
         raise CompressError(f"{run}: no shipped bundle and no variant {variant!r} in report.json")
@@ -84,10 +86,10 @@ def evaluation(run: Path, data: str | None, which: str = "eval"):
     from compress.config import is_local_path, load_config
     from compress.data import eval_split
 
-    source = data or yaml.safe_load((run / "config.yaml").read_text())["data"]["source"]
+    source = data or yaml.safe_load(RunLayout(run).config.read_text())["data"]["source"]
     if is_local_path(source):
         source = str(resolve(source, ROOT))
-    cfg = load_config(run / "config.yaml", [f"data.source={source}"])
+    cfg = load_config(RunLayout(run).config, [f"data.source={source}"])
     return cfg, (eval_split(cfg) if which == "eval" else held_out_validation(cfg, run))
 
 
@@ -101,7 +103,7 @@ def held_out_validation(cfg, run: Path):
 
     d = cfg.data
     if not d.validation_split:
-        raise CompressError(f"--split held-out: {run / 'config.yaml'} has no data.validation_split")
+        raise CompressError(f"--split held-out: {RunLayout(run).config} has no data.validation_split")
     rows = load_split(d, d.validation_split, cfg.teacher.num_labels)
     read = len(rows) if d.max_validation_samples is None else max(d.max_validation_samples, cfg.quantize.accuracy_samples)
     if read >= len(rows):
@@ -137,7 +139,7 @@ def accuracy(name: str, path: Path, tokenizer_dir: Path, split, threads: int):
         import torch
 
         from compress import models
-        from compress.stages.quantize import torch_logits
+        from compress.bench.torch_model import torch_logits
 
         torch.set_num_threads(threads)
         model, _ = models.load_saved(path)
@@ -179,19 +181,18 @@ def main(argv: list[str]) -> int:
 
     from compress.bench import peer as peer_mod
     from compress.bench.accuracy import accuracy_interval, paired_difference, retention_interval
-    from compress.bench.latency import measure
+    from compress.bench.latency import latency_input, measure
     from compress.envinfo import environment
     from compress.errors import CompressError
     from compress.io import dir_size, read_json, write_json
-    from compress.stages.bench import latency_input
 
     threads = args.threads or os.cpu_count() or 1
     run = resolve(args.run, ROOT)
     try:
-        if not (run / "report.json").is_file():
+        if not (RunLayout(run).report_json).is_file():
             raise CompressError(f"--run: {run} has no report.json (run `python benchmarks/pipeline.py "
                                 f"pipelines/distilbert.yaml` first)")
-        report = read_json(run / "report.json")
+        report = read_json(RunLayout(run).report_json)
         cfg, split = evaluation(run, args.data, args.split)
         if args.student:
             student_path = resolve(args.student, ROOT)
@@ -204,7 +205,7 @@ def main(argv: list[str]) -> int:
         for line in exc.problems:
             print(f"error: {line}", file=sys.stderr)
         return 2
-    teacher_dir = run / "teacher" / "model"
+    teacher_dir = RunLayout(run).model("teacher")
     print(f"run {run}\nstudent: {student_from}", flush=True)
     built = peer_mod.build(teacher_dir, run / "flagship" / "peer", per_channel=args.peer_per_channel,
                            rebuild=args.rebuild_peer)
@@ -234,7 +235,7 @@ def main(argv: list[str]) -> int:
         rows[name]["agreement_with_teacher"] = round(float((pred[name] == pred["teacher"]).mean()), 5)
     # cross-check with the run's own figures (report.json measured the teacher and the shipped variant)
     by_name = {v["name"]: v for v in report["variants"]}
-    shipped_name = read_json(run / "ship" / "stage.json")["metrics"].get("variant") if (run / "ship" / "stage.json").is_file() else None
+    shipped_name = read_json(RunLayout(run).record("ship"))["metrics"].get("variant") if (RunLayout(run).record("ship")).is_file() else None
     shipped_row = by_name.get(shipped_name, {}) if shipped_name else {}
     report_check = {"teacher_accuracy": by_name.get("teacher", {}).get("accuracy"),
                     "teacher_p50_ms": by_name.get("teacher", {}).get("latency_ms", {}).get("p50"),

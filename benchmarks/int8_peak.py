@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT))  # run as a script: import the other benchmarks as the package benchmarks
 TARGET_SHARE = 0.60
 # ONNX Runtime's int8 GEMM is fastest at moderate K (4096^3 reaches ~60% of what 1024^3 does here): the peak is
 # the best over several shapes and the student's own layer shapes, never one chosen to flatter the share
@@ -67,14 +67,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "int8_peak.json"))
     args = parser.parse_args(argv)
 
+    from benchmarks.flagship import evaluation, resolve, shipped_student
     from transformers import AutoTokenizer
 
-    from compress.bench.latency import measure
+    from compress.bench.latency import latency_input, measure
     from compress.bench.peak import INT8_KERNELS, KERNELS, bert_ops, count_ops, profile_ops, time_gemm
     from compress.envinfo import environment
     from compress.io import write_json
-    from compress.stages.bench import latency_input
-    from flagship import evaluation, resolve, shipped_student
 
     threads = args.threads or os.cpu_count() or 1
     shapes = args.shape or list(DEFAULT_SHAPES)

@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from compress.layout import CACHE_DIR, RunLayout
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -34,14 +36,14 @@ def main(argv: list[str]) -> int:
     name = next((o.split("=", 1)[1] for o in overrides if o.startswith("name=")), name)
     runs = ROOT / "benchmarks" / "runs"
     shutil.rmtree(runs / name, ignore_errors=True)
-    shutil.rmtree(runs / ".cache", ignore_errors=True)  # content-addressed teacher outputs: a later run reuses them
+    shutil.rmtree(runs / CACHE_DIR, ignore_errors=True)  # content-addressed teacher outputs: a later run reuses them
     started = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "compress", "run", pipeline, "--runs-dir", str(runs), *overrides])
     wall = time.perf_counter() - started
     if proc.returncode != 0:
         print(f"compress run failed with exit code {proc.returncode}", file=sys.stderr)
         return proc.returncode
-    report = json.loads((runs / name / "report.json").read_text())
+    report = json.loads(RunLayout(runs / name).report_json.read_text())
     if report.get("task") == "causal-lm":
         return _causal_lm(pipeline, overrides, wall, name, report)
     keep = ("name", "format", "precision", "parameters", "size_bytes", "accuracy", "retention", "agreement_with_teacher",

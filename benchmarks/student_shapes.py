@@ -31,7 +31,10 @@ import statistics
 import sys
 from pathlib import Path
 
+from compress.layout import RunLayout
+
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script: import the other benchmarks as the package benchmarks
 SHAPES = ("3x12x1536", "3x8x1536", "3x6x1536", "3x6x768", "2x12x1536", "2x12x1024", "2x6x768")
 SHAPE = re.compile(r"^(\d+)x(\d+)x(\d+)$")
 
@@ -110,21 +113,20 @@ def main(argv: list[str]) -> int:
 
     import shutil
 
+    from benchmarks.flagship import evaluation, resolve, shipped_student
     from transformers import AutoTokenizer
 
     from compress import models as model_io
-    from compress.bench.latency import measure
+    from compress.bench.latency import latency_input, measure
     from compress.envinfo import environment
     from compress.errors import CompressError
     from compress.io import dir_size, write_json
-    from compress.stages.bench import latency_input
-    from flagship import evaluation, resolve, shipped_student
 
     try:
         shapes = {s: parse_shape(s) for s in args.shapes}
         run = resolve(args.run, ROOT)
-        student_dir = next((d for d in (run / "trim" / "model", run / "distill" / "model") if d.is_dir()), None)
-        if student_dir is None or not (run / "teacher" / "model").is_dir():
+        student_dir = next((d for d in (RunLayout(run).model("trim"), RunLayout(run).model("distill")) if d.is_dir()), None)
+        if student_dir is None or not (RunLayout(run).model("teacher")).is_dir():
             raise CompressError(f"--run: {run} has no finished teacher and student (run `python benchmarks/pipeline.py "
                                 f"pipelines/distilbert.yaml` first)")
         base, tokenizer = model_io.load_saved(student_dir)
@@ -133,7 +135,7 @@ def main(argv: list[str]) -> int:
             raise CompressError(*bad)
         cfg, split = evaluation(run, args.data)
         work = Path(args.work) if args.work else run / "student_shapes"
-        models = {"teacher": ("pytorch", run / "teacher" / "model", run / "teacher" / "model")}
+        models = {"teacher": ("pytorch", RunLayout(run).model("teacher"), RunLayout(run).model("teacher"))}
         shipped, shipped_tok, _ = shipped_student(run)
         models["shipped"] = ("onnx", shipped, shipped_tok)
         built = {}

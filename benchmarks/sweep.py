@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from compress.layout import CACHE_DIR, SWEEP_JSON
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -44,11 +46,11 @@ def main(argv: list[str]) -> int:
         earlier = before.get("invocations") or [{k: before[k] for k in ("overrides", "exit_code", "wall_seconds")}]
     if not resume:
         shutil.rmtree(runs / name, ignore_errors=True)
-        shutil.rmtree(runs / ".cache", ignore_errors=True)  # from scratch: the teacher's outputs are computed again
+        shutil.rmtree(runs / CACHE_DIR, ignore_errors=True)  # from scratch: the teacher's outputs are computed again
     started = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "compress", "run", pipeline, "--runs-dir", str(runs), *overrides])
     wall = time.perf_counter() - started
-    sweep_json = runs / name / "sweep.json"
+    sweep_json = runs / name / SWEEP_JSON
     if not sweep_json.is_file():
         print(f"compress run failed with exit code {proc.returncode} before any point finished", file=sys.stderr)
         return proc.returncode or 1

@@ -59,7 +59,7 @@ def main(argv: list[str]) -> int:
     from compress.distill.train import accelerator_for, fit
     from compress.envinfo import environment, resolve_precision
     from compress.pipeline import Context
-    from compress.stages.teacher import cross_entropy
+    from compress.tasks.classification.distilling import cross_entropy
 
     overrides = [f"data.source={args.data}", f"data.max_train_samples={args.sentences}", f"teacher.model={args.teacher}"]
     cfg = load_config(ROOT / "pipelines" / "distilbert.yaml", overrides)

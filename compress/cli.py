@@ -136,11 +136,13 @@ def validate(
 ) -> None:
     """Check a pipeline file (and overrides) without running anything; every problem at once. Local model
     folders are checked too (pickle-only weights, remote code, damaged files, head size, position table)."""
+    from compress import tasks
     from compress.config import load_config
-    from compress.preflight import check_models
 
     cfg = load_config(pipeline, overrides or [])
-    check_models(cfg)
+    task = tasks.get(cfg.task)
+    if task.has("check_models"):
+        task.hook("check_models")(cfg)
     if cfg.sweep is not None:
         from compress.sweep import expand
 
@@ -180,18 +182,20 @@ def report_command(
     several: one comparison page, every run's variants on the same plots (a colour per run) and in
     one table.
     """
-    from compress.compare import load_runs
-    from compress.htmlreport import render_comparison, render_run
+    from compress import tasks
     from compress.io import write_text
-    from compress.stages.report import markdown
+    from compress.layout import RunLayout
+    from compress.reports.compare import load_runs
+    from compress.reports.html import render_comparison
 
-    runs = load_runs(run_dirs)
+    runs = load_runs(run_dirs, _readable)
     if len(runs) == 1:
         run_, = runs
-        target = out or run_.path / "report.html"
-        write_text(run_.path / "report.md", markdown(run_.report))
-        write_text(target, render_run(run_.report))
-        typer.echo(f"report: {run_.path / 'report.md'}, {target}")
+        task, where = tasks.of_report(run_.report), RunLayout(run_.path)
+        target = out or where.report_html
+        write_text(where.report_md, task.hook("markdown")(run_.report))
+        write_text(target, task.hook("html")(run_.report))
+        typer.echo(f"report: {where.report_md}, {target}")
         return
     target = out or Path("compare.html")
     write_text(target, render_comparison([(r.label, r.report) for r in runs]))
@@ -218,9 +222,9 @@ def compare(
     """
     from rich.console import Console
 
-    from compress.compare import changes, load_runs, regressions, table, target_differences
+    from compress.reports.compare import changes, load_runs, regressions, table, target_differences
 
-    base_run, new_run = load_runs([base, new])
+    base_run, new_run = load_runs([base, new], _readable)
     common, only_base, only_new = changes(base_run.report, new_run.report)
     if not common:
         raise CompressError(f"{new}: no variant in common with {base} (base has "
@@ -245,45 +249,25 @@ def compare(
 
 
 def _summary(console, run_dir: Path) -> None:
-    from rich.table import Table
-
+    """The task's table of every variant, at the end of a run."""
+    from compress import tasks
     from compress.io import read_json
+    from compress.layout import RunLayout
 
-    report = read_json(run_dir / "report.json")
-    if report.get("task") == "causal-lm":
-        _lm_summary(console, run_dir, report)
-        return
-    table = Table(title=f"{report['name']}: every variant against the teacher (PyTorch fp32)")
-    for col in ("variant", "format", "precision", "size MB", "accuracy", "retention", "speedup", "p50 ms", "p99 ms", "peak MiB"):
-        table.add_column(col, justify="left" if col in ("variant", "format", "precision") else "right")
-    for v in report["variants"]:
-        table.add_row(v["name"], v["format"], v["precision"], f"{v['size_bytes'] / 1e6:.1f}", f"{v['accuracy']:.4f}",
-                      f"{v['retention']:.1%}", f"{v['speedup']:.2f}x", f"{v['latency_ms']['p50']:.2f}",
-                      f"{v['latency_ms']['p99']:.2f}", f"{v['peak_memory_bytes'] / 2**20:.0f}")
-    console.print(table)
-    console.print(f"report: {run_dir / 'report.md'}, {run_dir / 'report.html'} (data: {run_dir / 'report.json'})")
-    ship = run_dir / "ship" / "stage.json"
-    if ship.is_file() and read_json(ship)["metrics"].get("bundle"):
-        console.print(f"bundle: {read_json(ship)['metrics']['bundle']}/")
+    report = read_json(RunLayout(run_dir).report_json)
+    tasks.of_report(report).hook("summary")(console, run_dir, report)
 
 
-def _lm_summary(console, run_dir: Path, report: dict) -> None:
-    from rich.table import Table
+def _readable(report: dict, path: Path) -> str | None:
+    """compress report and compress compare read the reports of tasks that say they can be compared."""
+    from compress import tasks
 
-    table = Table(title=f"{report['name']}: every variant against the teacher (perplexity on held-out text; "
-                  "generation at batch 1, cpu)")
-    for col in ("variant", "format", "precision", "size MB", "perplexity", "retention", "first token ms", "tokens/s",
-                "peak MiB"):
-        table.add_column(col, justify="left" if col in ("variant", "format", "precision") else "right")
-    for v in report["variants"]:
-        def fmt(x, spec):
-            return format(x, spec) if x is not None else "-"
-        table.add_row(v["name"], v["format"], v["precision"], f"{v['size_bytes'] / 1e6:.1f}", f"{v['perplexity']:.3f}",
-                      f"{v['perplexity_retention']:.1%}", fmt(v["time_to_first_token_ms"], ".1f"),
-                      fmt(v["tokens_per_second"], ".1f"),
-                      fmt(v["peak_memory_bytes"] / 2**20 if v["peak_memory_bytes"] else None, ".0f"))
-    console.print(table)
-    console.print(f"report: {run_dir / 'report.md'} (data: {run_dir / 'report.json'})")
+    task = tasks.of_report(report)
+    if task.comparable:
+        return None
+    readers = ", ".join(n for n in tasks.names() if tasks.get(n).comparable)
+    return (f"{path}: a {task.name} report: compress report and compress compare read {readers} reports only so far; "
+            "its tables are in report.md")
 
 
 def _sweep_summary(console, sweep_dir: Path) -> None:

@@ -15,7 +15,6 @@ from compress.config import TeacherConfig, resolve_model_path
 from compress.errors import CompressError
 from compress.preflight import check_model_folder, json_problem, safetensors_problem
 
-
 # ----------------------------------------------------------------------------- teacher
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from compress.errors import CompressError
+
 
 def session(path: Path, threads: int | None = None, arena: bool = True, providers: list[str] | None = None):
     import onnxruntime as ort
@@ -20,7 +22,6 @@ def session(path: Path, threads: int | None = None, arena: bool = True, provider
     try:
         return ort.InferenceSession(str(path), sess_options=opts, providers=providers or ["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime's load errors (a truncated or damaged graph) share no base class
-        from compress.errors import CompressError
 
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise CompressError(f"{path}: ONNX Runtime cannot load it ({first}); the file is truncated or damaged") from None
@@ -63,3 +64,20 @@ def logits(sess, rows: list[list[int]], pad_id: int, batch_size: int = 64) -> np
             out = np.empty((len(rows), result.shape[-1]), dtype=np.float32)
         out[idx] = result
     return out
+
+
+def model_spec(onnx_path: Path) -> dict:
+    """Inputs and outputs of the model: names, dtypes, shapes with their symbolic (dynamic) axes named."""
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    return {"inputs": [_tensor_spec(t) for t in graph.input], "outputs": [_tensor_spec(t) for t in graph.output]}
+
+
+def _tensor_spec(value) -> dict:
+    import onnx
+
+    t = value.type.tensor_type
+    dims = [d.dim_param or d.dim_value for d in t.shape.dim]
+    return {"name": value.name, "dtype": onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name, "shape": dims,
+            "dynamic_axes": {str(i): d for i, d in enumerate(dims) if isinstance(d, str)}}

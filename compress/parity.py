@@ -138,3 +138,20 @@ def print_checklist(console, title: str, rows: list[dict]) -> None:
 def failures(rows: list[dict], what: str, path: Path | str) -> list[str]:
     """One error line per failed check, naming the variant, the shape and the difference."""
     return [f"{what}: {r['variant']} at {r['shape']}: {'; '.join(r['problems'])}; {path}" for r in rows if not r["ok"]]
+
+
+def save_reference(path: Path, inputs: list[Shape], reference: list[np.ndarray]) -> None:
+    arrays = {"names": np.array([s.name for s in inputs])}
+    for i, (s, ref) in enumerate(zip(inputs, reference)):
+        arrays[f"ids{i}"], arrays[f"mask{i}"], arrays[f"ref{i}"] = s.input_ids, s.attention_mask, ref
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(path)
+
+
+def load_reference(path: Path) -> tuple[list[Shape], list[np.ndarray]]:
+    """The inputs and fp32 PyTorch logits saved by the export stage."""
+    with np.load(path) as z:
+        names = [str(n) for n in z["names"]]
+        inputs = [Shape(n, z[f"ids{i}"], z[f"mask{i}"]) for i, n in enumerate(names)]
+        return inputs, [z[f"ref{i}"] for i in range(len(names))]

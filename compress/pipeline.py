@@ -21,8 +21,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from types import ModuleType
 
-from compress import preflight
+from compress import layout as files
+from compress import tasks
 from compress.config import PipelineConfig, dump_yaml
+from compress.envinfo import environment, resolve_device
 from compress.errors import CompressError
 from compress.io import atomic_dir, read_json, sha256_file, write_json, write_text
 
@@ -39,15 +41,17 @@ class Context:
     checkpoint_dir: Path | None = None  # training state of the running stage, kept until it finishes
     runs_dir: Path | None = None  # where the shared teacher-output cache lives (.cache/); None = run_dir's parent
 
+    @property
+    def layout(self) -> files.RunLayout:
+        return files.RunLayout(self.run_dir)
+
     def stage_dir(self, name: str) -> Path:
-        return self.run_dir / name
+        return self.layout.stage(name)
 
 
-def stages() -> list[ModuleType]:
-    from compress.stages import (baseline, bench, distill, export, mobile, quantize, refine, report, ship, student,
-                                 teacher, trim)
-
-    return [teacher, student, distill, refine, baseline, trim, export, quantize, mobile, bench, report, ship]
+def stages(cfg: PipelineConfig) -> list[ModuleType]:
+    """The stages of the config's task, in the order they run (compress/tasks/)."""
+    return tasks.get(cfg.task).stage_modules()
 
 
 def inputs_hash(stage: ModuleType, cfg: PipelineConfig, upstream: dict[str, str]) -> str:
@@ -80,7 +84,7 @@ def _has_path(tree: dict, dotted: str) -> bool:
 
 def finished(stage: ModuleType, cfg: PipelineConfig, run_dir: Path, expected_hash: str) -> bool:
     """Done, with the same inputs, and whatever it wrote outside its folder still there."""
-    record = run_dir / stage.NAME / "stage.json"
+    record = files.RunLayout(run_dir).record(stage.NAME)
     if not record.is_file():
         return False
     if not all(p.exists() for p in getattr(stage, "outputs", lambda cfg, run_dir: [])(cfg, run_dir)):
@@ -97,7 +101,7 @@ def plan(cfg: PipelineConfig, run_dir: Path) -> list[tuple[ModuleType, str, bool
     hashes: dict[str, str] = {}
     out = []
     reruns: set[str] = set()
-    for stage in stages():
+    for stage in stages(cfg):
         h = inputs_hash(stage, cfg, hashes)
         hashes[stage.NAME] = h
         # A stage reruns when its inputs changed, its outputs are gone, or a stage it reads reruns
@@ -122,8 +126,8 @@ def share(cfg: PipelineConfig, run_dir: Path, donors: list[Path]) -> dict[str, P
             continue
         with atomic_dir(run_dir / stage.NAME) as tmp:
             shutil.copytree(donor / stage.NAME, tmp, dirs_exist_ok=True, copy_function=_link_or_copy)
-            record = read_json(tmp / "stage.json")
-            write_json(tmp / "stage.json", {**record, "shared_from": str(donor)})  # a new file, not the donor's
+            record = read_json(tmp / files.STAGE_FILE)
+            write_json(tmp / files.STAGE_FILE, {**record, "shared_from": str(donor)})  # a new file, not the donor's
         shared[stage.NAME] = donor
     return shared
 
@@ -145,7 +149,6 @@ def run(cfg: PipelineConfig, runs_dir: Path, console, run_dir: Path | None = Non
     with the same inputs are reused instead of recomputed (a sweep's points)."""
     from accelerate import PartialState
 
-    from compress.envinfo import resolve_device
 
     device = resolve_device(cfg.device)
     state = PartialState(cpu=device == "cpu")
@@ -159,7 +162,8 @@ def run(cfg: PipelineConfig, runs_dir: Path, console, run_dir: Path | None = Non
     damaged = check_upstream(steps, run_dir)
     if damaged:
         raise CompressError(*damaged)
-    checks = preflight.check(cfg, console, device) if any(r for _, _, r in steps) else {}
+    task = tasks.get(cfg.task)
+    checks = task.hook("preflight")(cfg, console, device) if task.has("preflight") and any(r for _, _, r in steps) else {}
     state.wait_for_everyone()  # every process has read the same plan before anything is written
     with _exclusive(run_dir, main):  # a second run on this folder would clobber its temporary folders
         _write_run_files(cfg, run_dir, steps, checks, main)
@@ -175,14 +179,13 @@ def run(cfg: PipelineConfig, runs_dir: Path, console, run_dir: Path | None = Non
 
 
 def _write_run_files(cfg, run_dir: Path, steps, checks: dict, main: bool) -> None:
-    from compress.envinfo import environment
-
     if main:
-        write_text(run_dir / "config.yaml", dump_yaml(cfg))
-        write_json(run_dir / "env.json", environment())
-        write_json(run_dir / "plan.json", [{"stage": s.NAME, "inputs_hash": h, "run": r} for s, h, r in steps])
+        where = files.RunLayout(run_dir)
+        write_text(where.config, dump_yaml(cfg))
+        write_json(where.env, environment())
+        write_json(where.plan, [{"stage": s.NAME, "inputs_hash": h, "run": r} for s, h, r in steps])
         if checks:
-            write_json(run_dir / "preflight.json", checks)
+            write_json(where.preflight, checks)
 
 
 def _run_stages(steps, ctx: Context, state, main: bool, shared: dict) -> None:
@@ -195,17 +198,17 @@ def _run_stages(steps, ctx: Context, state, main: bool, shared: dict) -> None:
             why = (f"shared: the same inputs finished in {shared[stage.NAME]}" if stage.NAME in shared
                    else "finished earlier, inputs unchanged")
             if main:  # a run killed between a stage's rename and its cleanup leaves the checkpoint behind
-                shutil.rmtree(run_dir / ".checkpoints" / f"{stage.NAME}-{h}", ignore_errors=True)
+                shutil.rmtree(ctx.layout.checkpoint(stage.NAME, h), ignore_errors=True)
             console.print(f"[green]skip[/] {stage.NAME:<9} {why}")
             continue
         everywhere = getattr(stage, "DISTRIBUTED", False)
         if main or everywhere:
             console.rule(f"[bold]{stage.NAME}")
-            ctx.checkpoint_dir = run_dir / ".checkpoints" / f"{stage.NAME}-{h}"
+            ctx.checkpoint_dir = ctx.layout.checkpoint(stage.NAME, h)
             if main:
                 ctx.checkpoint_dir.mkdir(parents=True, exist_ok=True)
             t0, begun = time.perf_counter(), _now()
-            with _output_dir(run_dir / stage.NAME, main) as tmp:
+            with _output_dir(ctx.layout.stage(stage.NAME), main) as tmp:
                 ctx.out = tmp
                 set_seed(cfg.seed)  # every stage starts from the same random state: reruns reproduce it
                 metrics = stage.run(cfg, ctx) or {}
@@ -213,7 +216,7 @@ def _run_stages(steps, ctx: Context, state, main: bool, shared: dict) -> None:
                           "seconds": round(time.perf_counter() - t0, 1), "metrics": metrics}
                 if main:
                     record["files"] = file_digests(tmp)  # what a later run checks before it reads them
-                    write_json(tmp / "stage.json", record)  # last: its presence means the stage is complete
+                    write_json(tmp / files.STAGE_FILE, record)  # last: its presence means the stage is complete
             if main:
                 shutil.rmtree(ctx.checkpoint_dir, ignore_errors=True)
             console.print(f"[green]done[/] {stage.NAME:<9} {record['seconds']:.1f}s")
@@ -223,7 +226,7 @@ def _run_stages(steps, ctx: Context, state, main: bool, shared: dict) -> None:
 def file_digests(folder: Path) -> dict[str, dict]:
     """sha256 and size of every file a stage wrote (stage.json aside), by path relative to its folder."""
     return {p.relative_to(folder).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != "stage.json"}
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != files.STAGE_FILE}
 
 
 def check_upstream(steps: list[tuple[ModuleType, str, bool]], run_dir: Path) -> list[str]:
@@ -235,11 +238,11 @@ def check_upstream(steps: list[tuple[ModuleType, str, bool]], run_dir: Path) -> 
     for name in read:
         folder = run_dir / name
         try:
-            files = read_json(folder / "stage.json").get("files") or {}
+            recorded = read_json(folder / files.STAGE_FILE).get("files") or {}
         except (OSError, ValueError):
             continue  # not finished: planned to rerun (never the case here), or an older run without the record
         fix = f"delete {folder} and run again to rebuild it"
-        for rel, want in files.items():
+        for rel, want in recorded.items():
             path = folder / rel
             if not path.is_file():
                 problems.append(f"{path}: missing (the {name} stage wrote it; its stage.json lists it); {fix}")
@@ -264,7 +267,7 @@ def _exclusive(run_dir: Path, main: bool):
     except ImportError:  # not POSIX: no lock
         yield
         return
-    with open(run_dir / ".lock", "a+", encoding="utf-8") as fh:
+    with open(files.RunLayout(run_dir).lock, "a+", encoding="utf-8") as fh:
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

@@ -1,5 +1,5 @@
-"""Checks made before a run writes anything: the task data, the model files the config names, and whether
-training will fit in memory. Bad data and unsafe or damaged model files raise CompressError (one line
+"""Checks made before a run writes anything (each task's preflight hook picks its own): the labelled data, the
+model files the config names, and whether training will fit in memory. Bad data and unsafe or damaged model files raise CompressError (one line
 each, nothing written); doubtful data and a run that would not fit in memory are warned about, with counts
 and the estimate, and the run goes on.
 """
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from compress.config import PipelineConfig, is_local_path, resolve_model_path
+from compress.data import eval_split, train_split, validation_split
 from compress.errors import CompressError
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
@@ -20,34 +21,15 @@ HEADS = ("classifier.weight", "classifier.out_proj.weight")  # BERT, DistilBERT 
 GiB = 2**30
 
 
-def check(cfg: PipelineConfig, console, device: str) -> dict:
-    """Every check, in order; returns what they counted and estimated."""
-    if cfg.task == "causal-lm":  # plain text, no labels; the memory estimate is made for encoder classifiers
-        check_models(cfg)
-        return {"data": check_text(cfg)}
-    data = check_data(cfg, console)
-    check_models(cfg)
-    memory = check_memory(cfg, data["train_rows"], console, device)
-    return {"data": data, "memory": memory}
-
-
-def check_models(cfg: PipelineConfig) -> None:
+def check_models(cfg: PipelineConfig, num_labels: int | None = None) -> None:
     """Every local model folder the config names (teacher.model, a pretrained student.model), without loading
-    anything: also what `compress validate` checks."""
+    anything: also what `compress validate` checks. ``num_labels``: the teacher's head must have that many outputs
+    (a classifier's task says so; None = no head to check)."""
     lengths = {"data.max_length": cfg.data.max_length, "bench.sequence_length": cfg.bench.sequence_length,
                "bench.mobile_sequence_lengths": max(cfg.bench.mobile_sequence_lengths)}
     for key, spec, pickle_ok, remote_ok in _model_sources(cfg):
         check_model_folder(Path(resolve_model_path(spec)), key, pickle_ok, remote_ok,
-                           num_labels=cfg.teacher.num_labels if key == "teacher.model" and cfg.task != "causal-lm"
-                           else None, lengths=lengths)
-
-
-def check_text(cfg: PipelineConfig) -> dict:
-    """A causal LM's text: found, UTF-8, long enough to hold some out (raises naming the file)."""
-    from compress.llm.text import load_text
-
-    text = load_text(cfg)
-    return {"train_characters": len(text.train), "eval_characters": len(text.eval), "source": text.source}
+                           num_labels=num_labels if key == "teacher.model" else None, lengths=lengths)
 
 
 def _warn(console, text: str) -> None:
@@ -63,8 +45,6 @@ def check_data(cfg: PipelineConfig, console) -> dict:
     """Reads every split the run uses (a missing or misnamed column, an empty split, a label outside
     0..teacher.num_labels-1 or text that is not UTF-8 raise, naming the file); warns about evaluation
     sentences that also appear in the training split, and about labels no training row has."""
-    from compress.data import eval_split, train_split, validation_split
-
     train, evals, val = train_split(cfg), eval_split(cfg), validation_split(cfg)
     summary = {"train_rows": len(train), "eval_rows": len(evals), **overlaps(train.texts, evals.texts, "eval")}
     if summary["eval_duplicates"]:

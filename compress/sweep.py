@@ -18,7 +18,7 @@ pipeline in ``runs/<name>/points/<point>/``. Stages a point shares with an earli
 hash: the teacher, usually the student) are linked from it, not recomputed, and every point reads
 the teacher-output cache under ``<runs-dir>/.cache``. A finished point is kept when the command runs
 again; ``budget_minutes`` stops starting points once that much time has passed. The summary is
-``runs/<name>/sweep.json``, ``sweep.md`` and ``sweep.html`` (compress/sweepreport.py).
+``runs/<name>/sweep.json``, ``sweep.md`` and ``sweep.html`` (compress/reports/sweep.py).
 """
 
 from __future__ import annotations
@@ -156,7 +156,7 @@ def run(pipeline: Path, overrides: list[str], cfg: PipelineConfig, runs_dir: Pat
     from rich.markup import escape
 
     from compress import pipeline as recipe
-    from compress import sweepreport
+    from compress.reports import sweep as sweepreport
 
     raw = load_raw(pipeline, overrides)
     sweep = cfg.sweep

@@ -6,37 +6,22 @@ does not list are errors too), then the golden sentences are replayed: tokenized
 and ``model.ort`` with ONNX Runtime, the logits compared with ``golden.json``.
 
 It runs where the bundle will run, so it imports numpy, onnxruntime and tokenizers only: never torch
-or transformers, nor any compress module that imports them (compress.models, compress.data, the stages).
+or transformers, nor any compress module that imports them (compress.models, compress.data, the stages). The
+golden replay is the bundle's task's (its ``bundle_check`` hook: compress/tasks/<task>/golden.py).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from compress import onnxrun
+from compress import onnxrun, tasks
 from compress.errors import CompressError
 from compress.io import sha256_file
-
-MANIFEST_FILE = "manifest.json"  # the same names as compress.stages.ship, which this module must not import
-GOLDEN_FILE = "golden.json"
-MODEL_FILES = ("model.onnx", "model.ort")
-
-
-@dataclass
-class Check:
-    """One line of the checklist; ``problem`` (the error line) is set when it failed."""
-
-    what: str
-    detail: str
-    problem: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.problem is None
+from compress.layout import GOLDEN_FILE, MANIFEST_FILE, MODEL_FILES, ONNX_FILE
+from compress.records import Check
 
 
 def verify_bundle(bundle: Path, console) -> list[Check]:
@@ -80,7 +65,7 @@ class Bundle:
     """An edge bundle opened for inference by :func:`load_bundle`: ``predict(texts)`` gives logits and
     ``labels`` names the classes. Built on onnxruntime and tokenizers only, as on a device."""
 
-    def __init__(self, path: Path, manifest: dict, model: str = "model.onnx"):
+    def __init__(self, path: Path, manifest: dict, model: str = ONNX_FILE):
         from tokenizers import Tokenizer
 
         self.path, self.manifest = path, manifest
@@ -107,7 +92,7 @@ class Bundle:
         return np.stack(rows) if rows else np.empty((0, len(self.labels)), dtype=np.float32)
 
 
-def load_bundle(bundle: Path, model: str = "model.onnx") -> Bundle:
+def load_bundle(bundle: Path, model: str = ONNX_FILE) -> Bundle:
     """Open ``bundle`` for inference, after checking every file against manifest.json: a changed, missing or
     unlisted file raises CompressError naming it, and nothing of the bundle is loaded. (``compress verify``
     also replays the golden set; this is the check a program makes each time it loads the model.)"""
@@ -161,10 +146,10 @@ def check_golden(bundle: Path, manifest: dict) -> list[Check]:
     if isinstance(golden, Check):
         return [golden]
     checks = [check_tokenizer(bundle, golden)]
+    replay = tasks.of_report(golden).hook("bundle_check")  # the task that wrote the bundle replays its golden set
     for name in MODEL_FILES:
         if name in manifest["files"]:
-            check = check_decoder if golden.get("task") == "causal-lm" else check_model
-            checks.append(check(bundle, name, golden, manifest))
+            checks.append(replay(bundle, name, golden, manifest))
     return checks
 
 
@@ -216,76 +201,3 @@ def check_tokenizer(bundle: Path, golden: dict) -> Check:
     return Check(what, f"{len(wrong)} of {n} golden texts give other ids",
                  f"tokenizer.json: {len(wrong)} of {n} golden texts give other token ids than {GOLDEN_FILE}; text {i} "
                  f"({s['text'][:50]!r}): {enc.ids[:10]} vs {s['input_ids'][:10]}")
-
-
-def check_decoder(bundle: Path, name: str, golden: dict, manifest: dict) -> Check:
-    """A causal LM: each golden prompt's next-token logits (empty KV cache) within the tolerance, and its greedy
-    continuation through the KV cache token for token."""
-    from compress.llm.onnxlm import Decoder  # numpy and onnxruntime only
-
-    atol = float(golden["atol"])
-    try:
-        dec = Decoder(bundle / name)
-    except Exception as exc:  # onnxruntime's load errors have no common base class; ValueError: no cache inputs
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return Check(name, "cannot be loaded", f"{name}: cannot be loaded as a decoder with a KV cache ({first[:200]})")
-    worst, bad, differ = 0.0, 0, []
-    for i, s in enumerate(golden["samples"]):
-        ids = np.asarray([s["input_ids"]], dtype=np.int64)
-        try:
-            got = dec.logits(ids, np.ones_like(ids))[0, -1]
-            tokens = dec.greedy(s["input_ids"], int(golden["new_tokens"]), golden.get("eos_token_id"))
-        except Exception as exc:  # a corrupted graph may load and still fail to run
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            return Check(name, "fails to run", f"{name}: fails on golden prompt {i} ({first[:200]})")
-        diff = float(np.abs(got - np.asarray(s["logits"], dtype=np.float32)).max())
-        worst, bad = max(worst, diff), bad + (diff > atol)
-        if tokens != s.get("greedy_tokens"):
-            differ.append(i)
-    n = len(golden["samples"])
-    detail = (f"{n} golden prompts, next-token logits max diff {worst:.2e} (tolerance {atol:g}), greedy continuations "
-              f"identical on {n - len(differ)}/{n}")
-    if not bad and not differ:
-        return Check(name, detail)
-    return Check(name, detail, f"{name}: " + "; ".join(
-        ([f"logits differ from {GOLDEN_FILE} by up to {worst:.3g} (tolerance {atol:g}) on {bad} of {n} prompts"] if bad else [])
-        + ([f"greedy tokens differ from {GOLDEN_FILE} on prompts {differ}"] if differ else [])))
-
-
-def check_model(bundle: Path, name: str, golden: dict, manifest: dict) -> Check:
-    """Run the stored ids through ``name`` one sentence at a time; logits within the golden tolerance."""
-    atol = float(golden["atol"])
-    try:
-        sess = onnxrun.session(bundle / name)
-    except CompressError as exc:  # a damaged graph: the line names the file, as the bundle lists it
-        return Check(name, "cannot be loaded", exc.problems[0].replace(str(bundle / name), name, 1))
-    expected_inputs = [t["name"] for t in manifest.get("inputs", [])]
-    found_inputs = [i.name for i in sess.get_inputs()]
-    if expected_inputs and found_inputs != expected_inputs:
-        return Check(name, f"inputs {found_inputs}", f"{name}: inputs {found_inputs}, {MANIFEST_FILE} says {expected_inputs}")
-    output = golden.get("output", "logits")
-    worst, worst_i, bad, top1 = -1.0, 0, 0, 0
-    for i, s in enumerate(golden["samples"]):
-        ids = np.asarray([s["input_ids"]], dtype=np.int64)
-        mask = np.asarray([s["attention_mask"]], dtype=np.int64)
-        try:
-            got = sess.run([output], onnxrun.feeds(sess, ids, mask))[0][0]
-        except Exception as exc:  # a corrupted graph may load and still fail to run
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            return Check(name, "fails to run", f"{name}: fails on golden text {i} ({first[:200]})")
-        want = np.asarray(s["logits"], dtype=np.float32)
-        if got.shape != want.shape:
-            return Check(name, f"output shape {got.shape}", f"{name}: {output} of golden text {i} has shape {got.shape}, "
-                         f"{GOLDEN_FILE} has {want.shape}")
-        diff = float(np.abs(got - want).max())
-        bad += diff > atol
-        top1 += int(got.argmax() == want.argmax())
-        if diff > worst:
-            worst, worst_i = diff, i
-    n = len(golden["samples"])
-    detail = f"{n} golden texts, {output} max diff {worst:.2e} (tolerance {atol:g}), top-1 {top1}/{n}"
-    if not bad:
-        return Check(name, detail)
-    text = golden["samples"][worst_i]["text"]
-    return Check(name, detail, f"{name}: {output} differ from {GOLDEN_FILE} by up to {worst:.3g} (tolerance {atol:g}) "
-                 f"on {bad} of {n} golden texts, worst text {worst_i} ({text[:50]!r})")

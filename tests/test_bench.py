@@ -10,7 +10,7 @@ from compress.bench import targets
 from compress.bench.accuracy import accuracy_interval, retention_interval
 from compress.config import load_config
 from compress.errors import ConfigError
-from compress.stages.bench import Variant
+from compress.tasks.classification.bench import Variant
 
 from .conftest import ROOT, read_json
 

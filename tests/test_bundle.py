@@ -171,7 +171,7 @@ def test_ort_parity_failure_names_the_shape(tiny_shipped, tmp_path, monkeypatch)
     from compress.config import load_config
     from compress.errors import CompressError
     from compress.pipeline import Context
-    from compress.stages import mobile
+    from compress.tasks.classification import mobile, ort
 
     run_dir, _, overrides = tiny_shipped
     real_convert = mobile.convert
@@ -218,13 +218,13 @@ def test_ort_parity_failure_names_the_shape(tiny_shipped, tmp_path, monkeypatch)
 
 
 def test_operator_config_and_mobile_package_check(tmp_path, monkeypatch):
-    from compress.stages import mobile
+    from compress.tasks.classification import mobile, ort
 
     config = tmp_path / "ops.config"
     config.write_text("# generated\nai.onnx;13;Gather,Softmax\ncom.microsoft;1;Gelu{\"inputs\": {\"0\": [\"float\"]}}\n")
-    ops = mobile.read_operator_config(config)
+    ops = ort.read_operator_config(config)
     assert ops == {"ai.onnx": {"13": ["Gather", "Softmax"]}, "com.microsoft": {"1": ["Gelu"]}}
-    assert mobile.mobile_package(ops)["checked"] is False  # onnxruntime 1.31 ships no reduced package list
+    assert ort.mobile_package(ops)["checked"] is False  # onnxruntime 1.31 ships no reduced package list
 
     import onnxruntime.tools.mobile_helpers.usability_checker as checker
 
@@ -232,7 +232,7 @@ def test_operator_config_and_mobile_package_check(tmp_path, monkeypatch):
     helpers.mkdir()
     (helpers / "mobile_package.required_operators.config").write_text("ai.onnx;13;Gather,Softmax\n")
     monkeypatch.setattr(checker, "__file__", str(helpers / "usability_checker.py"))
-    result = mobile.mobile_package(ops)
+    result = ort.mobile_package(ops)
     assert result == {"checked": True, "usable": False, "ops_not_in_package": ["com.microsoft:Gelu (opset 1)"]}
 
 

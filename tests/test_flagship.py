@@ -4,7 +4,6 @@ shared tiny run (few queries: the loop is tested, not the figures)."""
 
 from __future__ import annotations
 
-import sys
 
 import numpy as np
 import pytest
@@ -19,10 +18,7 @@ TINY = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num
 
 
 def _scripts():
-    if str(ROOT / "benchmarks") not in sys.path:
-        sys.path.insert(0, str(ROOT / "benchmarks"))
-    import flagship
-    import int8_peak
+    from benchmarks import flagship, int8_peak
 
     return flagship, int8_peak
 
@@ -296,9 +292,7 @@ def test_static_int8_uses_the_unfused_graph_when_attention_is_fused(tiny_bert, t
 def test_student_shapes_cuts_quantizes_and_times_each_shape(tiny_shipped, tmp_path, capsys):
     import onnx
 
-    if str(ROOT / "benchmarks") not in sys.path:
-        sys.path.insert(0, str(ROOT / "benchmarks"))
-    import student_shapes
+    from benchmarks import student_shapes
 
     run, _, _ = tiny_shipped  # read-only: the cut models go to --work
     out = tmp_path / "shapes.json"

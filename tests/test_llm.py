@@ -9,9 +9,9 @@ import torch
 
 from compress.config import load_config
 from compress.errors import CompressError
-from compress.llm import lm, onnxlm, preflight
-from compress.llm.objectives import TokenKD, lm_cross_entropy, shifted
-from compress.llm.text import Text, _holdout, blocks, generate_text, train_bpe_tokenizer
+from compress.tasks.causal_lm import lm, onnxlm, preflight
+from compress.tasks.causal_lm.objectives import TokenKD, lm_cross_entropy, shifted
+from compress.tasks.causal_lm.text import Text, _holdout, blocks, generate_text, train_bpe_tokenizer
 
 from .conftest import ROOT, SHARED_DATA, invoke
 
@@ -128,7 +128,7 @@ def test_students_from_layers_and_from_a_smaller_config(kind, tokenizer):
 
 @pytest.mark.parametrize("kind", ["gpt2", "llama"])
 def test_kv_cache_export_matches_pytorch_logits_and_greedy_tokens(kind, tokenizer, tmp_path):
-    from compress.llm.stages import greedy_check, logits_parity, parity_inputs
+    from compress.tasks.causal_lm.stages import greedy_check, logits_parity, parity_inputs
 
     model = tiny(kind, len(tokenizer))
     model.config.eos_token_id = model.config.pad_token_id = tokenizer.eos_token_id
@@ -190,8 +190,8 @@ def test_causal_lm_pipelines_validate_offline(name):
 def test_sequence_level_completions_come_from_the_teacher(tokenizer):
     from rich.console import Console
 
-    from compress.llm.objectives import teacher_completions
-    from compress.llm.text import token_stream
+    from compress.tasks.causal_lm.objectives import teacher_completions
+    from compress.tasks.causal_lm.text import token_stream
 
     cfg = load_config(ROOT / "pipelines" / "tiny-lm.yaml", ["distill.sequence.mode=mix", "distill.sequence.prompts=4",
                                                             "distill.sequence.prompt_tokens=6",

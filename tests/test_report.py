@@ -9,8 +9,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from compress.plots import pareto_front
-from compress.stages.report import recommend
+from compress.reports.plots import pareto_front
+from compress.tasks.classification.report import recommend
 
 from .conftest import ROOT, invoke, read_json
 
@@ -73,7 +73,7 @@ def test_recommendation_is_the_smallest_and_the_fastest_above_the_floor():
 
 
 def test_markdown_lines_become_html():
-    from compress.htmlreport import markdown_html
+    from compress.reports.html import markdown_html
 
     page = markdown_html(["", "## Quantization", "", "Made for `avx2` & <co>", "over two lines.", "",
                           "| variant | drop |", "|---|---:|", "| a<b | +0.10 |", "", "- one `x`", "- two"])
@@ -123,7 +123,7 @@ def test_report_html_is_self_contained_with_two_plots_and_the_recommendation(tin
 
 
 def test_report_html_escapes_text(tiny_shipped):
-    from compress.htmlreport import render_run
+    from compress.reports.html import render_run
 
     run_dir, _, _ = tiny_shipped
     report = read_json(run_dir / "report.json")

@@ -1,4 +1,4 @@
-"""Sweeps (compress/sweep.py, compress/sweepreport.py): points expanded from a grid and named entries, bad
+"""Sweeps (compress/sweep.py, compress/reports/sweep.py): points expanded from a grid and named entries, bad
 keys refused at load, a tiny sweep through the real CLI with the teacher trained once, the budget, resume."""
 
 import re
@@ -159,7 +159,7 @@ def _point(name, entry, t, alpha, student, acc, sizes=((40e6, "fp32"), (10e6, "i
 
 
 def test_sweep_summary_frontier_curves_table_and_page():
-    from compress.sweepreport import curves, frontier, markdown, render
+    from compress.reports.sweep import curves, frontier, markdown, render
 
     teacher = {"accuracy": 0.9, "accuracy_ci95": [0.88, 0.92], "parameters": 2e7, "size_bytes": 9e7, "p50_ms": 20.0,
                "onnx_size_bytes": 9e7, "onnx_p50_ms": 9.0}
@@ -191,7 +191,7 @@ def test_sweep_summary_frontier_curves_table_and_page():
 
 
 def test_a_sweep_point_names_its_student_and_what_refine_made_of_it():
-    from compress.sweepreport import describe_student
+    from compress.reports.sweep import describe_student
 
     layers = {"method": "layers", "layers": [0, 2, 4]}
     assert describe_student(layers) == "3 layers (0, 2, 4)"

@@ -77,3 +77,18 @@ def _ignore_sigint() -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def latency_input(tokenizer, texts: list[str], length: int, batch: int) -> list[list[int]]:
+    """``batch`` rows of exactly ``length`` real tokens: evaluation sentences joined until long enough, with the
+    special tokens the tokenizer adds (none for a bare word-level tokenizer) counted in."""
+    specials = len(tokenizer.build_inputs_with_special_tokens([]))
+    ids: list[int] = []
+    for text in texts:
+        ids += tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(ids) >= length:
+            break
+    while len(ids) < length - specials:  # a tiny evaluation set: repeat it
+        ids += ids or [tokenizer.unk_token_id]
+    row = tokenizer.build_inputs_with_special_tokens(ids[: length - specials])
+    return [row] * batch

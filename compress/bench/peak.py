@@ -26,6 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
+from compress import onnxrun
+from compress.envinfo import int8_isa
+from compress.quant.onnx_int8 import reduce_range_for
+
 # op type -> (precision of the product, index of the activation operand)
 MATMUL_OPS = {
     "MatMul": "fp32", "Gemm": "fp32", "FusedMatMul": "fp32",
@@ -49,8 +53,6 @@ def gemm_model(kernel: str, m: int, k: int, n: int, seed: int = 0, seven_bit: bo
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from compress.envinfo import int8_isa
-    from compress.quant.onnx_int8 import reduce_range_for
 
     if seven_bit is None:
         seven_bit = reduce_range_for(int8_isa())
@@ -197,7 +199,6 @@ def _runtime_shapes(model, batch: int, seq: int) -> dict[str, list[int]]:
     import onnx
     import onnxruntime as ort
 
-    from compress import onnxrun
 
     wanted = []
     inits = {t.name for t in model.graph.initializer}
@@ -256,7 +257,6 @@ def profile_ops(model_path: Path | str, input_ids: list[list[int]], threads: int
 
     import onnxruntime as ort
 
-    from compress import onnxrun
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads

@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from compress.quant.gpu import CUDA_EP, onnx_cuda_missing
+
 ARENA = "enable_cpu_mem_arena=1"  # what compress.onnxrun.session sets for every ONNX Runtime session
 
 
@@ -87,7 +89,6 @@ def plan(variant, case: Case, ort_file: Path | None, shipped: str | None) -> Pla
         return "PyTorch dynamic int8 kernels run on CPU only"
     if variant.format == "pytorch":
         return Plan(variant.path, "cuda", case.threads)
-    from compress.quant.gpu import CUDA_EP, onnx_cuda_missing
 
     reason = onnx_cuda_missing()
     return reason or Plan(variant.path, "cuda", case.threads, [CUDA_EP, "CPUExecutionProvider"])

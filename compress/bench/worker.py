@@ -12,13 +12,15 @@ import sys
 import time
 from pathlib import Path
 
+from compress import onnxrun
 from compress.bench.latency import LatencyStats
+from compress.quant.gpu import load_bnb
+from compress.quant.torch_int8 import load
 
 
 def _onnx_runner(spec: dict):
     import numpy as np
 
-    from compress import onnxrun
 
     sess = onnxrun.session(Path(spec["path"]), threads=spec["threads"], arena=True, providers=spec.get("providers"))
     ids = np.asarray(spec["input_ids"], dtype=np.int64)
@@ -55,12 +57,8 @@ def _load_torch(spec: dict):
     """The model of a PyTorch variant: fp32 safetensors, int8 (compress.quant.torch_int8) or bitsandbytes."""
     path, loader = Path(spec["path"]), spec.get("loader", "saved")
     if loader == "torch_int8":
-        from compress.quant.torch_int8 import load
-
         return load(path)[0]
     if loader == "bnb":
-        from compress.quant.gpu import load_bnb
-
         return load_bnb(path)[0]
     from transformers import AutoModelForSequenceClassification
 

@@ -23,6 +23,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from compress.data import Split, train_split
+
 IGNORE = -100  # the label of a copy in distillation: no hard-label loss, teacher soft targets only
 _ATTEMPTS = 5
 
@@ -83,8 +85,6 @@ def training_split(cfg, tokenizer, hard_labels_for_copies: bool):
     """The rows distillation (and its hard-label baseline) train on: the training split, then
     ``distill.augment.copies`` perturbed copies of it. Copies carry ``IGNORE`` for distillation, or
     their sentence's label when ``hard_labels_for_copies`` (the baseline)."""
-    from compress.data import Split, train_split
-
     train = train_split(cfg)
     a = cfg.distill.augment
     if a.copies == 0:

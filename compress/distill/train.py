@@ -23,7 +23,8 @@ from typing import Callable
 import torch
 
 from compress.config import TrainConfig
-from compress.data import Encoded, LengthGroupedBatches, collate
+from compress.data import Encoded, LengthGroupedBatches, collate, encode, eval_batches, validation_split
+from compress.envinfo import resolve_precision
 from compress.errors import CompressError
 
 LossFn = Callable[[torch.nn.Module, dict], tuple[torch.Tensor, dict[str, float]]]
@@ -270,7 +271,14 @@ def _set_rng(state: dict) -> None:
 
 
 def _bar(console, accelerator):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
                TimeElapsedColumn(), TimeRemainingColumn())
@@ -303,8 +311,6 @@ def set_dropout(model: torch.nn.Module, p: float) -> int:
 @torch.no_grad()
 def predict_logits(model: torch.nn.Module, data: Encoded, pad_id: int, batch_size: int, device: str) -> torch.Tensor:
     """fp32 logits of ``model`` on every row of ``data``, in the original order."""
-    from compress.data import eval_batches
-
     model.eval().to(device)
     pad = collate(pad_id)
     out = torch.empty((len(data), model.config.num_labels), dtype=torch.float32)
@@ -323,8 +329,6 @@ def accuracy(model: torch.nn.Module, data: Encoded, pad_id: int, device: str, ba
 def validation_evaluator(cfg, tokenizer, device: str, pick: Callable[[torch.nn.Module], torch.nn.Module] = lambda m: m):
     """``evaluate(model) -> accuracy`` on data.validation_split, or None when there is none.
     ``pick`` finds the classifier inside what is trained (the distillation wrapper holds the student)."""
-    from compress.data import encode, validation_split
-
     split = validation_split(cfg)
     if split is None:
         return None
@@ -334,7 +338,5 @@ def validation_evaluator(cfg, tokenizer, device: str, pick: Callable[[torch.nn.M
 
 def accelerator_for(tcfg: TrainConfig, ctx):
     """The Accelerator of one training stage: its precision, accumulation and trackers."""
-    from compress.envinfo import resolve_precision
-
     return make_accelerator(ctx.device, resolve_precision(tcfg.precision, ctx.device), tcfg.grad_accum_steps,
                             tcfg.log_with, ctx.run_dir / "logs")

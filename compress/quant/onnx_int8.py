@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from compress import onnxrun
+from compress.onnxgraph import fp32_nodes
+from compress.quant.samples import reader
 
 STATIC_OPS = ["MatMul", "Gemm"]  # the linear layers and attention products; the rest stays fp32 between them
 CALIBRATION = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
@@ -72,7 +74,8 @@ def quantize_dynamic(source: Path, target: Path, s: Settings) -> None:
     unfused: ``compress.onnxgraph.optimize(..., embed_layer_norm=False)``), the embedding tables are left out
     of int8 and stored in int4 instead."""
     import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic as ort_dynamic
+    from onnxruntime.quantization import QuantType
+    from onnxruntime.quantization import quantize_dynamic as ort_dynamic
 
     int4 = s.embeddings == "int4"
     ops = [op for op in dynamic_op_types() if op != "Gather"] if int4 else None
@@ -92,7 +95,6 @@ def excluded(source: Path, s: Settings) -> list[str]:
     (``compress.onnxgraph.fp32_nodes``: QAttention keeps those fp32 too)."""
     import onnx
 
-    from compress.onnxgraph import fp32_nodes
 
     return list(dict.fromkeys([*s.exclude, *fp32_nodes(onnx.load(str(source), load_external_data=False))]))
 
@@ -207,9 +209,9 @@ def quantize_static(source: Path, target: Path, s: Settings, feeds: list[dict], 
     NotQuantized when the quantizer left every activation in float (a weight-only graph is not what
     static quantization promises)."""
     import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static as ort_static
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
+    from onnxruntime.quantization import quantize_static as ort_static
 
-    from compress.quant.samples import reader
 
     activations = QuantType.QInt8 if isa == "arm64" else QuantType.QUInt8
     with _quiet():

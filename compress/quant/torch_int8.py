@@ -18,6 +18,7 @@ import os
 import warnings
 from pathlib import Path
 
+from compress import models
 from compress.errors import CompressError
 from compress.io import read_json, sha256_file, write_json
 
@@ -82,7 +83,6 @@ def load(folder: Path):
     """(model, tokenizer) of a saved torch_dynamic variant; never unpickles anything."""
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-    from compress import models
 
     recipe = read_json(folder / RECIPE)
     tokenizer = AutoTokenizer.from_pretrained(folder)

@@ -126,8 +126,8 @@ def test_sentences_longer_than_the_limit_are_counted():
 
 
 def test_truncation_is_in_the_teacher_stage_and_the_report():
-    from compress.stages.report import data_lines
-    from compress.stages.teacher import data_summary
+    from compress.reports.accuracy import data_lines
+    from compress.tasks.classification.teacher import data_summary
 
     cfg = load_config(TINY, ["data.max_length=8", "data.generated_size=200"])
     from compress.data import train_split

@@ -1,0 +1,289 @@
+"""report.md of an accuracy report (a classifier's run): the variants table, each target's table, what
+distillation bought, the data checks, export and quantization details. compress/reports/html.py builds report.html
+from the same pieces."""
+
+from __future__ import annotations
+
+
+def recommendation_sentence(rec: dict | None) -> str:
+    """report.md's and report.html's sentence naming the recommended variants."""
+    if not rec:
+        return ""
+    floor = rec["retention_floor"]
+    size, latency = rec.get("size"), rec.get("latency")
+    if not size or not latency:
+        return f"No variant keeps {floor:.0%} of the teacher's accuracy (report.retention_floor): nothing is recommended."
+
+    def figures(v):
+        return f"{v['size_bytes'] / 1e6:.1f} MB, {v['p50_ms']:.2f} ms p50, {v['retention']:.1%} of the teacher's accuracy"
+
+    if size["name"] == latency["name"]:
+        return (f"Recommended: {size['name']} ({figures(size)}), both the smallest and the fastest variant that "
+                f"keeps at least {floor:.0%} of the teacher's accuracy.")
+    return (f"Recommended, keeping at least {floor:.0%} of the teacher's accuracy: {size['name']} where size "
+            f"matters most ({figures(size)}); {latency['name']} where latency does ({figures(latency)}).")
+
+
+def markdown(report: dict) -> str:
+    t = report["target"]
+    env = report["environment"]
+    lines = [
+        f"# compress report: {report['name']}",
+        "",
+        f"Evaluated on {report['eval']['sentences']} sentences of the `{report['eval']['split']}` split. "
+        f"Latency on CPU ({env['cpu']}, {t['threads']} threads), batch {t['batch_size']}, sequence length "
+        f"{t['sequence_length']}, after warm-up, each variant in a fresh process"
+        + ("; every target's figures follow the table" if report.get("targets") else "")
+        + f". Ratios are against the teacher in PyTorch fp32. Distillation: T={report['distill']['temperature']}, "
+        f"alpha={report['distill']['alpha']}.",
+        "",
+        "| " + " | ".join(TABLE_COLUMNS) + " |",
+        "|" + "|".join("---:" if right else "---" for right in TABLE_RIGHT) + "|",
+    ]
+    lines += ["| " + " | ".join(row) + " |" for row in table_rows(report["variants"])]
+    sentence = recommendation_sentence(report.get("recommended"))
+    lines += ["", sentence] if sentence else []
+    return "\n".join(lines + details_markdown(report))
+
+
+TABLE_COLUMNS = ("variant", "format", "precision", "parameters", "size (MB)", "accuracy", "retention",
+                 "retention 95% CI", "agreement", "speedup", "p50 (ms)", "p90 (ms)", "p99 (ms)", "peak memory (MiB)")
+
+
+TABLE_RIGHT = (False, False, False, True, True, True, True, True, True, True, True, True, True, True)  # numbers right
+
+
+def table_rows(variants: list[dict]) -> list[list[str]]:
+    """The cells of the variants table (report.md, report.html): one row per variant, as text."""
+    rows = []
+    for v in variants:
+        lat = v["latency_ms"]
+        ci = v.get("retention_ci95")
+        rows.append([v["name"], v["format"], v["precision"], f"{v['parameters'] / 1e6:.1f}M", f"{v['size_bytes'] / 1e6:.1f}",
+                     f"{v['accuracy']:.4f}", f"{v['retention']:.1%}" if v["retention"] is not None else "-",
+                     f"{ci[0] * 100:.1f}-{ci[1] * 100:.1f}%" if ci else "-",
+                     f"{v['agreement_with_teacher']:.1%}", f"{v['speedup']:.2f}x", f"{lat['p50']:.2f}",
+                     f"{lat['p90']:.2f}", f"{lat['p99']:.2f}", f"{v['peak_memory_bytes'] / 2**20:.0f}"])
+    return rows
+
+
+TARGET_TEXT = {
+    "cpu": "ONNX Runtime's CPU execution provider (PyTorch variants in torch eager)",
+    "mobile": "A stand-in for one big core of a phone or a Pi-class board: the shipped variant runs as the mobile "
+              "stage's `model.ort`, the other ONNX variants as their .onnx, PyTorch variants not at all",
+    "gpu": "CUDA: ONNX Runtime's CUDA execution provider, PyTorch variants on cuda",
+}
+
+
+def case_label(case: dict) -> str:
+    return f"{case['target']}, sequence length {case['sequence_length']}"
+
+
+def targets_markdown(report: dict) -> list[str]:
+    """A table per target of bench.targets (a row per variant and sequence length), the variant recommended
+    for each of its cases, the variants it did not run and why; a skipped target with its reason."""
+    if not report.get("targets"):  # a report.json from before targets
+        return []
+    lines = ["", "## Latency per target", ""]
+    repeat = report.get("repeatability")
+    if repeat:
+        lines += [f"Repeatability: {repeat['variant']} measured twice on {repeat['case']} in this run, each time in a "
+                  f"fresh process: p50 {repeat['p50_first_ms']:.3f} ms then {repeat['p50_second_ms']:.3f} ms, "
+                  f"{repeat['relative_difference']:.1%} apart ({'within' if repeat['within_10pct'] else 'NOT within'} "
+                  "10%).", ""]
+    by_name = {v["name"]: v for v in report["variants"]}
+    for t in report["targets"]:
+        lines += [f"### {t['name']}", ""]
+        if t["status"] == "skipped":
+            lines += [f"Skipped: {t['reason']}.", ""]
+            continue
+        c0 = t["cases"][0]
+        threads = f"{c0['threads']} thread{'' if c0['threads'] == 1 else 's'}" if c0["threads"] else "all cores"
+        lines += [f"{TARGET_TEXT[t['name']]}. {threads.capitalize()}, batch {c0['batch_size']}; speedups are against "
+                  f"{c0['reference'] or '-'} measured here.", "",
+                  "| variant | sequence length | runtime | model file | p50 (ms) | p90 (ms) | p99 (ms) | throughput (seq/s) "
+                  "| speedup | queries | load (s) | peak memory (MiB) |",
+                  "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for c in t["cases"]:
+            for v in report["variants"]:
+                m = v["measurements"].get(c["key"])
+                if m is None:
+                    continue
+                lat = m["latency_ms"]
+                speedup = f"{m['speedup']:.2f}x" if m.get("speedup") else "-"
+                lines.append(f"| {v['name']} | {c['sequence_length']} | {m['runtime']} | `{m['model_file']}` | "
+                             f"{lat['p50']:.2f} | {lat['p90']:.2f} | {lat['p99']:.2f} | {m['throughput']:.1f} | {speedup} | "
+                             f"{m['queries']} | {m['load_seconds']:.2f} | {m['peak_memory_bytes'] / 2**20:.0f} |")
+        for c in t["cases"]:
+            rec = c.get("recommended")
+            if rec:
+                v = by_name[rec["name"]]
+                lines += ["", f"Recommended for {case_label(c)}: {rec['name']} ({rec['p50_ms']:.2f} ms p50, "
+                          f"{v['retention']:.1%} of the teacher's accuracy), the fastest there keeping the retention floor."]
+        if t["not_run"]:
+            lines += ["", "Not run here: " + "; ".join(f"{name} ({why})" for name, why in t["not_run"].items()) + "."]
+        lines.append("")
+    return lines
+
+
+def gain_sentences(report: dict) -> list[str]:
+    """What distillation bought over each baseline, and what the refine round changed, with paired intervals."""
+    out = []
+    refine = report.get("refine")
+    for name, gain in report.get("distillation_gain", {}).items():
+        lo, hi = gain["ci95"]
+        out.append(f"Distillation gain, {name}: {gain['difference'] * 100:+.2f} points of accuracy "
+                   f"(95% paired bootstrap interval {lo * 100:+.2f} to {hi * 100:+.2f}; {gain['wins']} sentences won, "
+                   f"{gain['losses']} lost)" + (" (the baseline has the unpruned shape)." if refine else "."))
+    if refine:
+        pruned = ", ".join(f"{k} {refine[k][0]} -> {refine[k][1]}" for k in ("num_attention_heads", "intermediate_size")
+                           if k in refine)
+        a, b = refine["parameters"]
+        sentence = (f"Refined: the distilled student pruned ({pruned}; {a / 1e6:.1f}M -> {b / 1e6:.1f}M parameters) "
+                    f"and distilled again, taught by the {'distilled student' if refine['taught_by'] == 'student' else 'teacher'}")
+        change = refine.get("student vs student-unpruned")
+        if change:
+            lo, hi = change["ci95"]
+            sentence += (f"; against the unpruned student: {change['difference'] * 100:+.2f} points of accuracy "
+                         f"(95% paired bootstrap interval {lo * 100:+.2f} to {hi * 100:+.2f})")
+        out.append(sentence + ".")
+    return out
+
+
+def details_markdown(report: dict) -> list[str]:
+    """Everything of report.md after the table and the recommendation; report.html renders the same lines."""
+    lines = targets_markdown(report)
+    for sentence in gain_sentences(report):
+        lines += ["", sentence]
+    lines += fusion_lines(report.get("fusions", {}))
+    lines += quantization_section(report)
+    lines += mobile_markdown(report.get("mobile", {}))
+    lines += data_lines(report.get("data"))
+    lines += ["", "Peak memory is the peak RSS of a process that loads the variant and runs it (ONNX Runtime sessions "
+              "with its CPU memory arena on, enable_cpu_mem_arena=1; PyTorch variants include the torch runtime itself). "
+              "Each measurement: warm-up queries, then at least bench.queries timed queries and on until "
+              "bench.min_seconds have passed.", "",
+              "Stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in report.get("stage_seconds", {}).items()), ""]
+    return lines
+
+
+def data_lines(data: dict | None) -> list[str]:
+    """Sentences cut at data.max_length, and evaluation sentences also seen in training, per split."""
+    if not data:  # a report of a run from before these counts
+        return []
+    parts = []
+    for name in ("train", "eval", "validation"):
+        split = data.get(name)
+        if split:
+            seen = f", {split['train_duplicates']} also in the training split" if "train_duplicates" in split else ""
+            parts.append(f"{name} {split['rows']} sentences, {split['truncated']} truncated (longest "
+                         f"{split['longest_tokens']} tokens){seen}")
+    return ["", f"Data (data.max_length {data['max_length']} tokens): " + "; ".join(parts) + "."]
+
+
+def fusion_lines(fusions: dict[str, dict[str, int]]) -> list[str]:
+    """Which operators ONNX Runtime's transformer optimizer fused, per exported model."""
+    if not fusions:
+        return ["", "Graph optimization: off (optimize.enabled: false); the ONNX variants are the plain export."]
+    lines = ["", "Graph optimization (ONNX Runtime's transformer optimizer; the `-onnx` variants are the fused graphs):", ""]
+    for name, counts in fusions.items():
+        special = {"Sum": "residual Add written as Sum x{n} (kept out of SkipLayerNormalization, "
+                          "optimize.skip_layer_norm)",
+                   "FirstToken": "last layer computed for the first token only, the row the classifier reads "
+                                 "({n} operators; optimize.first_token_only)"}
+        made = ", ".join(special[op].format(n=n) if op in special else f"{op} x{n}" for op, n in counts.items() if n)
+        made = made or "nothing fused"
+        lines.append(f"- {name}: {made}")
+    return lines
+
+
+def quantization_section(report: dict) -> list[str]:
+    """The quantized variants: how each was made, its accuracy budget and fallback ladder, and the
+    parity checklist of every ONNX and quantized variant against the fp32 PyTorch parent."""
+    q = report.get("quantize", {})
+    if not q.get("enabled") or "variants" not in q:  # off, or a report.json older than quantize.variants
+        return []
+    vnni = ("with VNNI: int8 products accumulate in int32, weights keep all 8 bits" if q["vnni"]
+            else "without VNNI: int8 products are summed in int16, so weights keep 7 bits (reduce_range)")
+    lines = ["", "## Quantization", "",
+             f"int8 settings chosen for `{q['isa']}` ({vnni}). Each variant's accuracy budget is judged against its "
+             f"fp32 parent on {q['held_out']['source']} ({q['held_out']['rows']} rows, never the evaluation split); "
+             "over budget, an ONNX int8 variant walks a ladder (per-channel, then the most sensitive nodes kept in fp32, "
+             "then dynamic) and keeps the fastest setting inside the budget.", "",
+             "| variant | method | kept setting | graph | held-out accuracy | parent | drop (points) | budget | latency (ms) |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|"]
+    produced = [v for v in q["variants"] if v["status"] == "produced"]
+    for v in produced:
+        method = v["method"]
+        if v.get("engine"):  # torch_dynamic: which library, and whether the int8 weights are on disk
+            kept = "int8 safetensors" if v["storage"] == "safetensors" else "re-quantized from the fp32 student at load"
+            method += f" ({v['engine']}, {kept})"
+        lines.append(f"| {v['name']} | {method} | {v['kept_rung']}: {v['settings']['describe']} | {v.get('graph') or '-'} | "
+                     f"{v['accuracy']:.4f} | {v['parent_accuracy']:.4f} ({v['parent']}) | {v['drop_points']:+.2f} | "
+                     f"{v['budget']:g} | {v['latency_ms']:.2f} |")
+    for v in q["variants"]:
+        if v["status"] == "skipped":
+            lines += ["", f"Skipped: {v['name']} ({v['method']}): {v['reason']}."]
+    for v in produced:
+        if "calibration" in v:
+            c = v["calibration"]
+            lines += ["", f"{v['name']}: calibrated ({c['method']}) on {c['samples']} sentences of the {c['from']}, "
+                      f"padded to {c['width']} tokens; sha256 of their token ids `{c['sha256']}`."]
+        if v.get("fused_graph_not_used"):
+            lines += ["", f"{v['name']}: static quantization of the fused graph was not possible "
+                      f"({v['fused_graph_not_used']}); the unfused export was quantized instead."]
+        if len(v["ladder"]) > 1:
+            lines += ["", f"Ladder of {v['name']}:", "", "| rung | settings | accuracy | drop (points) | latency (ms) | parity | kept |",
+                      "|---|---|---:|---:|---:|---|---|"]
+            for r in v["ladder"]:
+                acc = f"{r['accuracy']:.4f}" if r["accuracy"] is not None else "-"
+                drop = f"{r['drop_points']:+.2f}" if r["drop_points"] is not None else "-"
+                lat = f"{r['latency_ms']:.2f}" if r["latency_ms"] is not None else "-"
+                ok = "ok" if r["parity_ok"] else ("; ".join(r["problems"]) or "-")
+                lines.append(f"| {r['rung']} | {r['settings']['describe']} | {acc} | {drop} | {lat} | {ok} | "
+                             f"{'yes' if r['kept'] else ''} |")
+    checks = [(f"{name}-onnx", row) for name, rows in report.get("export_parity", {}).items() for row in rows]
+    checks += [(v["name"], row) for v in produced for row in v["parity"]]
+    if checks:
+        lines += ["", "Parity against the fp32 PyTorch parent, at the shapes the export saved:", "",
+                  "| variant | shape | max abs diff | top-1 agreement | cosine | tolerance | ok |",
+                  "|---|---|---:|---:|---:|---|---|"]
+        for name, r in checks:
+            label = f"{name} ({r['variant'].split()[-1]})" if r.get("variant", "").endswith("fused") else name
+            lines.append(f"| {label} | {r['shape']} | {r['max_abs_diff']:.2e} | {r['top1_agreement']:.1%} | "
+                         f"{r['cosine']:.6f} | {r['tolerance']} | {'ok' if r['ok'] else 'FAIL'} |")
+    return lines
+
+
+def mobile_markdown(section: dict) -> list[str]:
+    """The ORT-format (mobile) section of report.md: size, parity with the .onnx, what NNAPI and CoreML could run."""
+    if not section.get("enabled"):
+        return []
+    lines = ["", "## ORT format (ONNX Runtime Mobile)", "",
+             f"`model.ort` {section['ort_bytes'] / 1e6:.2f} MB, converted from {section['variant']} "
+             f"({section['onnx_bytes'] / 1e6:.2f} MB .onnx) with optimization level {section['optimization_level']}, "
+             f"{section['optimization_style']} style, for {section['target_platform']}. Logits against the .onnx "
+             f"(atol {section['atol']:g}):", ""]
+    for c in section["parity"]:
+        mark = "ok" if c["max_abs_diff"] <= section["atol"] else "FAIL"
+        lines.append(f"- {mark}: {c['shape']}, max diff {c['max_abs_diff']:.2e}, top-1 agreement "
+                     f"{c['top1_agreement']:.1%}, cosine {c['cosine']:.6f}")
+    lines += ["", "ONNX Runtime's mobile usability check (nodes an execution provider could take, as the model is"
+              + (f"; inputs {', '.join(section['dynamic_inputs'])} have dynamic shapes):" if section["dynamic_inputs"] else "):"),
+              "", "| execution provider | partitions | nodes supported | suitability | with fixed shapes | unsupported ops |",
+              "|---|---:|---:|---|---|---|"]
+    for ep in section["execution_providers"].values():
+        fixed = ep.get("with_fixed_shapes")
+        fixed_text = (f"{fixed['partitions']} partitions, {fixed['supported_nodes']}/{ep['nodes']} nodes, {fixed['suitability']}"
+                      if fixed else "-")
+        ops = ", ".join(op.removeprefix("ai.onnx:") for op in ep["unsupported_ops"]) or "none"
+        lines.append(f"| {ep['name']} | {ep['partitions']} | {ep['supported_nodes']}/{ep['nodes']} | {ep['suitability']} | "
+                     f"{fixed_text} | {ops} |")
+    advice = ("NNAPI or CoreML may help: compare them with the CPU execution provider on the device."
+              if section["try_nnapi_or_coreml"] else "ONNX Runtime rates NNAPI and CoreML unsuitable for this model (too "
+              "many partitions, or too few nodes supported): use the CPU execution provider.")
+    package = section["mobile_package"]
+    if package.get("checked"):
+        advice += (" The reduced mobile package runs every operator." if package["usable"] else
+                   f" Operators missing from the reduced mobile package: {', '.join(package['ops_not_in_package'])}.")
+    return lines + ["", advice]

@@ -1,0 +1,197 @@
+"""Finished runs read back from their report.json: ``compress report`` re-renders one or puts several side by
+side, ``compress compare`` gates a new run against a base one (for CI: exit 1 on a regression)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from compress.errors import CompressError
+from compress.layout import REPORT_JSON as REPORT_FILE
+from compress.layout import STAGE_FILE
+
+VARIANT_KEYS = ("name", "role", "format", "precision", "parameters", "size_bytes", "accuracy", "retention",
+                "agreement_with_teacher", "speedup", "latency_ms", "peak_memory_bytes")
+
+
+@dataclass
+class Run:
+    label: str  # how tables and plots name it
+    path: Path  # the run folder
+    report: dict
+
+
+def load_run(given: Path, readable: Callable[[dict, Path], str | None] | None = None) -> Run:
+    """A run folder holding report.json, or a report.json itself; one clear error when it is neither, or
+    when the run never reached its report stage. ``readable(report, path)``: the error line for a report the
+    caller cannot read (None when it can), asked before the report's keys are checked."""
+    given = Path(given)
+    if given.is_dir():
+        path, run_dir = given / REPORT_FILE, given
+        if not path.is_file():
+            stages = sorted(p.name for p in given.iterdir() if (p / STAGE_FILE).is_file())
+            found = f"finished stages: {', '.join(stages)}" if stages else "no finished stage"
+            raise CompressError(f"{given}: no {REPORT_FILE}: not a finished run ({found}; the report stage writes "
+                                "it: run compress run again to finish the run)")
+    elif given.is_file():
+        path, run_dir = given, given.parent
+    else:
+        raise CompressError(f"{given}: not found (give a run folder, runs/<name>, or its {REPORT_FILE})")
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CompressError(f"{path}: not a valid report.json ({exc})") from None
+    refused = readable(report, path) if readable else None
+    if refused:
+        raise CompressError(refused)
+    problem = _schema_problem(report)
+    if problem:
+        raise CompressError(f"{path}: not a compress report.json: {problem}")
+    return Run(str(report["name"]), run_dir, report)
+
+
+def _schema_problem(report) -> str | None:
+    """What a report needs for tables, plots and the gate; None when it has all of it."""
+    if not isinstance(report, dict):
+        return f"expected a JSON object, found {type(report).__name__}"
+    for key in ("name", "target", "eval", "distill", "environment", "variants"):
+        if key not in report:
+            return f"no '{key}' key"
+    if not isinstance(report["variants"], list) or not report["variants"]:
+        return "'variants' is not a non-empty list"
+    for i, v in enumerate(report["variants"]):
+        missing = [k for k in VARIANT_KEYS if not isinstance(v, dict) or k not in v]
+        if missing:
+            return f"variants[{i}] has no {', '.join(missing)}"
+        if not isinstance(v["latency_ms"], dict) or "p50" not in v["latency_ms"]:
+            return f"variants[{i}].latency_ms has no p50"
+    return None
+
+
+def load_runs(paths: list[Path], readable: Callable[[dict, Path], str | None] | None = None) -> list[Run]:
+    """Every run, each problem reported at once; runs sharing a name are told apart by their folder."""
+    runs, problems = [], []
+    for path in paths:
+        try:
+            runs.append(load_run(path, readable))
+        except CompressError as exc:
+            problems += exc.problems
+    if problems:
+        raise CompressError(*problems)
+    names = [r.label for r in runs]
+    for r in runs:
+        if names.count(r.label) > 1:
+            r.label = f"{r.label} ({r.path})"
+    labels = [r.label for r in runs]
+    for i, r in enumerate(runs):  # the same folder given twice
+        if labels.count(r.label) > 1:
+            r.label = f"{r.label} #{labels[:i + 1].count(r.label)}"
+    return runs
+
+
+def retention(report: dict, variant: dict) -> float | None:
+    """accuracy / the reference's accuracy, from the accuracies themselves (as report.json's retention)."""
+    ref = next((v for v in report["variants"] if v["name"] == report.get("reference", "teacher")), None)
+    if ref is None:
+        return variant.get("retention")
+    return variant["accuracy"] / ref["accuracy"] if ref["accuracy"] else None
+
+
+@dataclass
+class Change:
+    """One variant present in both runs."""
+
+    name: str
+    base: dict
+    new: dict
+    base_retention: float | None
+    new_retention: float | None
+
+    @property
+    def retention_drop_points(self) -> float | None:
+        if self.base_retention is None or self.new_retention is None:
+            return None
+        return (self.base_retention - self.new_retention) * 100
+
+    @property
+    def latency_increase_percent(self) -> float:
+        return (self.new["latency_ms"]["p50"] / self.base["latency_ms"]["p50"] - 1) * 100
+
+    def other_cases(self) -> list[tuple[str, float, float]]:
+        """(target case, base p50, new p50) of every target case both runs measured this variant on, beyond the
+        one its top-level figures come from (compared above); none for a report.json from before targets."""
+        base, new = self.base.get("measurements", {}), self.new.get("measurements", {})
+        home = {self.base.get("measured_on"), self.new.get("measured_on")}
+        return [(key, base[key]["latency_ms"]["p50"], new[key]["latency_ms"]["p50"])
+                for key in base if key in new and key not in home]
+
+
+def changes(base: dict, new: dict) -> tuple[list[Change], list[str], list[str]]:
+    """(the variants in both, in the base run's order; names only in base; names only in new)."""
+    new_by = {v["name"]: v for v in new["variants"]}
+    base_names = [v["name"] for v in base["variants"]]
+    common = [Change(v["name"], v, new_by[v["name"]], retention(base, v), retention(new, new_by[v["name"]]))
+              for v in base["variants"] if v["name"] in new_by]
+    return (common, [n for n in base_names if n not in new_by],
+            [v["name"] for v in new["variants"] if v["name"] not in base_names])
+
+
+def regressions(common: list[Change], max_retention_drop: float, max_latency_increase: float) -> list[str]:
+    """One line per variant over a limit: its name, both figures, the change and the limit."""
+    out = []
+    for c in common:
+        drop = c.retention_drop_points
+        if drop is not None and drop > max_retention_drop:
+            out.append(f"{c.name}: retention fell {drop:.2f} points ({c.base_retention:.2%} -> {c.new_retention:.2%}; "
+                       f"accuracy {c.base['accuracy']:.4f} -> {c.new['accuracy']:.4f}), more than the "
+                       f"{max_retention_drop:g} allowed by --max-retention-drop")
+        grew = c.latency_increase_percent
+        if grew > max_latency_increase:
+            out.append(f"{c.name}: p50 latency grew {grew:.1f}% ({c.base['latency_ms']['p50']:.2f} ms -> "
+                       f"{c.new['latency_ms']['p50']:.2f} ms), more than the {max_latency_increase:g}% allowed by "
+                       "--max-latency-increase")
+        for key, before, after in c.other_cases():
+            grew = (after / before - 1) * 100
+            if grew > max_latency_increase:
+                out.append(f"{c.name}: p50 latency on {key} grew {grew:.1f}% ({before:.2f} ms -> {after:.2f} ms), more "
+                           f"than the {max_latency_increase:g}% allowed by --max-latency-increase")
+    return out
+
+
+def target_differences(base: dict, new: dict) -> list[str]:
+    """Settings that make latencies incomparable: CPU, threads, batch, sequence length."""
+    out = []
+    for key in ("threads", "batch_size", "sequence_length"):
+        if base["target"].get(key) != new["target"].get(key):
+            out.append(f"{key} {base['target'].get(key)} vs {new['target'].get(key)}")
+    cpus = [r.get("environment", {}).get("cpu") for r in (base, new)]
+    if cpus[0] != cpus[1]:
+        out.append(f"CPU {cpus[0]} vs {cpus[1]}")
+    return out
+
+
+def table(base: Run, new: Run, common: list[Change]):
+    """A rich Table: each figure in both runs and its change."""
+    from rich.table import Table
+
+    t = Table(title=f"{new.report['name']} ({new.path}) against the base run {base.report['name']} ({base.path})")
+    t.add_column("variant")
+    for col in ("accuracy", "retention", "p50 ms", "size MB", "peak MiB"):
+        t.add_column(f"{col}\nbase -> new", justify="right")
+        t.add_column("change", justify="right")
+    for c in common:
+        b, n = c.base, c.new
+        cells = [c.name]
+        cells += [f"{b['accuracy']:.4f} -> {n['accuracy']:.4f}", f"{(n['accuracy'] - b['accuracy']) * 100 + 0.0:+.2f} pt"]
+        if c.retention_drop_points is None:
+            cells += ["-", "-"]
+        else:
+            cells += [f"{c.base_retention:.1%} -> {c.new_retention:.1%}", f"{-c.retention_drop_points + 0.0:+.2f} pt"]
+        for key, fmt in ((lambda v: v["latency_ms"]["p50"], "{:.2f}"), (lambda v: v["size_bytes"] / 1e6, "{:.1f}"),
+                         (lambda v: v["peak_memory_bytes"] / 2**20, "{:.0f}")):
+            old, now = key(b), key(n)
+            cells += [f"{fmt.format(old)} -> {fmt.format(now)}", f"{(now / old - 1) * 100 + 0.0:+.1f}%" if old else "-"]
+        t.add_row(*cells)
+    return t

@@ -1,0 +1,131 @@
+"""Decoders: a random GPT-2-style (or Llama, ...) teacher from a config, pretrained ones from the hub or a
+folder (safetensors only unless allowed), what a run saved, and students built from a teacher: its layers,
+a smaller config, or a smaller pretrained model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from compress import models
+from compress.config import resolve_model_path
+from compress.errors import CompressError
+from compress.preflight import check_model_folder
+from compress.students import resized_config
+from compress.tasks.causal_lm.text import train_bpe_tokenizer
+
+DEFAULT_VOCAB = 4096
+
+
+def build_random(tcfg, train_text: str, max_length: int):
+    """A randomly initialised decoder from ``teacher.architecture`` and a byte-level BPE tokenizer trained on
+    the training text (``architecture.vocab_size`` tokens, default 4096)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+
+    arch = dict(tcfg.architecture or {})
+    model_type = arch.pop("model_type", None)
+    if not model_type:
+        raise CompressError("teacher.architecture.model_type: required (e.g. gpt2 or llama)")
+    if model_type not in models.DECODER_LAYERS:
+        raise CompressError(f"teacher.architecture.model_type: {model_type!r} is not a supported decoder; "
+                            f"supported: {', '.join(sorted(models.DECODER_LAYERS))}")
+    tokenizer = train_bpe_tokenizer(train_text, int(arch.pop("vocab_size", DEFAULT_VOCAB)), max_length)
+    positions = "n_positions" if model_type == "gpt2" else "max_position_embeddings"
+    arch.setdefault(positions, max(2 * max_length, 256))
+    ids = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+           "pad_token_id": tokenizer.pad_token_id}
+    try:
+        config = AutoConfig.for_model(model_type, vocab_size=len(tokenizer), **ids, **arch)
+    except (TypeError, ValueError) as exc:
+        raise CompressError(f"teacher.architecture: {exc}") from None
+    return AutoModelForCausalLM.from_config(config), tokenizer
+
+
+def load_pretrained(spec: str, allow_pickle: bool = False, trust_remote_code: bool = False, key: str = "teacher.model"):
+    """A causal LM and its tokenizer from a hub id, a folder or package:<module> (safetensors only unless
+    ``allow_pickle``); a tokenizer without a pad token pads with its eos token (padding is masked)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_model_path(spec)
+    local = Path(path)
+    if local.is_dir():  # pickle-only weights, remote code, a truncated safetensors or JSON file: refused here
+        check_model_folder(local, key, allow_pickle, trust_remote_code)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=None if allow_pickle else True,
+                                                     trust_remote_code=trust_remote_code, dtype="float32")
+    except Exception as exc:  # transformers, tokenizers and safetensors each raise their own kinds
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise CompressError(f"{key}: could not load {spec!r}: {first}") from None
+    _pad(model, tokenizer)
+    return model, tokenizer
+
+
+def _pad(model, tokenizer) -> None:
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise CompressError(f"{getattr(model, 'name_or_path', 'model')}: the tokenizer has neither a pad nor an "
+                                "eos token to pad with")
+        tokenizer.pad_token = tokenizer.eos_token
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+
+
+def load_saved(folder: Path):
+    """A causal LM this run saved (safetensors) and its tokenizer."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if not (folder / "model.safetensors").is_file():
+        raise CompressError(f"{folder / 'model.safetensors'}: missing; delete the stage folder {folder.parent} and run again")
+    model = AutoModelForCausalLM.from_pretrained(folder, use_safetensors=True, dtype="float32")
+    return model.eval(), AutoTokenizer.from_pretrained(folder)
+
+
+def build_student(scfg, teacher, tokenizer) -> tuple[Any, Any, dict]:
+    """(student, its tokenizer, info) for ``student.method``: layers of the teacher, a smaller config of its
+    architecture, or a pretrained model (its own tokenizer; the distill stage's preflight compares them)."""
+    if scfg.method == "layers":
+        student, kept = models.student_from_layers(teacher, scfg.layers, models.DECODER_LAYERS)
+        return student, tokenizer, {"method": "layers", "architecture": teacher.config.model_type, "layers": kept}
+    if scfg.method == "config":
+        student = smaller(teacher, scfg)
+        spec = models.layer_spec(student.config.model_type, registry=models.DECODER_LAYERS)
+        sizes = {k: getattr(student.config, getattr(spec, k)) for k in ("count", "width", "heads", "ffn")}
+        return student, tokenizer, {"method": "config", "architecture": student.config.model_type, **sizes}
+    student, student_tokenizer = load_pretrained(scfg.model, scfg.allow_pickle, scfg.trust_remote_code, key="student.model")
+    return student, student_tokenizer, {"method": "pretrained", "architecture": student.config.model_type,
+                                        "model": scfg.model}
+
+
+def smaller(teacher, scfg):
+    """The teacher's decoder architecture, fewer and/or narrower layers, randomly initialised; at the teacher's
+    width the token (and position) embeddings are copied from it."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+
+    spec = models.layer_spec(teacher.config.model_type, registry=models.DECODER_LAYERS)
+    values = resized_config(teacher, scfg, spec)
+    width, heads = values[spec.width], values[spec.heads]
+    if values.get("num_key_value_heads") and heads % values["num_key_value_heads"]:
+        values["num_key_value_heads"] = heads  # a head count the teacher's grouping does not divide: no grouping
+    if scfg.hidden_size is not None and "head_dim" in values:
+        values["head_dim"] = width // heads
+    if isinstance(values.get("layer_types"), list):
+        values["layer_types"] = values["layer_types"][: values[spec.count]]
+    model_type = values.pop("model_type")
+    for key in ("architectures", "_name_or_path", "transformers_version", "torch_dtype", "dtype"):
+        values.pop(key, None)
+    student = AutoModelForCausalLM.from_config(AutoConfig.for_model(model_type, **values))
+    if width == getattr(teacher.config, spec.width):
+        student.get_input_embeddings().load_state_dict(teacher.get_input_embeddings().state_dict())
+        pos_t, pos_s = getattr(getattr(teacher, "transformer", None), "wpe", None), getattr(getattr(student, "transformer", None), "wpe", None)
+        if pos_t is not None and pos_s is not None:
+            pos_s.load_state_dict(pos_t.state_dict())
+        student.tie_weights()
+    return student
+
+
+def output_rows(model) -> int:
+    """Rows of the output layer: the vocabulary the model predicts over (may be padded past the tokenizer's)."""
+    return int(model.get_output_embeddings().weight.shape[0])

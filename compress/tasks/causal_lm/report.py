@@ -1,0 +1,80 @@
+"""The report of a causal-LM run: report.json (the source of truth) and report.md.  -> runs/<name>/"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from compress.io import read_json, write_json, write_text
+from compress.layout import RunLayout
+from compress.reports.perplexity import markdown
+
+NAME = "report"
+DEPENDS = ("teacher", "student", "distill", "baseline", "export", "quantize", "bench")
+CONFIG = ("name", "report", "distill")
+
+
+def outputs(cfg, run_dir: Path) -> list[Path]:
+    """Files written outside the stage folder: the stage reruns if one is gone."""
+    where = RunLayout(run_dir)
+    return [where.report_json, where.report_md]
+
+
+def build_report(cfg, ctx, stage_names) -> dict:
+    from datetime import datetime, timezone
+
+    bench_results = read_json(ctx.layout.bench_results)
+    rows = bench_results["variants"]
+    ref = next(r for r in rows if r["name"] == "teacher")
+    home = "cpu"
+    out = []
+    for r in rows:
+        m = r["measurements"].get(home) or next(iter(r["measurements"].values()), None)
+        out.append({
+            "name": r["name"], "role": r["role"], "format": r["format"], "precision": r["precision"],
+            "method": r.get("method"), "parameters": r["parameters"], "size_bytes": r["size_bytes"],
+            "perplexity": r["perplexity"], "nll": r["nll"], "eval_tokens": r["tokens"],
+            "perplexity_retention": round(ref["perplexity"] / r["perplexity"], 5),
+            "perplexity_difference": round(r["perplexity"] - ref["perplexity"], 4),
+            "time_to_first_token_ms": m["time_to_first_token_ms"]["p50"] if m else None,
+            "tokens_per_second": m["tokens_per_second"] if m else None,
+            "peak_memory_bytes": m["peak_rss_bytes"] if m else None,
+            "load_seconds": m["load_seconds"] if m else None,
+            "measurements": r["measurements"], "generations": r["generations"], "path": r["path"],
+        })
+    stages = {name: read_json(ctx.layout.record(name)) for name in stage_names}
+    by = {v["name"]: v for v in out}
+    gain = {}
+    for base in ("student-ce", "student-init"):
+        if base in by:
+            s, b = by["student"]["perplexity"], by[base]["perplexity"]
+            gain[f"student vs {base}"] = {"student_perplexity": s, "baseline_perplexity": b,
+                                          "difference": round(s - b, 4), "relative": round(s / b - 1, 5),
+                                          "better": s < b}
+    export_metrics = stages["export"]["metrics"]
+    return {
+        "name": cfg.name, "task": "causal-lm",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "config_hash": cfg.hash(),
+        "reference": "teacher",
+        "eval": bench_results["eval"], "query": bench_results["query"], "targets": bench_results["targets"],
+        "not_measured": bench_results["not_measured"], "prompts": bench_results["prompts"],
+        "distill": {"temperature": cfg.distill.temperature, "alpha": cfg.distill.alpha,
+                    "divergence": cfg.distill.divergence, "preflight": stages["distill"]["metrics"]["preflight"],
+                    "sequence": stages["distill"]["metrics"]["sequence"]},
+        "teacher": {k: stages["teacher"]["metrics"].get(k) for k in ("source", "model_type", "parameters", "vocabulary",
+                                                                    "text", "train_rows", "train_tokens")},
+        "student": stages["student"]["metrics"],
+        "export_parity": {name: e["parity"] for name, e in export_metrics.items()},
+        "greedy_parity": {name: e["greedy"] for name, e in export_metrics.items()},
+        "quantize": stages["quantize"]["metrics"],
+        "distillation_gain": gain,
+        "stage_seconds": {name: s["seconds"] for name, s in stages.items()},
+        "environment": read_json(ctx.layout.env),
+        "variants": out,
+    }
+
+
+def run(cfg, ctx) -> dict:
+    rep = build_report(cfg, ctx, DEPENDS)
+    write_json(ctx.layout.report_json, rep)
+    write_text(ctx.layout.report_md, markdown(rep))
+    return {"report": str(ctx.layout.report_json)}

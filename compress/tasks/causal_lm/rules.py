@@ -1,0 +1,60 @@
+"""What a causal-LM run refuses at load (each with the reason), and what it checks before it writes anything."""
+
+from __future__ import annotations
+
+from compress import preflight as checks
+from compress.config import PipelineConfig
+from compress.tasks.causal_lm.text import load_text
+
+WHY = "task causal-lm"
+
+
+def refuse(cfg: PipelineConfig) -> list[str]:
+    """Settings made for classifiers, refused at load with the reason (no stage runs half of it)."""
+    problems = []
+    if cfg.vocab_trim.enabled:
+        problems.append(f"vocab_trim.enabled: not for {WHY}: the vocabulary is the output layer of a language model, "
+                        "trimming it changes what it can generate; set vocab_trim.enabled: false")
+    if cfg.mobile.enabled:
+        problems.append(f"mobile.enabled: not for {WHY}: the ORT-format conversion and its checks are made for "
+                        "classifiers without a KV cache; set mobile.enabled: false (bench.targets mobile still "
+                        "measures the ONNX decoder on one thread)")
+    for i, v in enumerate(cfg.quantize.variants):
+        if v.method != "onnx_dynamic":
+            problems.append(f"quantize.variants.{i}.method: {v.method} is not offered for {WHY}; use onnx_dynamic "
+                            "(int8 weights of the ONNX decoder with its KV cache)")
+    if cfg.distill.hidden.weight > 0 or cfg.distill.attention_weight > 0:
+        key = "distill.hidden.weight" if cfg.distill.hidden.weight > 0 else "distill.attention_weight"
+        problems.append(f"{key}: intermediate-layer losses are not offered for {WHY}; the token-level loss on the "
+                        "full next-token distributions is the signal (set it to 0)")
+    if cfg.distill.augment.copies:
+        problems.append(f"distill.augment.copies: word perturbations are for classifiers; for {WHY} use "
+                        "distill.sequence.mode: mix (the teacher writes extra training text)")
+    if cfg.student.architecture != "same":
+        problems.append(f"student.architecture: {cfg.student.architecture} maps a BERT classifier; for {WHY} use same")
+    for key in ("num_attention_heads", "intermediate_size"):
+        if cfg.student.method == "layers" and getattr(cfg.student, key) is not None:
+            problems.append(f"student.{key}: pruning the teacher's layers is for classifiers; for {WHY} use "
+                            f"student.method: config for fewer heads or a narrower feed-forward (or set it to null)")
+    if cfg.refine.enabled:
+        problems.append(f"refine.enabled: pruning and distilling again is for classifiers; for {WHY} set it to false "
+                        "and use student.method: config for a narrower student")
+    if cfg.data.validation_split:
+        problems.append(f"data.validation_split: per-epoch validation is for classifiers; for {WHY} the held-out text "
+                        "is data.holdout_fraction of the text (or <eval_split>.txt in a folder); set it to null")
+    if cfg.sweep is not None:
+        problems.append(f"sweep: not for {WHY} yet (sweep.json summarises accuracy); run the points one by one with "
+                        "key=value overrides and different names")
+    return problems
+
+
+def check_models(cfg: PipelineConfig) -> None:
+    """The model folders the config names (a decoder has no classification head to check)."""
+    checks.check_models(cfg)
+
+
+def preflight(cfg: PipelineConfig, console, device: str) -> dict:
+    """The model folders, then the text: found, UTF-8, long enough to hold some out (raises naming the file)."""
+    check_models(cfg)
+    text = load_text(cfg)
+    return {"data": {"train_characters": len(text.train), "eval_characters": len(text.eval), "source": text.source}}

@@ -1,0 +1,156 @@
+"""Report: ``runs/<name>/report.json`` (the source of truth), ``report.md`` and ``report.html`` (plots of
+accuracy against size and latency, and the recommended variants), relative to the teacher."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from compress.bench.accuracy import paired_difference, retention_interval
+from compress.io import read_json, write_json, write_text
+from compress.layout import RunLayout
+from compress.reports.accuracy import markdown
+from compress.reports.html import render_run
+from compress.tasks.classification import ort
+
+NAME = "report"
+VERSION = 3  # 2: per-target tables, plots and recommendations; retention intervals; repeatability; 3: data checks
+DEPENDS = ("teacher", "student", "distill", "refine", "baseline", "trim", "export", "quantize", "mobile", "bench")
+CONFIG = ("name", "report")
+REFERENCE = "teacher"  # ratios are against the teacher in PyTorch fp32
+
+
+def outputs(cfg, run_dir: Path) -> list[Path]:
+    """Files written outside the stage folder: the stage reruns if one is gone."""
+    where = RunLayout(run_dir)
+    return [where.report_json, where.report_md, where.report_html]
+
+
+def build(cfg, ctx) -> dict:
+    bench = read_json(ctx.layout.bench_results)
+    rows = bench["variants"]
+    ref = next(r for r in rows if r["name"] == REFERENCE)
+    labels = np.asarray(bench["labels"])
+    correct = {r["name"]: (np.asarray(r["predictions"]) == labels).astype(np.int8) for r in rows}
+    variants = []
+    for r in rows:
+        kept = retention_interval(correct[r["name"]], correct[REFERENCE])
+        variants.append({
+            "name": r["name"], "role": r["role"], "format": r["format"], "precision": r["precision"], "method": r.get("method"),
+            "parameters": r["parameters"], "size_bytes": r["size_bytes"], "accuracy": r["accuracy"],
+            "accuracy_ci95": r["accuracy_ci95"],
+            "retention": round(r["accuracy"] / ref["accuracy"], 5) if ref["accuracy"] else None,
+            "retention_ci95": [round(kept[0], 5), round(kept[1], 5)] if kept else None,
+            "agreement_with_teacher": r["agreement_with_teacher"],
+            "speedup": round(ref["latency_ms"]["p50"] / r["latency_ms"]["p50"], 3),
+            "size_ratio": round(ref["size_bytes"] / r["size_bytes"], 3),
+            "latency_ms": r["latency_ms"], "throughput": r["throughput"], "queries": r["queries"],
+            "peak_memory_bytes": r["peak_rss_bytes"], "load_seconds": r["load_seconds"], "runtime": r["runtime"],
+            "cpu_mem_arena": r["cpu_mem_arena"], "measured_on": r["measured_on"],
+            "measurements": {key: measurement(m) for key, m in r["measurements"].items()},
+            "path": r["path"],
+        })
+    stages = {name: read_json(ctx.layout.record(name)) for name in DEPENDS}
+    first = next(r for r in rows)
+    return {
+        "name": cfg.name,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "config_hash": cfg.hash(),
+        "reference": REFERENCE,
+        "target": {"name": bench["target"], "threads": first["threads"], "batch_size": first["batch_size"],
+                   "sequence_length": first["sequence_length"]},
+        "targets": per_target(bench["targets"], variants, cfg.report.retention_floor),
+        "repeatability": bench["repeatability"],
+        "eval": {"split": bench["eval_split"], "sentences": first["eval_sentences"]},
+        "distill": {"temperature": cfg.distill.temperature, "alpha": cfg.distill.alpha},
+        "quantize": stages["quantize"]["metrics"],
+        "export_parity": {name: e.get("parity", []) for name, e in stages["export"]["metrics"].items()},
+        "fusions": {name: e["fusions"] for name, e in stages["export"]["metrics"].items() if "fusions" in e},
+        "data": stages["teacher"]["metrics"].get("data"),
+        "student": stages["student"]["metrics"],
+        "vocab_trim": stages["trim"]["metrics"],
+        "mobile": ort.summary(stages["mobile"]["metrics"]),
+        "distillation_gain": {
+            f"student vs {base}": paired_difference(correct["student"], correct[base])
+            for base in ("student-ce", "student-init") if base in correct
+        },
+        "refine": refine_summary(stages["refine"]["metrics"], correct),
+        "stage_seconds": {name: s["seconds"] for name, s in stages.items()},
+        "environment": read_json(ctx.layout.env),
+        "variants": variants,
+        "recommended": recommend(variants, cfg.report.retention_floor),
+    }
+
+
+def measurement(m: dict) -> dict:
+    """One (variant, target case) measurement of the bench's results, as report.json keeps it."""
+    keep = ("runtime", "model_file", "device", "threads", "batch_size", "sequence_length", "cpu_mem_arena",
+            "load_seconds", "latency_ms", "throughput", "queries")
+    return {**{k: m[k] for k in keep}, "peak_memory_bytes": m["peak_rss_bytes"]}
+
+
+def per_target(targets: list[dict], variants: list[dict], floor: float) -> list[dict]:
+    """bench.targets as the report states them: each target's cases (a query shape each), the variant its
+    speedups are against (the teacher where it runs there, else teacher-onnx), the fastest variant keeping
+    ``floor`` of the teacher's accuracy there, and the variants it did not run, with the reason. Every
+    variant measured on a case gets its speedup there."""
+    out = []
+    for t in targets:
+        entry = {"name": t["name"], "status": t["status"], "reason": t["reason"], "not_run": t["not_run"], "cases": []}
+        for c in t["cases"] if t["status"] == "measured" else []:
+            key = c["key"]
+            on = [v for v in variants if key in v["measurements"]]
+            ref = next((v for v in on if v["name"] == REFERENCE), None) or next(
+                (v for v in on if v["name"] == f"{REFERENCE}-onnx"), None)
+            for v in on:
+                m = v["measurements"][key]
+                m["speedup"] = round(ref["measurements"][key]["latency_ms"]["p50"] / m["latency_ms"]["p50"], 3) if ref else None
+            fastest = recommend([{**v, "latency_ms": v["measurements"][key]["latency_ms"]} for v in on], floor)["latency"]
+            entry["cases"].append({**c, "reference": ref["name"] if ref else None, "recommended": fastest})
+        out.append(entry)
+    return out
+
+
+def recommend(variants: list[dict], floor: float) -> dict:
+    """The smallest and the fastest variant that keep at least ``floor`` of the teacher's accuracy: what to
+    ship when disk, or when latency, is what is scarce. Ties go to the more accurate; None when no variant
+    keeps enough (only when the teacher itself scored 0)."""
+    keep = [v for v in variants if v["retention"] is not None and v["retention"] >= floor]
+
+    def pick(cost) -> dict | None:
+        if not keep:
+            return None
+        best = min(keep, key=lambda v: (cost(v), -v["accuracy"]))
+        return {"name": best["name"], "size_bytes": best["size_bytes"], "p50_ms": best["latency_ms"]["p50"],
+                "accuracy": best["accuracy"], "retention": best["retention"]}
+
+    return {"retention_floor": floor, "size": pick(lambda v: v["size_bytes"]),
+            "latency": pick(lambda v: v["latency_ms"]["p50"])}
+
+
+def refine_summary(metrics: dict, correct: dict) -> dict | None:
+    """What the refine stage did and what it changed: the refined student against the distilled one it was
+    pruned from, on the same sentences; None when it was off."""
+    if not metrics.get("enabled"):
+        return None
+    shape = {}
+    if "pruned_heads" in metrics:
+        shape["num_attention_heads"] = [metrics["pruned_heads"]["heads_before"], metrics["pruned_heads"]["heads"]]
+    if "pruned" in metrics:
+        shape["intermediate_size"] = [metrics["pruned"]["intermediate_size_before"], metrics["pruned"]["intermediate_size"]]
+    change = (paired_difference(correct["student"], correct["student-unpruned"])
+              if "student-unpruned" in correct else None)
+    return {"taught_by": metrics["taught_by"], "parameters": [metrics["parameters_before"], metrics["parameters"]],
+            **shape, "student vs student-unpruned": change}
+
+
+def run(cfg, ctx) -> dict:
+    report = build(cfg, ctx)
+    write_json(ctx.layout.report_json, report)
+    write_text(ctx.layout.report_md, markdown(report))
+    write_text(ctx.layout.report_html, render_run(report))
+    return {"report": str(ctx.layout.report_json)}
+
+

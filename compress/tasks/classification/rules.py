@@ -1,0 +1,27 @@
+"""What a classification run refuses at load, and what it checks before it writes anything."""
+
+from __future__ import annotations
+
+from compress import preflight as checks
+from compress.config import PipelineConfig
+
+
+def refuse(cfg: PipelineConfig) -> list[str]:
+    """Settings no classifier can use, one line each with the reason (validate and run refuse them alike)."""
+    if cfg.distill.sequence.mode != "off":
+        return [f"distill.sequence.mode: {cfg.distill.sequence.mode}: sequence-level distillation is for "
+                "task: causal-lm (a classifier generates no text); set it to off"]
+    return []
+
+
+def check_models(cfg: PipelineConfig) -> None:
+    """The model folders the config names, the teacher's head against teacher.num_labels."""
+    checks.check_models(cfg, num_labels=cfg.teacher.num_labels)
+
+
+def preflight(cfg: PipelineConfig, console, device: str) -> dict:
+    """The labelled data (every split the run reads), the model folders, and whether training fits in memory."""
+    data = checks.check_data(cfg, console)
+    check_models(cfg)
+    memory = checks.check_memory(cfg, data["train_rows"], console, device)
+    return {"data": data, "memory": memory}
