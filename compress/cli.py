@@ -225,7 +225,7 @@ def compare(
     from compress.reports.compare import changes, load_runs, regressions, table, target_differences
 
     base_run, new_run = load_runs([base, new], _readable)
-    common, only_base, only_new = changes(base_run.report, new_run.report)
+    common, only_base, only_new = changes(base_run.record, new_run.record)
     if not common:
         raise CompressError(f"{new}: no variant in common with {base} (base has "
                             f"{', '.join(only_base)}; new has {', '.join(only_new)}): nothing to compare")
@@ -236,7 +236,7 @@ def compare(
     for label, names in (("only in base", only_base), ("only in new", only_new)):
         if names:
             console.print(f"{label} (not compared): {', '.join(names)}")
-    differ = target_differences(base_run.report, new_run.report)
+    differ = target_differences(base_run.record, new_run.record)
     if differ:
         console.print(f"note: measured on different targets ({'; '.join(differ)}): latencies may not compare")
     failures = regressions(common, max_retention_drop, max_latency_increase)

@@ -8,10 +8,10 @@ be > 0, got -1``), through :class:`compress.errors.ConfigError`.
 from __future__ import annotations
 
 import difflib
-import re
 import hashlib
 import importlib.util
 import json
+import re
 import typing
 from pathlib import Path
 from typing import Any, Literal

@@ -22,11 +22,11 @@ from pathlib import Path
 from types import ModuleType
 
 from compress import layout as files
-from compress import tasks
+from compress import records, tasks
 from compress.config import PipelineConfig, dump_yaml
 from compress.envinfo import environment, resolve_device
 from compress.errors import CompressError
-from compress.io import atomic_dir, read_json, sha256_file, write_json, write_text
+from compress.io import atomic_dir, sha256_file, write_json, write_text
 
 
 @dataclass
@@ -90,10 +90,10 @@ def finished(stage: ModuleType, cfg: PipelineConfig, run_dir: Path, expected_has
     if not all(p.exists() for p in getattr(stage, "outputs", lambda cfg, run_dir: [])(cfg, run_dir)):
         return False
     try:
-        data = read_json(record)
-    except (OSError, ValueError):
+        done = records.read_stage(record)
+    except (OSError, ValueError):  # unreadable or not a stage record (pydantic's ValidationError is a ValueError)
         return False
-    return data.get("status") == "done" and data.get("inputs_hash") == expected_hash
+    return done.inputs_hash == expected_hash
 
 
 def plan(cfg: PipelineConfig, run_dir: Path) -> list[tuple[ModuleType, str, bool]]:
@@ -126,8 +126,9 @@ def share(cfg: PipelineConfig, run_dir: Path, donors: list[Path]) -> dict[str, P
             continue
         with atomic_dir(run_dir / stage.NAME) as tmp:
             shutil.copytree(donor / stage.NAME, tmp, dirs_exist_ok=True, copy_function=_link_or_copy)
-            record = read_json(tmp / files.STAGE_FILE)
-            write_json(tmp / files.STAGE_FILE, {**record, "shared_from": str(donor)})  # a new file, not the donor's
+            record = records.read_stage(tmp / files.STAGE_FILE)
+            record.shared_from = str(donor)
+            records.write(tmp / files.STAGE_FILE, record)  # a new file, not the donor's
         shared[stage.NAME] = donor
     return shared
 
@@ -212,20 +213,20 @@ def _run_stages(steps, ctx: Context, state, main: bool, shared: dict) -> None:
                 ctx.out = tmp
                 set_seed(cfg.seed)  # every stage starts from the same random state: reruns reproduce it
                 metrics = stage.run(cfg, ctx) or {}
-                record = {"stage": stage.NAME, "status": "done", "inputs_hash": h, "started": begun, "finished": _now(),
-                          "seconds": round(time.perf_counter() - t0, 1), "metrics": metrics}
+                record = records.StageRecord(stage=stage.NAME, status="done", inputs_hash=h, started=begun,
+                                             finished=_now(), seconds=round(time.perf_counter() - t0, 1), metrics=metrics)
                 if main:
-                    record["files"] = file_digests(tmp)  # what a later run checks before it reads them
-                    write_json(tmp / files.STAGE_FILE, record)  # last: its presence means the stage is complete
+                    record.files = file_digests(tmp)  # what a later run checks before it reads them
+                    records.write(tmp / files.STAGE_FILE, record)  # last: its presence means the stage is complete
             if main:
                 shutil.rmtree(ctx.checkpoint_dir, ignore_errors=True)
-            console.print(f"[green]done[/] {stage.NAME:<9} {record['seconds']:.1f}s")
+            console.print(f"[green]done[/] {stage.NAME:<9} {record.seconds:.1f}s")
         state.wait_for_everyone()
 
 
-def file_digests(folder: Path) -> dict[str, dict]:
+def file_digests(folder: Path) -> dict[str, records.FileDigest]:
     """sha256 and size of every file a stage wrote (stage.json aside), by path relative to its folder."""
-    return {p.relative_to(folder).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+    return {p.relative_to(folder).as_posix(): records.FileDigest(sha256=sha256_file(p), bytes=p.stat().st_size)
             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != files.STAGE_FILE}
 
 
@@ -238,7 +239,7 @@ def check_upstream(steps: list[tuple[ModuleType, str, bool]], run_dir: Path) -> 
     for name in read:
         folder = run_dir / name
         try:
-            recorded = read_json(folder / files.STAGE_FILE).get("files") or {}
+            recorded = records.read_stage(folder / files.STAGE_FILE).files
         except (OSError, ValueError):
             continue  # not finished: planned to rerun (never the case here), or an older run without the record
         fix = f"delete {folder} and run again to rebuild it"
@@ -246,10 +247,10 @@ def check_upstream(steps: list[tuple[ModuleType, str, bool]], run_dir: Path) -> 
             path = folder / rel
             if not path.is_file():
                 problems.append(f"{path}: missing (the {name} stage wrote it; its stage.json lists it); {fix}")
-            elif path.stat().st_size != want["bytes"]:
-                problems.append(f"{path}: {path.stat().st_size:,} bytes, but the {name} stage wrote {want['bytes']:,} "
+            elif path.stat().st_size != want.bytes:
+                problems.append(f"{path}: {path.stat().st_size:,} bytes, but the {name} stage wrote {want.bytes:,} "
                                 f"(truncated or changed since); {fix}")
-            elif sha256_file(path) != want["sha256"]:
+            elif sha256_file(path) != want.sha256:
                 problems.append(f"{path}: sha256 differs from what the {name} stage wrote (changed since); {fix}")
     return problems
 

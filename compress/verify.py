@@ -16,12 +16,13 @@ import json
 from pathlib import Path
 
 import numpy as np
+from pydantic import ValidationError
 
 from compress import onnxrun, tasks
 from compress.errors import CompressError
 from compress.io import sha256_file
 from compress.layout import GOLDEN_FILE, MANIFEST_FILE, MODEL_FILES, ONNX_FILE
-from compress.records import Check
+from compress.records import Check, Manifest
 
 
 def verify_bundle(bundle: Path, console) -> list[Check]:
@@ -29,8 +30,8 @@ def verify_bundle(bundle: Path, console) -> list[Check]:
     from rich.markup import escape
 
     manifest = load_manifest(bundle)
-    console.print(f"verify {escape(str(bundle))} ({manifest.get('name', '?')}, {manifest.get('variant', '?')}, "
-                  f"compress {manifest.get('compress_version', '?')})")
+    console.print(f"verify {escape(str(bundle))} ({manifest.name}, {manifest.variant}, "
+                  f"compress {manifest.compress_version})")
     checks = check_files(bundle, manifest)
     checks += check_golden(bundle, manifest)
     for c in checks:
@@ -43,7 +44,7 @@ def verify_bundle(bundle: Path, console) -> list[Check]:
     return checks
 
 
-def load_manifest(bundle: Path) -> dict:
+def load_manifest(bundle: Path) -> Manifest:
     if not bundle.is_dir():
         raise CompressError(f"{bundle}: not a folder; expected a bundle written by compress run (exports/<name>/)")
     path = bundle / MANIFEST_FILE
@@ -55,7 +56,12 @@ def load_manifest(bundle: Path) -> dict:
         raise CompressError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
         raise CompressError(f"{path}: has no 'files' mapping of name -> sha256 and bytes")
-    return manifest
+    try:
+        return Manifest.model_validate(manifest)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise CompressError(f"{path}: not a compress manifest: {where}: {first['msg']}") from None
 
 
 # ----------------------------------------------------------------------------- loading for inference
@@ -65,7 +71,7 @@ class Bundle:
     """An edge bundle opened for inference by :func:`load_bundle`: ``predict(texts)`` gives logits and
     ``labels`` names the classes. Built on onnxruntime and tokenizers only, as on a device."""
 
-    def __init__(self, path: Path, manifest: dict, model: str = ONNX_FILE):
+    def __init__(self, path: Path, manifest: Manifest, model: str = ONNX_FILE):
         from tokenizers import Tokenizer
 
         self.path, self.manifest = path, manifest
@@ -79,7 +85,7 @@ class Bundle:
         self.tokenizer.enable_truncation(max_length=int(spec.get("truncation_max_length", 512)))
         self.add_special_tokens = bool(spec.get("add_special_tokens", True))
         self.session = onnxrun.session(path / model)
-        self.labels = {int(k): v for k, v in manifest.get("labels", {}).items()}
+        self.labels = {int(k): v for k, v in (manifest.get("labels") or {}).items()}
 
     def predict(self, texts: list[str]) -> np.ndarray:
         """Logits, one row per text (each run alone, unpadded, as golden.json was computed)."""
@@ -98,9 +104,9 @@ def load_bundle(bundle: Path, model: str = ONNX_FILE) -> Bundle:
     also replays the golden set; this is the check a program makes each time it loads the model.)"""
     bundle = Path(bundle)
     manifest = load_manifest(bundle)
-    if model not in manifest["files"]:
+    if model not in manifest.files:
         raise CompressError(f"{bundle / model}: not listed in {MANIFEST_FILE}; this bundle ships "
-                            f"{', '.join(n for n in MODEL_FILES if n in manifest['files']) or 'no model'}")
+                            f"{', '.join(n for n in MODEL_FILES if n in manifest.files) or 'no model'}")
     failed = [c.problem for c in check_files(bundle, manifest) if not c.ok]
     if failed:
         raise CompressError(*failed)
@@ -110,25 +116,25 @@ def load_bundle(bundle: Path, model: str = ONNX_FILE) -> Bundle:
 # ----------------------------------------------------------------------------- files
 
 
-def check_files(bundle: Path, manifest: dict) -> list[Check]:
+def check_files(bundle: Path, manifest: Manifest) -> list[Check]:
     """Each listed file against its sha256 and size, then every file on disk the manifest does not list."""
     checks = []
-    for name, entry in sorted(manifest["files"].items()):
+    for name, entry in sorted(manifest.files.items()):
         path = bundle / name
         if not path.is_file():
             checks.append(Check(name, "missing", f"{name}: missing from {bundle} (listed in {MANIFEST_FILE})"))
             continue
         size, digest = path.stat().st_size, sha256_file(path)
-        if size != entry.get("bytes"):
-            checks.append(Check(name, f"{size:,} bytes, manifest says {entry.get('bytes')}",
-                                f"{name}: {size:,} bytes, {MANIFEST_FILE} says {entry.get('bytes')}: the file was changed"))
-        elif digest != entry.get("sha256"):
-            checks.append(Check(name, f"sha256 {digest[:16]}..., manifest says {str(entry.get('sha256'))[:16]}...",
-                                f"{name}: sha256 {digest} differs from {MANIFEST_FILE} ({entry.get('sha256')}): the file "
+        if size != entry.bytes:
+            checks.append(Check(name, f"{size:,} bytes, manifest says {entry.bytes}",
+                                f"{name}: {size:,} bytes, {MANIFEST_FILE} says {entry.bytes}: the file was changed"))
+        elif digest != entry.sha256:
+            checks.append(Check(name, f"sha256 {digest[:16]}..., manifest says {entry.sha256[:16]}...",
+                                f"{name}: sha256 {digest} differs from {MANIFEST_FILE} ({entry.sha256}): the file "
                                 f"was changed"))
         else:
             checks.append(Check(name, f"sha256 and size ({size:,} bytes) match {MANIFEST_FILE}"))
-    listed = set(manifest["files"]) | {MANIFEST_FILE}
+    listed = set(manifest.files) | {MANIFEST_FILE}
     for path in sorted(p for p in bundle.rglob("*") if p.is_file()):
         name = path.relative_to(bundle).as_posix()
         if name not in listed:
@@ -140,7 +146,7 @@ def check_files(bundle: Path, manifest: dict) -> list[Check]:
 # ----------------------------------------------------------------------------- golden replay
 
 
-def check_golden(bundle: Path, manifest: dict) -> list[Check]:
+def check_golden(bundle: Path, manifest: Manifest) -> list[Check]:
     """The golden texts through tokenizer.json, the golden ids through each model file."""
     golden = load_golden(bundle, manifest)
     if isinstance(golden, Check):
@@ -148,13 +154,13 @@ def check_golden(bundle: Path, manifest: dict) -> list[Check]:
     checks = [check_tokenizer(bundle, golden)]
     replay = tasks.of_report(golden).hook("bundle_check")  # the task that wrote the bundle replays its golden set
     for name in MODEL_FILES:
-        if name in manifest["files"]:
+        if name in manifest.files:
             checks.append(replay(bundle, name, golden, manifest))
     return checks
 
 
-def load_golden(bundle: Path, manifest: dict) -> dict | Check:
-    if GOLDEN_FILE not in manifest["files"]:
+def load_golden(bundle: Path, manifest: Manifest) -> dict | Check:
+    if GOLDEN_FILE not in manifest.files:
         return Check(GOLDEN_FILE, "not in the bundle",
                      f"{GOLDEN_FILE}: not listed in {MANIFEST_FILE}; this bundle has no golden set to replay (rebuild it "
                      f"with compress run)")

@@ -11,6 +11,7 @@ from typing import Callable
 from compress.errors import CompressError
 from compress.layout import REPORT_JSON as REPORT_FILE
 from compress.layout import STAGE_FILE
+from compress.records import Report, Variant
 
 VARIANT_KEYS = ("name", "role", "format", "precision", "parameters", "size_bytes", "accuracy", "retention",
                 "agreement_with_teacher", "speedup", "latency_ms", "peak_memory_bytes")
@@ -20,7 +21,11 @@ VARIANT_KEYS = ("name", "role", "format", "precision", "parameters", "size_bytes
 class Run:
     label: str  # how tables and plots name it
     path: Path  # the run folder
-    report: dict
+    report: dict  # as read, for the renderers
+
+    @property
+    def record(self) -> Report:
+        return Report.model_validate(self.report)
 
 
 def load_run(given: Path, readable: Callable[[dict, Path], str | None] | None = None) -> Run:
@@ -91,12 +96,12 @@ def load_runs(paths: list[Path], readable: Callable[[dict, Path], str | None] | 
     return runs
 
 
-def retention(report: dict, variant: dict) -> float | None:
+def retention(report: Report, variant: Variant) -> float | None:
     """accuracy / the reference's accuracy, from the accuracies themselves (as report.json's retention)."""
-    ref = next((v for v in report["variants"] if v["name"] == report.get("reference", "teacher")), None)
+    ref = report.variant(report.reference)
     if ref is None:
-        return variant.get("retention")
-    return variant["accuracy"] / ref["accuracy"] if ref["accuracy"] else None
+        return variant.retention
+    return variant.accuracy / ref.accuracy if ref.accuracy else None
 
 
 @dataclass
@@ -104,8 +109,8 @@ class Change:
     """One variant present in both runs."""
 
     name: str
-    base: dict
-    new: dict
+    base: Variant
+    new: Variant
     base_retention: float | None
     new_retention: float | None
 
@@ -117,25 +122,24 @@ class Change:
 
     @property
     def latency_increase_percent(self) -> float:
-        return (self.new["latency_ms"]["p50"] / self.base["latency_ms"]["p50"] - 1) * 100
+        return (self.new.latency_ms.p50 / self.base.latency_ms.p50 - 1) * 100
 
     def other_cases(self) -> list[tuple[str, float, float]]:
         """(target case, base p50, new p50) of every target case both runs measured this variant on, beyond the
         one its top-level figures come from (compared above); none for a report.json from before targets."""
-        base, new = self.base.get("measurements", {}), self.new.get("measurements", {})
+        base, new = self.base.measurements, self.new.measurements
         home = {self.base.get("measured_on"), self.new.get("measured_on")}
-        return [(key, base[key]["latency_ms"]["p50"], new[key]["latency_ms"]["p50"])
-                for key in base if key in new and key not in home]
+        return [(key, base[key].latency_ms.p50, new[key].latency_ms.p50)
+                for key in base if key in new and key not in home and base[key].latency_ms and new[key].latency_ms]
 
 
-def changes(base: dict, new: dict) -> tuple[list[Change], list[str], list[str]]:
+def changes(base: Report, new: Report) -> tuple[list[Change], list[str], list[str]]:
     """(the variants in both, in the base run's order; names only in base; names only in new)."""
-    new_by = {v["name"]: v for v in new["variants"]}
-    base_names = [v["name"] for v in base["variants"]]
-    common = [Change(v["name"], v, new_by[v["name"]], retention(base, v), retention(new, new_by[v["name"]]))
-              for v in base["variants"] if v["name"] in new_by]
-    return (common, [n for n in base_names if n not in new_by],
-            [v["name"] for v in new["variants"] if v["name"] not in base_names])
+    new_by = {v.name: v for v in new.variants}
+    base_names = [v.name for v in base.variants]
+    common = [Change(v.name, v, new_by[v.name], retention(base, v), retention(new, new_by[v.name]))
+              for v in base.variants if v.name in new_by]
+    return (common, [n for n in base_names if n not in new_by], [v.name for v in new.variants if v.name not in base_names])
 
 
 def regressions(common: list[Change], max_retention_drop: float, max_latency_increase: float) -> list[str]:
@@ -145,12 +149,12 @@ def regressions(common: list[Change], max_retention_drop: float, max_latency_inc
         drop = c.retention_drop_points
         if drop is not None and drop > max_retention_drop:
             out.append(f"{c.name}: retention fell {drop:.2f} points ({c.base_retention:.2%} -> {c.new_retention:.2%}; "
-                       f"accuracy {c.base['accuracy']:.4f} -> {c.new['accuracy']:.4f}), more than the "
+                       f"accuracy {c.base.accuracy:.4f} -> {c.new.accuracy:.4f}), more than the "
                        f"{max_retention_drop:g} allowed by --max-retention-drop")
         grew = c.latency_increase_percent
         if grew > max_latency_increase:
-            out.append(f"{c.name}: p50 latency grew {grew:.1f}% ({c.base['latency_ms']['p50']:.2f} ms -> "
-                       f"{c.new['latency_ms']['p50']:.2f} ms), more than the {max_latency_increase:g}% allowed by "
+            out.append(f"{c.name}: p50 latency grew {grew:.1f}% ({c.base.latency_ms.p50:.2f} ms -> "
+                       f"{c.new.latency_ms.p50:.2f} ms), more than the {max_latency_increase:g}% allowed by "
                        "--max-latency-increase")
         for key, before, after in c.other_cases():
             grew = (after / before - 1) * 100
@@ -160,13 +164,14 @@ def regressions(common: list[Change], max_retention_drop: float, max_latency_inc
     return out
 
 
-def target_differences(base: dict, new: dict) -> list[str]:
+def target_differences(base: Report, new: Report) -> list[str]:
     """Settings that make latencies incomparable: CPU, threads, batch, sequence length."""
     out = []
+    targets = [r.get("target") or {} for r in (base, new)]
     for key in ("threads", "batch_size", "sequence_length"):
-        if base["target"].get(key) != new["target"].get(key):
-            out.append(f"{key} {base['target'].get(key)} vs {new['target'].get(key)}")
-    cpus = [r.get("environment", {}).get("cpu") for r in (base, new)]
+        if targets[0].get(key) != targets[1].get(key):
+            out.append(f"{key} {targets[0].get(key)} vs {targets[1].get(key)}")
+    cpus = [r.environment.get("cpu") for r in (base, new)]
     if cpus[0] != cpus[1]:
         out.append(f"CPU {cpus[0]} vs {cpus[1]}")
     return out
@@ -176,7 +181,7 @@ def table(base: Run, new: Run, common: list[Change]):
     """A rich Table: each figure in both runs and its change."""
     from rich.table import Table
 
-    t = Table(title=f"{new.report['name']} ({new.path}) against the base run {base.report['name']} ({base.path})")
+    t = Table(title=f"{new.record.name} ({new.path}) against the base run {base.record.name} ({base.path})")
     t.add_column("variant")
     for col in ("accuracy", "retention", "p50 ms", "size MB", "peak MiB"):
         t.add_column(f"{col}\nbase -> new", justify="right")
@@ -184,13 +189,13 @@ def table(base: Run, new: Run, common: list[Change]):
     for c in common:
         b, n = c.base, c.new
         cells = [c.name]
-        cells += [f"{b['accuracy']:.4f} -> {n['accuracy']:.4f}", f"{(n['accuracy'] - b['accuracy']) * 100 + 0.0:+.2f} pt"]
+        cells += [f"{b.accuracy:.4f} -> {n.accuracy:.4f}", f"{(n.accuracy - b.accuracy) * 100 + 0.0:+.2f} pt"]
         if c.retention_drop_points is None:
             cells += ["-", "-"]
         else:
             cells += [f"{c.base_retention:.1%} -> {c.new_retention:.1%}", f"{-c.retention_drop_points + 0.0:+.2f} pt"]
-        for key, fmt in ((lambda v: v["latency_ms"]["p50"], "{:.2f}"), (lambda v: v["size_bytes"] / 1e6, "{:.1f}"),
-                         (lambda v: v["peak_memory_bytes"] / 2**20, "{:.0f}")):
+        for key, fmt in ((lambda v: v.latency_ms.p50, "{:.2f}"), (lambda v: v.size_bytes / 1e6, "{:.1f}"),
+                         (lambda v: v.peak_memory_bytes / 2**20, "{:.0f}")):
             old, now = key(b), key(n)
             cells += [f"{fmt.format(old)} -> {fmt.format(now)}", f"{(now / old - 1) * 100 + 0.0:+.1f}%" if old else "-"]
         t.add_row(*cells)

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 
 from compress.layout import GOLDEN_FILE
-from compress.records import Check
+from compress.records import Check, Manifest
 from compress.tasks.causal_lm.onnxlm import Decoder  # numpy and onnxruntime only
 
 
-def check_decoder(bundle: Path, name: str, golden: dict, manifest: dict) -> Check:
+def check_decoder(bundle: Path, name: str, golden: dict, manifest: Manifest) -> Check:
     """A causal LM: each golden prompt's next-token logits (empty KV cache) within the tolerance, and its greedy
     continuation through the KV cache token for token."""
     atol = float(golden["atol"])

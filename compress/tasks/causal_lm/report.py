@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from compress import records
 from compress.io import read_json, write_json, write_text
 from compress.layout import RunLayout
 from compress.reports.perplexity import markdown
+from compress.tasks.causal_lm import TASK
 
 NAME = "report"
 DEPENDS = ("teacher", "student", "distill", "baseline", "export", "quantize", "bench")
@@ -41,7 +43,7 @@ def build_report(cfg, ctx, stage_names) -> dict:
             "load_seconds": m["load_seconds"] if m else None,
             "measurements": r["measurements"], "generations": r["generations"], "path": r["path"],
         })
-    stages = {name: read_json(ctx.layout.record(name)) for name in stage_names}
+    stages = {name: records.read_stage(ctx.layout.record(name)) for name in stage_names}
     by = {v["name"]: v for v in out}
     gain = {}
     for base in ("student-ce", "student-init"):
@@ -50,31 +52,32 @@ def build_report(cfg, ctx, stage_names) -> dict:
             gain[f"student vs {base}"] = {"student_perplexity": s, "baseline_perplexity": b,
                                           "difference": round(s - b, 4), "relative": round(s / b - 1, 5),
                                           "better": s < b}
-    export_metrics = stages["export"]["metrics"]
+    export_metrics = stages["export"].metrics
     return {
-        "name": cfg.name, "task": "causal-lm",
+        "name": cfg.name,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "config_hash": cfg.hash(),
         "reference": "teacher",
         "eval": bench_results["eval"], "query": bench_results["query"], "targets": bench_results["targets"],
         "not_measured": bench_results["not_measured"], "prompts": bench_results["prompts"],
         "distill": {"temperature": cfg.distill.temperature, "alpha": cfg.distill.alpha,
-                    "divergence": cfg.distill.divergence, "preflight": stages["distill"]["metrics"]["preflight"],
-                    "sequence": stages["distill"]["metrics"]["sequence"]},
-        "teacher": {k: stages["teacher"]["metrics"].get(k) for k in ("source", "model_type", "parameters", "vocabulary",
+                    "divergence": cfg.distill.divergence, "preflight": stages["distill"].metrics["preflight"],
+                    "sequence": stages["distill"].metrics["sequence"]},
+        "teacher": {k: stages["teacher"].metrics.get(k) for k in ("source", "model_type", "parameters", "vocabulary",
                                                                     "text", "train_rows", "train_tokens")},
-        "student": stages["student"]["metrics"],
+        "student": stages["student"].metrics,
         "export_parity": {name: e["parity"] for name, e in export_metrics.items()},
         "greedy_parity": {name: e["greedy"] for name, e in export_metrics.items()},
-        "quantize": stages["quantize"]["metrics"],
+        "quantize": stages["quantize"].metrics,
         "distillation_gain": gain,
-        "stage_seconds": {name: s["seconds"] for name, s in stages.items()},
+        "stage_seconds": {name: s.seconds for name, s in stages.items()},
         "environment": read_json(ctx.layout.env),
         "variants": out,
     }
 
 
 def run(cfg, ctx) -> dict:
-    rep = build_report(cfg, ctx, DEPENDS)
+    rep = records.Report.model_validate({"schema_version": records.SCHEMA_VERSION, "task": TASK.name,
+                                          **build_report(cfg, ctx, DEPENDS)}).dump()
     write_json(ctx.layout.report_json, rep)
     write_text(ctx.layout.report_md, markdown(rep))
     return {"report": str(ctx.layout.report_json)}

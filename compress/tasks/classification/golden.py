@@ -10,17 +10,17 @@ import numpy as np
 from compress import onnxrun
 from compress.errors import CompressError
 from compress.layout import GOLDEN_FILE, MANIFEST_FILE
-from compress.records import Check
+from compress.records import Check, Manifest
 
 
-def check_model(bundle: Path, name: str, golden: dict, manifest: dict) -> Check:
+def check_model(bundle: Path, name: str, golden: dict, manifest: Manifest) -> Check:
     """Run the stored ids through ``name`` one sentence at a time; logits within the golden tolerance."""
     atol = float(golden["atol"])
     try:
         sess = onnxrun.session(bundle / name)
     except CompressError as exc:  # a damaged graph: the line names the file, as the bundle lists it
         return Check(name, "cannot be loaded", exc.problems[0].replace(str(bundle / name), name, 1))
-    expected_inputs = [t["name"] for t in manifest.get("inputs", [])]
+    expected_inputs = [t.name for t in manifest.inputs]
     found_inputs = [i.name for i in sess.get_inputs()]
     if expected_inputs and found_inputs != expected_inputs:
         return Check(name, f"inputs {found_inputs}", f"{name}: inputs {found_inputs}, {MANIFEST_FILE} says {expected_inputs}")

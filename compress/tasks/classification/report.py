@@ -8,12 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
+from compress import records
 from compress.bench.accuracy import paired_difference, retention_interval
 from compress.io import read_json, write_json, write_text
 from compress.layout import RunLayout
 from compress.reports.accuracy import markdown
 from compress.reports.html import render_run
-from compress.tasks.classification import ort
+from compress.tasks.classification import TASK, ort
 
 NAME = "report"
 VERSION = 3  # 2: per-target tables, plots and recommendations; retention intervals; repeatability; 3: data checks
@@ -52,7 +53,7 @@ def build(cfg, ctx) -> dict:
             "measurements": {key: measurement(m) for key, m in r["measurements"].items()},
             "path": r["path"],
         })
-    stages = {name: read_json(ctx.layout.record(name)) for name in DEPENDS}
+    stages = {name: records.read_stage(ctx.layout.record(name)) for name in DEPENDS}
     first = next(r for r in rows)
     return {
         "name": cfg.name,
@@ -65,19 +66,19 @@ def build(cfg, ctx) -> dict:
         "repeatability": bench["repeatability"],
         "eval": {"split": bench["eval_split"], "sentences": first["eval_sentences"]},
         "distill": {"temperature": cfg.distill.temperature, "alpha": cfg.distill.alpha},
-        "quantize": stages["quantize"]["metrics"],
-        "export_parity": {name: e.get("parity", []) for name, e in stages["export"]["metrics"].items()},
-        "fusions": {name: e["fusions"] for name, e in stages["export"]["metrics"].items() if "fusions" in e},
-        "data": stages["teacher"]["metrics"].get("data"),
-        "student": stages["student"]["metrics"],
-        "vocab_trim": stages["trim"]["metrics"],
-        "mobile": ort.summary(stages["mobile"]["metrics"]),
+        "quantize": stages["quantize"].metrics,
+        "export_parity": {name: e.get("parity", []) for name, e in stages["export"].metrics.items()},
+        "fusions": {name: e["fusions"] for name, e in stages["export"].metrics.items() if "fusions" in e},
+        "data": stages["teacher"].metrics.get("data"),
+        "student": stages["student"].metrics,
+        "vocab_trim": stages["trim"].metrics,
+        "mobile": ort.summary(stages["mobile"].metrics),
         "distillation_gain": {
             f"student vs {base}": paired_difference(correct["student"], correct[base])
             for base in ("student-ce", "student-init") if base in correct
         },
-        "refine": refine_summary(stages["refine"]["metrics"], correct),
-        "stage_seconds": {name: s["seconds"] for name, s in stages.items()},
+        "refine": refine_summary(stages["refine"].metrics, correct),
+        "stage_seconds": {name: s.seconds for name, s in stages.items()},
         "environment": read_json(ctx.layout.env),
         "variants": variants,
         "recommended": recommend(variants, cfg.report.retention_floor),
@@ -147,7 +148,8 @@ def refine_summary(metrics: dict, correct: dict) -> dict | None:
 
 
 def run(cfg, ctx) -> dict:
-    report = build(cfg, ctx)
+    report = records.Report.model_validate({"schema_version": records.SCHEMA_VERSION, "task": TASK.name,
+                                             **build(cfg, ctx)}).dump()
     write_json(ctx.layout.report_json, report)
     write_text(ctx.layout.report_md, markdown(report))
     write_text(ctx.layout.report_html, render_run(report))

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-from compress import __version__, onnxrun
+from compress import __version__, onnxrun, records
 from compress.data import eval_split
 from compress.errors import CompressError
 from compress.io import atomic_dir, file_index, read_json, write_json, write_text
-from compress.layout import ENCODER_TOKENIZER_FILES, GOLDEN_FILE, MANIFEST_FILE, ONNX_FILE, ORT_FILE
-from compress.tasks.classification import ort
+from compress.layout import CARD_FILE, ENCODER_TOKENIZER_FILES, GOLDEN_FILE, MANIFEST_FILE, ONNX_FILE, ORT_FILE
+from compress.tasks.classification import TASK, ort
 
 NAME = "ship"
 DEPENDS = ("export", "quantize", "mobile", "report")
@@ -32,18 +32,18 @@ def run(cfg, ctx) -> dict:
     if not cfg.ship.enabled:
         ctx.console.print("ship: disabled (ship.enabled: false)")
         return {"enabled": False}
-    report = read_json(ctx.layout.report_json)
-    variant = next((v for v in report["variants"] if v["name"] == cfg.ship.variant), None)
+    report = records.read_report(ctx.layout.report_json)
+    variant = report.variant(cfg.ship.variant)
     if variant is None:  # a GPU variant skipped where there is no CUDA
-        skipped = {v["name"]: v.get("reason") for v in report["quantize"].get("variants", []) if v["status"] == "skipped"}
+        skipped = {v["name"]: v.get("reason") for v in report.get("quantize").get("variants", []) if v["status"] == "skipped"}
         raise CompressError(f"ship.variant: {cfg.ship.variant} was not produced"
                             + (f" ({skipped[cfg.ship.variant]})" if cfg.ship.variant in skipped else "")
                             + "; ship student-onnx or a variant this machine can make")
-    mobile_metrics = read_json(ctx.layout.record("mobile"))["metrics"]
+    mobile_metrics = records.read_stage(ctx.layout.record("mobile")).metrics
     source_dir = ctx.layout.export_dir("student")
     final = Path(cfg.ship.dir) / cfg.name
     with atomic_dir(final) as tmp:
-        shutil.copyfile(variant["path"], tmp / ONNX_FILE)
+        shutil.copyfile(variant.path, tmp / ONNX_FILE)
         if mobile_metrics.get("enabled"):
             shutil.copyfile(ctx.layout.ort_model, tmp / ORT_FILE)
         for name in ENCODER_TOKENIZER_FILES:
@@ -54,30 +54,23 @@ def run(cfg, ctx) -> dict:
         write_json(tmp / GOLDEN_FILE, golden)
         spec = onnxrun.model_spec(tmp / ONNX_FILE)
         mobile_summary = ort.summary(mobile_metrics)
-        write_text(tmp / "README.md", model_card(cfg, report, variant, spec, labels, golden, mobile_summary))
-        manifest = {
-            "name": cfg.name,
-            "variant": variant["name"],
-            "precision": variant["precision"],
-            **spec,
-            "labels": labels,
-            "metrics": {k: variant[k] for k in ("accuracy", "accuracy_ci95", "retention", "speedup", "size_bytes",
-                                                "latency_ms", "peak_memory_bytes", "parameters")},
-            "eval": report["eval"],
-            "target": report["target"],
-            "golden": {"file": GOLDEN_FILE, "samples": len(golden["samples"]), "atol": golden["atol"]},
-            "mobile": mobile_summary,
-            "config_hash": report["config_hash"],
-            "compress_version": __version__,
-            "onnxruntime_version": golden["computed_with"]["onnxruntime"],
-            "created": report["created"],
-            # every file but the manifest itself; compress verify fails on any file not listed here
-            "files": file_index(tmp),
-        }
-        write_json(tmp / MANIFEST_FILE, manifest)
-    ctx.console.print(f"ship: {final}/ ({variant['name']}, {len(manifest['files'])} files + {MANIFEST_FILE}, "
+        write_text(tmp / CARD_FILE, model_card(cfg, report.dump(), variant.dump(), spec, labels, golden, mobile_summary))
+        figures = variant.dump()
+        manifest = records.Manifest(
+            schema_version=records.SCHEMA_VERSION, name=cfg.name, task=TASK.name, variant=variant.name,
+            precision=variant.precision, **spec, labels=labels,
+            metrics={k: figures[k] for k in ("accuracy", "accuracy_ci95", "retention", "speedup", "size_bytes",
+                                             "latency_ms", "peak_memory_bytes", "parameters")},
+            eval=report.get("eval"), target=report.get("target"),
+            golden={"file": GOLDEN_FILE, "samples": len(golden["samples"]), "atol": golden["atol"]},
+            mobile=mobile_summary, config_hash=report.config_hash, compress_version=__version__,
+            onnxruntime_version=golden["computed_with"]["onnxruntime"], created=report.created,
+            files=file_index(tmp),  # every file but the manifest itself; compress verify fails on any file not listed
+        )
+        records.write(tmp / MANIFEST_FILE, manifest)
+    ctx.console.print(f"ship: {final}/ ({variant.name}, {len(manifest.files)} files + {MANIFEST_FILE}, "
                       f"{len(golden['samples'])} golden sentences; check it with: compress verify {final})")
-    return {"bundle": str(final), "variant": variant["name"], "files": sorted(manifest["files"])}
+    return {"bundle": str(final), "variant": variant.name, "files": sorted(manifest.files)}
 
 
 def label_names(cfg, config: dict) -> dict[str, str]:
