@@ -45,13 +45,13 @@ class TrainConfig(StrictModel):
     )
     dropout: float | None = Field(
         None, ge=0, lt=1, description="Dropout probability of every dropout in the model while it trains (hidden, "
-        "attention, classifier); null = what the model's config says (0.1 for BERT). 0 draws no masks: with "
-        "attention_kernel auto a bf16 CPU step took 0.82-0.90x as long (benchmarks/train_step.py).",
+        "attention, classifier); null = what the model's config says (0.1 for BERT). 0 draws no dropout masks, "
+        "which makes a training step cheaper, at the cost of dropout's regularisation.",
     )
     attention_kernel: Literal["auto", "math", "pytorch"] = Field(
         "auto", description="Attention kernel while training. auto = the plain (math) kernel on CPU in bf16 for "
-        "sequences up to 128 tokens, where the flash kernel PyTorch picks when dropout is off made a step 1.3-1.5x as "
-        "long (benchmarks/train_step.py), and PyTorch's choice otherwise; math or pytorch force one.",
+        "sequences up to 128 tokens, where it is faster than the flash kernel PyTorch picks when dropout is off, "
+        "and PyTorch's choice otherwise; math or pytorch force one.",
     )
 
 
@@ -97,7 +97,7 @@ class TeacherConfig(StrictModel):
     )
     num_labels: int = Field(2, ge=2, description="Classes of the task; the classifier head gets this many outputs.")
     finetune: bool = Field(True, description="Fine-tune on the training split before distilling.")
-    train: TrainConfig = Field(default_factory=TrainConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig, description="The fine-tuning loop (with teacher.finetune).")
     allow_pickle: bool = Field(False, description="Allow loading pickle (.bin) weights. Off: safetensors only.")
     trust_remote_code: bool = Field(False, description="Allow model code from the hub. Off by default.")
 
@@ -232,13 +232,18 @@ class DistillConfig(StrictModel):
         "forward_kl", description="forward_kl = KL(teacher || student) (Hinton); reverse_kl; jsd (with beta); "
         "mse on logits.")
     beta: float = Field(0.5, gt=0, lt=1, description="jsd: weight of the teacher in the mixture.")
-    hidden: HiddenLossConfig = Field(default_factory=HiddenLossConfig)
+    hidden: HiddenLossConfig = Field(default_factory=HiddenLossConfig, description="Hidden-state transfer from "
+                                     "teacher layers to student layers (off at weight 0).")
     attention_weight: float = Field(0.0, ge=0, description="Weight of TinyBERT attention-map transfer; 0 = off "
                                     "(needs the same number of layers in the map and eager attention).")
-    cache: TeacherCacheConfig = Field(default_factory=TeacherCacheConfig)
-    augment: AugmentConfig = Field(default_factory=AugmentConfig)
-    sequence: SequenceKDConfig = Field(default_factory=SequenceKDConfig)
-    train: TrainConfig = Field(default_factory=TrainConfig)
+    cache: TeacherCacheConfig = Field(default_factory=TeacherCacheConfig, description="The teacher's outputs, "
+                                      "computed once and reused.")
+    augment: AugmentConfig = Field(default_factory=AugmentConfig, description="Perturbed copies of the training "
+                                   "text, labelled by the teacher (off at copies 0).")
+    sequence: SequenceKDConfig = Field(default_factory=SequenceKDConfig, description="task causal-lm: training on "
+                                       "the teacher's generated text (off by default).")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="The distillation loop (and the "
+                               "hard-label baseline's, so they compare).")
 
 
 class RefineConfig(StrictModel):
@@ -246,7 +251,7 @@ class RefineConfig(StrictModel):
     neurons are pruned (ranked as student.num_attention_heads / intermediate_size rank them), and the pruned
     model is distilled again, taught by the distilled student (a teacher assistant, Mirzadeh et al. 2020) or by
     the teacher. Pruning a student that has already learnt the task loses less than pruning the teacher's raw
-    layers (README, Levers)."""
+    layers."""
 
     enabled: bool = Field(False, description="Run the second round; the refined student is what is exported, "
                           "quantized and shipped.")
@@ -312,11 +317,11 @@ class OptimizeConfig(StrictModel):
     skip_layer_norm: bool = Field(False, description="Fuse residual Add + LayerNormalization into SkipLayerNormalization "
                                   "and bias + GELU into BiasGelu. Off by default: ONNX Runtime's CPU kernels for both "
                                   "are slower than the ops they replace (the residual adds are then written as Sum, "
-                                  "which ONNX Runtime does not fuse back); the int8 student runs ~18% faster at batch 1.")
+                                  "which ONNX Runtime does not fuse back), so the int8 student runs slower with it.")
     first_token_only: bool = Field(True, description="Compute the last encoder layer for the first token only "
                                    "when that row is all the classifier reads (BERT's pooler, DistilBERT's head): "
-                                   "the same logits; the int8 student runs ~1.35x faster at batch 1 x 128 tokens. A graph "
-                                   "that reads other rows of the last layer is left as it is.")
+                                   "the same logits for less work in the last layer. A graph that reads other rows "
+                                   "of the last layer is left as it is.")
 
 
 QuantMethod = Literal["onnx_dynamic", "onnx_static", "fp16", "torch_dynamic", "bnb_int8", "bnb_nf4"]
@@ -357,7 +362,7 @@ class QuantVariantConfig(StrictModel):
     exclude_nodes: int = Field(2, ge=1, description="onnx_dynamic / onnx_static: nodes kept in fp32 on the ladder's "
                                "exclusion rung (the ones that add the most error).")
     embeddings: Literal["int8", "int4"] | None = Field(
-        None, description="onnx_dynamic: the embedding tables (more than half of a small student's weights) in int8, in "
+        None, description="onnx_dynamic: the embedding tables (a large share of a small student's weights) in int8, in "
         "ONNX Runtime's fused embedding layer, or the word embeddings in int4 (GatherBlockQuantized: half the "
         "size; position and token-type tables fp32; the embedding LayerNorm is then not fused). null = int8.")
     embedding_block: int | None = Field(None, ge=16, description="onnx_dynamic with embeddings int4: values that "
@@ -419,7 +424,8 @@ class QuantizeConfig(StrictModel):
                                   "(data.validation_split when set, else training rows not used for calibration).")
     latency_runs: int = Field(50, ge=5, description="Timed runs (batch 1, bench.sequence_length) whose median ranks "
                               "the rungs of the ladder that keep the budget.")
-    parity: QuantParityConfig = Field(default_factory=QuantParityConfig)
+    parity: QuantParityConfig = Field(default_factory=QuantParityConfig, description="What every variant must "
+                                      "keep against the fp32 student, or the run fails.")
 
     @model_validator(mode="before")
     @classmethod
@@ -465,8 +471,8 @@ class BenchConfig(StrictModel):
     warmup: int = Field(10, ge=1, description="Untimed queries before timing.")
     queries: int = Field(100, ge=10, description="Least timed queries; p50/p90/p99 are taken over all timed ones.")
     min_seconds: float = Field(2.0, ge=0, description="Keep timing queries until this many seconds have passed (after "
-                               "bench.queries). MLPerf-like runs use 10; 2 keeps a 9-variant run's bench stage "
-                               "near 2 minutes on 2 cores; 0 = exactly bench.queries.")
+                               "bench.queries), in each measurement. Longer gives steadier percentiles and a "
+                               "slower bench stage (MLPerf-like runs use 10); 0 = exactly bench.queries.")
     threads: int | None = Field(None, gt=0, description="Intra-op threads of the cpu and gpu targets; null = all "
                                 "cores (the mobile target always uses 1).")
     eval_batch_size: int = Field(64, gt=0, description="Batch size of the accuracy pass.")
@@ -547,20 +553,30 @@ class PipelineConfig(StrictModel):
     targets: list[Literal["cpu", "mobile", "gpu"]] = Field(
         default_factory=lambda: ["cpu"], min_length=1, description="Where the variants will run: decides which "
         "quantization methods make sense (fp16 and bitsandbytes need gpu; int8 ONNX needs cpu or mobile).")
-    data: DataConfig
-    teacher: TeacherConfig
-    student: StudentConfig = Field(default_factory=StudentConfig)
-    distill: DistillConfig = Field(default_factory=DistillConfig)
-    refine: RefineConfig = Field(default_factory=RefineConfig)
-    baselines: BaselinesConfig = Field(default_factory=BaselinesConfig)
-    vocab_trim: VocabTrimConfig = Field(default_factory=VocabTrimConfig)
-    export: ExportConfig = Field(default_factory=ExportConfig)
-    optimize: OptimizeConfig = Field(default_factory=OptimizeConfig)
-    quantize: QuantizeConfig = Field(default_factory=QuantizeConfig)
-    mobile: MobileConfig = Field(default_factory=MobileConfig)
-    bench: BenchConfig = Field(default_factory=BenchConfig)
-    report: ReportConfig = Field(default_factory=ReportConfig)
-    ship: ShipConfig = Field(default_factory=ShipConfig)
+    data: DataConfig = Field(description="The task data: where it comes from and how it is tokenized (required).")
+    teacher: TeacherConfig = Field(description="The model being distilled: pretrained or randomly initialised, "
+                                   "optionally fine-tuned (required).")
+    student: StudentConfig = Field(default_factory=StudentConfig, description="How the student is built.")
+    distill: DistillConfig = Field(default_factory=DistillConfig, description="How the student learns from the "
+                                   "teacher: losses, teacher-output cache, augmentation, training loop.")
+    refine: RefineConfig = Field(default_factory=RefineConfig, description="An optional second round: prune the "
+                                 "distilled student and distill it again (off by default).")
+    baselines: BaselinesConfig = Field(default_factory=BaselinesConfig, description="Students evaluated beside the "
+                                       "distilled one.")
+    vocab_trim: VocabTrimConfig = Field(default_factory=VocabTrimConfig, description="Trimming the student's "
+                                        "vocabulary to the task's tokens (off by default).")
+    export: ExportConfig = Field(default_factory=ExportConfig, description="ONNX export and its parity checks.")
+    optimize: OptimizeConfig = Field(default_factory=OptimizeConfig, description="Graph fusions on the exported "
+                                     "ONNX models.")
+    quantize: QuantizeConfig = Field(default_factory=QuantizeConfig, description="The quantized variants of the "
+                                     "student and their accuracy budgets.")
+    mobile: MobileConfig = Field(default_factory=MobileConfig, description="ORT-format conversion of the shipped "
+                                 "model for ONNX Runtime Mobile.")
+    bench: BenchConfig = Field(default_factory=BenchConfig, description="Latency, memory and accuracy "
+                               "measurements of every variant.")
+    report: ReportConfig = Field(default_factory=ReportConfig, description="What the report recommends.")
+    ship: ShipConfig = Field(default_factory=ShipConfig, description="The edge bundle: model, tokenizer, manifest "
+                             "and golden outputs.")
     sweep: SweepConfig | None = Field(None, description="Run the pipeline once per point of a grid or list of "
                                       "settings instead of once (compress/sweep.py); null = a single run.")
 
