@@ -553,9 +553,9 @@ class PipelineConfig(StrictModel):
     targets: list[Literal["cpu", "mobile", "gpu"]] = Field(
         default_factory=lambda: ["cpu"], min_length=1, description="Where the variants will run: decides which "
         "quantization methods make sense (fp16 and bitsandbytes need gpu; int8 ONNX needs cpu or mobile).")
-    data: DataConfig = Field(description="The task data: where it comes from and how it is tokenized (required).")
+    data: DataConfig = Field(description="The task data: where it comes from and how it is tokenized.")
     teacher: TeacherConfig = Field(description="The model being distilled: pretrained or randomly initialised, "
-                                   "optionally fine-tuned (required).")
+                                   "optionally fine-tuned.")
     student: StudentConfig = Field(default_factory=StudentConfig, description="How the student is built.")
     distill: DistillConfig = Field(default_factory=DistillConfig, description="How the student learns from the "
                                    "teacher: losses, teacher-output cache, augmentation, training loop.")
