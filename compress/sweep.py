@@ -20,8 +20,9 @@ the teacher-output cache under ``<runs-dir>/.cache``. A finished point is kept w
 again; ``budget_minutes`` stops starting points once that much time has passed. The summary is
 ``runs/<name>/sweep.json``, ``sweep.md`` and ``sweep.html`` (compress/sweepreport.py).
 
-What the points are and the checks at load time are compress/config/sweep.py (no I/O, nothing run);
-this module runs them. Its names are importable from here as before.
+Working out the points and checking them when the file is loaded is compress/config/sweep.py (nothing
+run, nothing written); this module runs them, and re-exports those names (``from compress.sweep import
+expand`` still works).
 """
 
 from __future__ import annotations
