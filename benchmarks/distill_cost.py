@@ -41,12 +41,12 @@ def main(argv: list[str]) -> int:
     from rich.console import Console
 
     from compress import models
-    from compress.config import load_config
     from compress.data import encode, train_split
     from compress.distill import cache as teacher_cache
     from compress.distill.train import accelerator_for, fit
     from compress.envinfo import environment, resolve_precision
     from compress.pipeline import Context
+    from compress.tasks import load_config
     from compress.tasks.classification.distilling import Trainable, cross_entropy, make_loss_fn
 
     overrides = [f"data.source={args.data}", f"data.max_train_samples={args.sentences}", f"teacher.model={args.teacher}"]

@@ -63,9 +63,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "embeddings.json"))
     args = parser.parse_args(argv)
 
-    from benchmarks.flagship import accuracy, evaluation, resolve
     from transformers import AutoTokenizer
 
+    from benchmarks.flagship import accuracy, evaluation, resolve
     from compress.bench.accuracy import paired_difference
     from compress.bench.latency import latency_input, measure
     from compress.bench.peak import profile_ops

@@ -83,8 +83,9 @@ def evaluation(run: Path, data: str | None, which: str = "eval"):
     working directory, then the repo root (where `compress run` is run from)."""
     import yaml
 
-    from compress.config import is_local_path, load_config
+    from compress.config import is_local_path
     from compress.data import eval_split
+    from compress.tasks import load_config
 
     source = data or yaml.safe_load(RunLayout(run).config.read_text())["data"]["source"]
     if is_local_path(source):

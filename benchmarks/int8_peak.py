@@ -67,9 +67,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "int8_peak.json"))
     args = parser.parse_args(argv)
 
-    from benchmarks.flagship import evaluation, resolve, shipped_student
     from transformers import AutoTokenizer
 
+    from benchmarks.flagship import evaluation, resolve, shipped_student
     from compress.bench.latency import latency_input, measure
     from compress.bench.peak import INT8_KERNELS, KERNELS, bert_ops, count_ops, profile_ops, time_gemm
     from compress.envinfo import environment

@@ -113,9 +113,9 @@ def main(argv: list[str]) -> int:
 
     import shutil
 
-    from benchmarks.flagship import evaluation, resolve, shipped_student
     from transformers import AutoTokenizer
 
+    from benchmarks.flagship import evaluation, resolve, shipped_student
     from compress import models as model_io
     from compress.bench.latency import latency_input, measure
     from compress.envinfo import environment

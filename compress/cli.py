@@ -104,7 +104,7 @@ def run(
     its stage and every stage after it. A pipeline with a sweep block runs once per point
     (RUNS_DIR/<name>/points/<point>/) and writes sweep.json, sweep.md and sweep.html.
     """
-    from compress.config import load_config
+    from compress.tasks import load_config
 
     cfg = load_config(pipeline, overrides or [])
     _quiet_libraries()
@@ -137,14 +137,13 @@ def validate(
     """Check a pipeline file (and overrides) without running anything; every problem at once. Local model
     folders are checked too (pickle-only weights, remote code, damaged files, head size, position table)."""
     from compress import tasks
-    from compress.config import load_config
 
-    cfg = load_config(pipeline, overrides or [])
+    cfg = tasks.load_config(pipeline, overrides or [])
     task = tasks.get(cfg.task)
     if task.has("check_models"):
         task.hook("check_models")(cfg)
     if cfg.sweep is not None:
-        from compress.sweep import expand
+        from compress.config.sweep import expand
 
         typer.echo(f"{pipeline}: ok (sweep '{cfg.name}', {len(expand(cfg.sweep))} points, config {cfg.hash()})")
         return

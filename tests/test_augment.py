@@ -1,8 +1,7 @@
 """The distillation transfer set: perturbed copies of the training text."""
 
-from compress.config import load_config
 from compress.distill.augment import IGNORE, augment, inherited_labels, training_split
-
+from compress.tasks import load_config
 from tests.conftest import ROOT
 
 TEXTS = ["a gripping and deeply moving film", "dull", "the plot never quite holds together", ""]

@@ -8,8 +8,8 @@ import pytest
 
 from compress.bench import targets
 from compress.bench.accuracy import accuracy_interval, retention_interval
-from compress.config import load_config
 from compress.errors import ConfigError
+from compress.tasks import load_config
 from compress.tasks.classification.bench import Variant
 
 from .conftest import ROOT, read_json

@@ -168,10 +168,10 @@ def test_ort_parity_failure_names_the_shape(tiny_shipped, tmp_path, monkeypatch)
     from onnx import TensorProto, helper
     from rich.console import Console
 
-    from compress.config import load_config
     from compress.errors import CompressError
     from compress.pipeline import Context
-    from compress.tasks.classification import mobile, ort
+    from compress.tasks import load_config
+    from compress.tasks.classification import mobile
 
     run_dir, _, overrides = tiny_shipped
     real_convert = mobile.convert
@@ -218,7 +218,7 @@ def test_ort_parity_failure_names_the_shape(tiny_shipped, tmp_path, monkeypatch)
 
 
 def test_operator_config_and_mobile_package_check(tmp_path, monkeypatch):
-    from compress.tasks.classification import mobile, ort
+    from compress.tasks.classification import ort
 
     config = tmp_path / "ops.config"
     config.write_text("# generated\nai.onnx;13;Gather,Softmax\ncom.microsoft;1;Gelu{\"inputs\": {\"0\": [\"float\"]}}\n")

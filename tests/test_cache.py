@@ -8,8 +8,15 @@ from transformers import BertConfig, BertForSequenceClassification, BertForToken
 
 from compress.data import Encoded
 from compress.distill import cache as cache_mod
-from compress.distill.cache import (CachedOutputs, TeacherCache, cache_key, compute_teacher_outputs, default_top_k,
-                                    fidelity_check, get_or_compute)
+from compress.distill.cache import (
+    CachedOutputs,
+    TeacherCache,
+    cache_key,
+    compute_teacher_outputs,
+    default_top_k,
+    fidelity_check,
+    get_or_compute,
+)
 from compress.distill.train import predict_logits
 
 PAD = 0

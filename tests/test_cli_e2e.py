@@ -184,8 +184,8 @@ def test_tiny_refine_prunes_the_distilled_student_and_distils_it_again(run_tiny)
 def test_plan_reruns_what_reads_a_deleted_stage(tmp_path):
     import shutil
 
-    from compress.config import load_config
     from compress.pipeline import plan
+    from compress.tasks import load_config
 
     cfg = load_config(ROOT / "pipelines" / "tiny.yaml", ["ship.enabled=false"])
     run_dir = tmp_path / "tiny"

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from compress.config import load_config
 from compress.errors import ConfigError
+from compress.tasks import load_config
 
 from .conftest import ROOT, invoke
 

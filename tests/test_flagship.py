@@ -4,7 +4,6 @@ shared tiny run (few queries: the loop is tested, not the figures)."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
@@ -45,8 +44,8 @@ def test_bert_formula_by_hand():
 
 
 def test_count_ops_matches_the_formula_unfused_and_fused_int8(tiny_bert, tmp_path):
-    from compress.quant.onnx_int8 import Settings, quantize_dynamic
     from compress.onnxgraph import optimize
+    from compress.quant.onnx_int8 import Settings, quantize_dynamic
 
     want = bert_ops(TINY, batch=3, seq=16)["total"]
     plain = count_ops(tiny_bert / "onnx" / "model.onnx", 3, 16)
@@ -103,8 +102,8 @@ def test_peer_is_built_once_then_read_from_the_cache(tiny_bert, tmp_path):
 
 
 def test_inside_training_finds_rows_that_are_pieces_of_training_rows(tmp_path):
-    from compress.config import load_config
     from compress.data import Split
+    from compress.tasks import load_config
 
     flagship, _ = _scripts()
     (tmp_path / "train.tsv").write_text("sentence\tlabel\na fine , funny film\t1\ndull and slow\t0\n")

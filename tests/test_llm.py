@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from compress.config import load_config
 from compress.errors import CompressError
+from compress.tasks import load_config
 from compress.tasks.causal_lm import lm, onnxlm, preflight
 from compress.tasks.causal_lm.objectives import TokenKD, lm_cross_entropy, shifted
 from compress.tasks.causal_lm.text import Text, _holdout, blocks, generate_text, train_bpe_tokenizer

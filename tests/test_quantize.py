@@ -7,11 +7,11 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from compress.config import load_config
 from compress.data import Split
 from compress.errors import CompressError, ConfigError
 from compress.quant import ladder, samples, torch_int8
 from compress.quant.ladder import Rung
+from compress.tasks import load_config
 
 from .conftest import ROOT, SHIPPED, invoke
 from .test_models import tiny_bert

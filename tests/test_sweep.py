@@ -5,9 +5,9 @@ import re
 
 import pytest
 
-from compress.config import load_config
+from compress.config.sweep import expand
 from compress.errors import ConfigError
-from compress.sweep import expand
+from compress.tasks import load_config
 
 from .conftest import FAST, ROOT, invoke, read_json
 
@@ -38,11 +38,12 @@ def test_points_of_the_shipped_sweep():
     assert sum(n.startswith("combined_") for n in by) == 8
     assert len(set(by)) == 18
     # each point is the base config with its overrides: the same as compress run ... key=value
-    from compress.sweep import point_config, point_raw
     from compress.config import load_raw
+    from compress.config.sweep import point_config, point_raw
+    from compress.tasks import validate_config
 
     raw = load_raw(SWEEP)
-    pcfg = point_config(raw, by["soft_temperature8_layers0-2-4"])
+    pcfg = point_config(raw, by["soft_temperature8_layers0-2-4"], validate_config)
     assert (pcfg.distill.temperature, pcfg.distill.alpha, pcfg.student.layers) == (8.0, 0.0, [0, 2, 4])
     assert pcfg.name == "distilbert-sweep-soft_temperature8_layers0-2-4" and pcfg.sweep is None
     assert "sweep" not in point_raw(raw, by["hard_layers0-3"])

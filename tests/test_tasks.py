@@ -41,6 +41,7 @@ def test_an_unknown_task_lists_the_registered_ones(tmp_path):
 
 
 TOY = {"name": "words", "task": "word-count", "seed": 0, "device": "cpu", "quantize": {"enabled": False},
+       "ship": {"enabled": False}, "mobile": {"enabled": False},
        "data": {"source": "generated", "generated_size": 100, "max_length": 16},
        "teacher": {"architecture": {"model_type": "bert", "hidden_size": 8, "num_hidden_layers": 1,
                                     "num_attention_heads": 1, "intermediate_size": 8}, "num_labels": 2}}

@@ -3,9 +3,16 @@ import random
 
 import pytest
 import torch
-from transformers import (BertConfig, BertForMaskedLM, BertForSequenceClassification, DistilBertConfig,
-                          DistilBertForSequenceClassification, PreTrainedTokenizerFast, RobertaConfig,
-                          RobertaForSequenceClassification)
+from transformers import (
+    BertConfig,
+    BertForMaskedLM,
+    BertForSequenceClassification,
+    DistilBertConfig,
+    DistilBertForSequenceClassification,
+    PreTrainedTokenizerFast,
+    RobertaConfig,
+    RobertaForSequenceClassification,
+)
 
 from compress import models
 from compress.errors import CompressError
@@ -28,7 +35,8 @@ def corpus(n=400, seed=0):
 
 
 def wordpiece_tokenizer(vocab_size=220, max_length=32):
-    from tokenizers import Tokenizer, models as tm, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import models as tm
 
     tok = Tokenizer(tm.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
@@ -139,7 +147,8 @@ def test_special_tokens_are_kept_and_padding_works():
 
 def late_specials_tokenizer(processor="template"):
     """[CLS] [SEP] [PAD] added after training: they have the last ids, so trimming moves them."""
-    from tokenizers import Tokenizer, models as tm, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import models as tm
 
     backend = Tokenizer(tm.WordLevel(unk_token="[UNK]"))
     backend.normalizer = normalizers.BertNormalizer(lowercase=True)
@@ -234,7 +243,8 @@ def test_round_trip_through_save_and_load(tmp_path, make_tok, make_model):
 
 
 def test_bpe_tokenizer_is_refused():
-    from tokenizers import Tokenizer, models as tm, pre_tokenizers, trainers
+    from tokenizers import Tokenizer, pre_tokenizers, trainers
+    from tokenizers import models as tm
 
     backend = Tokenizer(tm.BPE(unk_token="[UNK]"))
     backend.pre_tokenizer = pre_tokenizers.Whitespace()

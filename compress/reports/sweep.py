@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
+from compress.config.sweep import label
 from compress.io import read_json, write_json, write_text
 from compress.reports import plots
 from compress.reports.html import markdown_html, page
@@ -133,8 +134,6 @@ def curves(points: list[dict]) -> tuple[dict[str, list[dict]], list[dict]]:
 
 def curve_label(p: dict) -> str:
     """The entry's name (or its alpha), the student, and any other grid value but the temperature."""
-    from compress.sweep import label
-
     mix = p.get("entry") or f"alpha {p['alpha']:g}"
     others = [label(k, v) for k, v in p["grid"].items() if k != TEMPERATURE and not k.startswith("student.")]
     return ", ".join([mix, p["student"], *others])

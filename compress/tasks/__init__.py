@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Callable
 
+from compress import config
 from compress.errors import CompressError
 
 REGISTRY: dict[str, str] = {
@@ -83,6 +84,17 @@ def of_report(report: dict) -> Task:
     default task, the only one that wrote none)."""
     name = report.get(REPORT_KEY) if isinstance(report, dict) else None
     return get(name if isinstance(name, str) else None)
+
+
+def load_config(path, overrides: list[str] | None = None):
+    """A pipeline file read and validated as compress validate and compress run read it: the config's own checks,
+    then what its task refuses (for a sweep, every point's too)."""
+    return config.load_config(path, overrides, rules=refusals)
+
+
+def validate_config(raw: dict):
+    """A raw mapping validated as :func:`load_config` validates a file (a sweep point's)."""
+    return config.validate_config(raw, rules=refusals)
 
 
 def refusals(cfg) -> list[str]:

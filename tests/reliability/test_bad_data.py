@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from rich.console import Console
 
-from compress.config import load_config
 from compress.data import count_truncated
 from compress.models import train_wordlevel_tokenizer
 from compress.preflight import check_data
+from compress.tasks import load_config
 
 from ..conftest import ROOT, invoke
 

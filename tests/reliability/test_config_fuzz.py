@@ -12,8 +12,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from compress.config import load_config
 from compress.errors import ConfigError
+from compress.tasks import load_config
 
 from ..conftest import ROOT
 

@@ -11,8 +11,8 @@ import time
 
 from rich.console import Console
 
-from compress.config import load_config
 from compress.preflight import GiB, available_memory, check_memory, training_estimates
+from compress.tasks import load_config
 
 from ..conftest import ROOT, default_sigint
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from compress import preflight as checks
-from compress.config import PipelineConfig
+from compress.config import PipelineConfig, is_local_path
 from compress.tasks.causal_lm.text import load_text
 
 WHY = "task causal-lm"
@@ -12,6 +14,9 @@ WHY = "task causal-lm"
 def refuse(cfg: PipelineConfig) -> list[str]:
     """Settings made for classifiers, refused at load with the reason (no stage runs half of it)."""
     problems = []
+    src = cfg.data.source
+    if src != "generated" and is_local_path(src) and not Path(src).expanduser().exists():
+        problems.append(f"data.source: not found: {src} (a text file, a folder of .txt files, a hub id, or 'generated')")
     if cfg.vocab_trim.enabled:
         problems.append(f"vocab_trim.enabled: not for {WHY}: the vocabulary is the output layer of a language model, "
                         "trimming it changes what it can generate; set vocab_trim.enabled: false")

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from compress import preflight as checks
-from compress.config import PipelineConfig
+from compress.config import PipelineConfig, is_local_path
 
 
 def refuse(cfg: PipelineConfig) -> list[str]:
     """Settings no classifier can use, one line each with the reason (validate and run refuse them alike)."""
+    problems = []
+    src = cfg.data.source
+    if src != "generated" and is_local_path(src) and not Path(src).expanduser().is_dir():
+        problems.append(f"data.source: folder not found: {src} (a folder of <split>.tsv/.csv/.jsonl files, a hub id, "
+                        "or 'generated')")
     if cfg.distill.sequence.mode != "off":
-        return [f"distill.sequence.mode: {cfg.distill.sequence.mode}: sequence-level distillation is for "
-                "task: causal-lm (a classifier generates no text); set it to off"]
-    return []
+        problems.append(f"distill.sequence.mode: {cfg.distill.sequence.mode}: sequence-level distillation is for "
+                        "task: causal-lm (a classifier generates no text); set it to off")
+    return problems
 
 
 def check_models(cfg: PipelineConfig) -> None:

@@ -1,29 +1,20 @@
-"""Typed pipeline configuration: one pydantic model per stage.
+"""The pipeline configuration's schema: one pydantic model per stage, and the constants they need.
 
-Defaults < YAML file < ``key=value`` overrides on the command line. Every problem is
-reported at once, one line each, named by its key path (``distill.temperature: must
-be > 0, got -1``), through :class:`compress.errors.ConfigError`.
+Each field's description says what it does, its units and valid values; ``compress.config.reference``
+turns them into docs/configuration.md. Reading files and overrides is ``compress.config.load``; settings
+that are valid one by one but cannot work together are refused by ``compress.config.rules``.
 """
 
 from __future__ import annotations
 
-import difflib
 import hashlib
-import importlib.util
 import json
-import re
-import typing
-from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
-from compress.errors import ConfigError
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 PACKAGE_PREFIX = "package:"
-_KEY_PATH = re.compile(r"^[a-z_]+(\.[a-z_0-9]+)+: ")
 
 
 class StrictModel(BaseModel):
@@ -54,13 +45,13 @@ class TrainConfig(StrictModel):
     )
     dropout: float | None = Field(
         None, ge=0, lt=1, description="Dropout probability of every dropout in the model while it trains (hidden, "
-        "attention, classifier); null = what the model's config says (0.1 for BERT). 0 draws no masks: with "
-        "attention_kernel auto a bf16 CPU step took 0.82-0.90x as long (benchmarks/train_step.py).",
+        "attention, classifier); null = what the model's config says (0.1 for BERT). 0 draws no dropout masks, "
+        "which makes a training step cheaper, at the cost of dropout's regularisation.",
     )
     attention_kernel: Literal["auto", "math", "pytorch"] = Field(
         "auto", description="Attention kernel while training. auto = the plain (math) kernel on CPU in bf16 for "
-        "sequences up to 128 tokens, where the flash kernel PyTorch picks when dropout is off made a step 1.3-1.5x as "
-        "long (benchmarks/train_step.py), and PyTorch's choice otherwise; math or pytorch force one.",
+        "sequences up to 128 tokens, where it is faster than the flash kernel PyTorch picks when dropout is off, "
+        "and PyTorch's choice otherwise; math or pytorch force one.",
     )
 
 
@@ -106,7 +97,7 @@ class TeacherConfig(StrictModel):
     )
     num_labels: int = Field(2, ge=2, description="Classes of the task; the classifier head gets this many outputs.")
     finetune: bool = Field(True, description="Fine-tune on the training split before distilling.")
-    train: TrainConfig = Field(default_factory=TrainConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig, description="The fine-tuning loop (with teacher.finetune).")
     allow_pickle: bool = Field(False, description="Allow loading pickle (.bin) weights. Off: safetensors only.")
     trust_remote_code: bool = Field(False, description="Allow model code from the hub. Off by default.")
 
@@ -241,13 +232,18 @@ class DistillConfig(StrictModel):
         "forward_kl", description="forward_kl = KL(teacher || student) (Hinton); reverse_kl; jsd (with beta); "
         "mse on logits.")
     beta: float = Field(0.5, gt=0, lt=1, description="jsd: weight of the teacher in the mixture.")
-    hidden: HiddenLossConfig = Field(default_factory=HiddenLossConfig)
+    hidden: HiddenLossConfig = Field(default_factory=HiddenLossConfig, description="Hidden-state transfer from "
+                                     "teacher layers to student layers (off at weight 0).")
     attention_weight: float = Field(0.0, ge=0, description="Weight of TinyBERT attention-map transfer; 0 = off "
                                     "(needs the same number of layers in the map and eager attention).")
-    cache: TeacherCacheConfig = Field(default_factory=TeacherCacheConfig)
-    augment: AugmentConfig = Field(default_factory=AugmentConfig)
-    sequence: SequenceKDConfig = Field(default_factory=SequenceKDConfig)
-    train: TrainConfig = Field(default_factory=TrainConfig)
+    cache: TeacherCacheConfig = Field(default_factory=TeacherCacheConfig, description="The teacher's outputs, "
+                                      "computed once and reused.")
+    augment: AugmentConfig = Field(default_factory=AugmentConfig, description="Perturbed copies of the training "
+                                   "text, labelled by the teacher (off at copies 0).")
+    sequence: SequenceKDConfig = Field(default_factory=SequenceKDConfig, description="task causal-lm: training on "
+                                       "the teacher's generated text (off by default).")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="The distillation loop (and the "
+                               "hard-label baseline's, so they compare).")
 
 
 class RefineConfig(StrictModel):
@@ -255,7 +251,7 @@ class RefineConfig(StrictModel):
     neurons are pruned (ranked as student.num_attention_heads / intermediate_size rank them), and the pruned
     model is distilled again, taught by the distilled student (a teacher assistant, Mirzadeh et al. 2020) or by
     the teacher. Pruning a student that has already learnt the task loses less than pruning the teacher's raw
-    layers (README, Levers)."""
+    layers."""
 
     enabled: bool = Field(False, description="Run the second round; the refined student is what is exported, "
                           "quantized and shipped.")
@@ -321,11 +317,11 @@ class OptimizeConfig(StrictModel):
     skip_layer_norm: bool = Field(False, description="Fuse residual Add + LayerNormalization into SkipLayerNormalization "
                                   "and bias + GELU into BiasGelu. Off by default: ONNX Runtime's CPU kernels for both "
                                   "are slower than the ops they replace (the residual adds are then written as Sum, "
-                                  "which ONNX Runtime does not fuse back); the int8 student runs ~18% faster at batch 1.")
+                                  "which ONNX Runtime does not fuse back), so the int8 student runs slower with it.")
     first_token_only: bool = Field(True, description="Compute the last encoder layer for the first token only "
                                    "when that row is all the classifier reads (BERT's pooler, DistilBERT's head): "
-                                   "the same logits; the int8 student runs ~1.35x faster at batch 1 x 128 tokens. A graph "
-                                   "that reads other rows of the last layer is left as it is.")
+                                   "the same logits for less work in the last layer. A graph that reads other rows "
+                                   "of the last layer is left as it is.")
 
 
 QuantMethod = Literal["onnx_dynamic", "onnx_static", "fp16", "torch_dynamic", "bnb_int8", "bnb_nf4"]
@@ -366,7 +362,7 @@ class QuantVariantConfig(StrictModel):
     exclude_nodes: int = Field(2, ge=1, description="onnx_dynamic / onnx_static: nodes kept in fp32 on the ladder's "
                                "exclusion rung (the ones that add the most error).")
     embeddings: Literal["int8", "int4"] | None = Field(
-        None, description="onnx_dynamic: the embedding tables (more than half of a small student's weights) in int8, in "
+        None, description="onnx_dynamic: the embedding tables (a large share of a small student's weights) in int8, in "
         "ONNX Runtime's fused embedding layer, or the word embeddings in int4 (GatherBlockQuantized: half the "
         "size; position and token-type tables fp32; the embedding LayerNorm is then not fused). null = int8.")
     embedding_block: int | None = Field(None, ge=16, description="onnx_dynamic with embeddings int4: values that "
@@ -428,7 +424,8 @@ class QuantizeConfig(StrictModel):
                                   "(data.validation_split when set, else training rows not used for calibration).")
     latency_runs: int = Field(50, ge=5, description="Timed runs (batch 1, bench.sequence_length) whose median ranks "
                               "the rungs of the ladder that keep the budget.")
-    parity: QuantParityConfig = Field(default_factory=QuantParityConfig)
+    parity: QuantParityConfig = Field(default_factory=QuantParityConfig, description="What every variant must "
+                                      "keep against the fp32 student, or the run fails.")
 
     @model_validator(mode="before")
     @classmethod
@@ -474,8 +471,8 @@ class BenchConfig(StrictModel):
     warmup: int = Field(10, ge=1, description="Untimed queries before timing.")
     queries: int = Field(100, ge=10, description="Least timed queries; p50/p90/p99 are taken over all timed ones.")
     min_seconds: float = Field(2.0, ge=0, description="Keep timing queries until this many seconds have passed (after "
-                               "bench.queries). MLPerf-like runs use 10; 2 keeps a 9-variant run's bench stage "
-                               "near 2 minutes on 2 cores; 0 = exactly bench.queries.")
+                               "bench.queries), in each measurement. Longer gives steadier percentiles and a "
+                               "slower bench stage (MLPerf-like runs use 10); 0 = exactly bench.queries.")
     threads: int | None = Field(None, gt=0, description="Intra-op threads of the cpu and gpu targets; null = all "
                                 "cores (the mobile target always uses 1).")
     eval_batch_size: int = Field(64, gt=0, description="Batch size of the accuracy pass.")
@@ -547,431 +544,41 @@ class PipelineConfig(StrictModel):
     """A whole run: teacher -> student -> distill [-> refine] -> export -> quantize -> mobile -> bench -> report -> ship."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Run name: runs/<name>/, exports/<name>/.")
-    task: Literal["sequence-classification", "causal-lm"] = Field(
-        "sequence-classification", description="What the models do. sequence-classification: a classifier on "
-        "labelled sentences (accuracy); causal-lm: a decoder on plain text, distilled per token (perplexity, "
-        "generation speed).")
+    task: str = Field(
+        "sequence-classification", description="What the models do: a task registered in compress/tasks/. "
+        "sequence-classification: a classifier on labelled sentences (accuracy); causal-lm: a decoder on plain text, "
+        "distilled per token (perplexity, generation speed). An unknown name is refused with the registered ones.")
     seed: int = Field(0, ge=0, lt=2**32, description="Seeds data order, initialisation and dropout (numpy takes 0..2^32-1).")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when available, else cpu.")
     targets: list[Literal["cpu", "mobile", "gpu"]] = Field(
         default_factory=lambda: ["cpu"], min_length=1, description="Where the variants will run: decides which "
         "quantization methods make sense (fp16 and bitsandbytes need gpu; int8 ONNX needs cpu or mobile).")
-    data: DataConfig
-    teacher: TeacherConfig
-    student: StudentConfig = Field(default_factory=StudentConfig)
-    distill: DistillConfig = Field(default_factory=DistillConfig)
-    refine: RefineConfig = Field(default_factory=RefineConfig)
-    baselines: BaselinesConfig = Field(default_factory=BaselinesConfig)
-    vocab_trim: VocabTrimConfig = Field(default_factory=VocabTrimConfig)
-    export: ExportConfig = Field(default_factory=ExportConfig)
-    optimize: OptimizeConfig = Field(default_factory=OptimizeConfig)
-    quantize: QuantizeConfig = Field(default_factory=QuantizeConfig)
-    mobile: MobileConfig = Field(default_factory=MobileConfig)
-    bench: BenchConfig = Field(default_factory=BenchConfig)
-    report: ReportConfig = Field(default_factory=ReportConfig)
-    ship: ShipConfig = Field(default_factory=ShipConfig)
+    data: DataConfig = Field(description="The task data: where it comes from and how it is tokenized.")
+    teacher: TeacherConfig = Field(description="The model being distilled: pretrained or randomly initialised, "
+                                   "optionally fine-tuned.")
+    student: StudentConfig = Field(default_factory=StudentConfig, description="How the student is built.")
+    distill: DistillConfig = Field(default_factory=DistillConfig, description="How the student learns from the "
+                                   "teacher: losses, teacher-output cache, augmentation, training loop.")
+    refine: RefineConfig = Field(default_factory=RefineConfig, description="An optional second round: prune the "
+                                 "distilled student and distill it again (off by default).")
+    baselines: BaselinesConfig = Field(default_factory=BaselinesConfig, description="Students evaluated beside the "
+                                       "distilled one.")
+    vocab_trim: VocabTrimConfig = Field(default_factory=VocabTrimConfig, description="Trimming the student's "
+                                        "vocabulary to the task's tokens (off by default).")
+    export: ExportConfig = Field(default_factory=ExportConfig, description="ONNX export and its parity checks.")
+    optimize: OptimizeConfig = Field(default_factory=OptimizeConfig, description="Graph fusions on the exported "
+                                     "ONNX models.")
+    quantize: QuantizeConfig = Field(default_factory=QuantizeConfig, description="The quantized variants of the "
+                                     "student and their accuracy budgets.")
+    mobile: MobileConfig = Field(default_factory=MobileConfig, description="ORT-format conversion of the shipped "
+                                 "model for ONNX Runtime Mobile.")
+    bench: BenchConfig = Field(default_factory=BenchConfig, description="Latency, memory and accuracy "
+                               "measurements of every variant.")
+    report: ReportConfig = Field(default_factory=ReportConfig, description="What the report recommends.")
+    ship: ShipConfig = Field(default_factory=ShipConfig, description="The edge bundle: model, tokenizer, manifest "
+                             "and golden outputs.")
     sweep: SweepConfig | None = Field(None, description="Run the pipeline once per point of a grid or list of "
                                       "settings instead of once (compress/sweep.py); null = a single run.")
 
     def hash(self) -> str:
         return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
-
-
-# ----------------------------------------------------------------------------- loading
-
-
-def load_config(path: str | Path, overrides: list[str] | None = None) -> PipelineConfig:
-    """Read ``path`` (YAML, safe_load only), apply ``key=value`` overrides, validate everything
-    (with a ``sweep:`` block, every point's own config too)."""
-    try:
-        return validate_config(load_raw(path, overrides))
-    except RecursionError:  # [[[[...]]]] thousands deep, or an anchor that contains itself (&a [*a])
-        raise ConfigError(f"{path}: nested too deeply (or a YAML anchor refers to itself); a pipeline is a "
-                          "mapping a few levels deep") from None
-
-
-def load_raw(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
-    """The YAML mapping of ``path`` with the overrides applied, not validated yet."""
-    raw = read_yaml_mapping(Path(path))
-    problems = apply_overrides(raw, overrides or [])
-    if problems:
-        raise ConfigError(*problems)
-    return raw
-
-
-def validate_config(raw: dict[str, Any]) -> PipelineConfig:
-    """The config of a raw mapping; every problem at once as a ConfigError."""
-    try:
-        cfg = PipelineConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(*format_validation_error(exc)) from None
-    problems = check_combinations(cfg) + check_sources(cfg)
-    if cfg.sweep is not None and not problems:
-        from compress.sweep import check_points  # the sweep module builds on this one
-
-        problems = check_points(raw, cfg.sweep)
-    if problems:
-        raise ConfigError(*problems)
-    return cfg
-
-
-def read_yaml_mapping(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        raise ConfigError(f"{path}: file not found")
-    if not path.is_file():
-        raise ConfigError(f"{path}: not a file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    try:
-        data = yaml.load(text, Loader=_SafeUniqueLoader)
-    except DuplicateKeyError as exc:
-        raise ConfigError(f"{path}:{exc.line}: {exc.key}: duplicate key (first set on line {exc.first}); "
-                          "YAML would silently keep the last one") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        if "constructor for the tag" in problem:
-            problem += " (YAML tags such as !!python/object are refused: pipelines are read with yaml.safe_load)"
-        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
-    if data is None:
-        raise ConfigError(f"{path}: file is empty; expected a mapping with name, data and teacher")
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: top level must be a mapping of keys, got {type(data).__name__}")
-    return data
-
-
-class DuplicateKeyError(yaml.YAMLError):
-    def __init__(self, key: str, line: int, first: int):
-        super().__init__(f"{key}: duplicate key")
-        self.key, self.line, self.first = key, line, first
-
-
-class _SafeUniqueLoader(yaml.SafeLoader):
-    """yaml.safe_load (the same safe constructors: no Python tags), refusing a key set twice in one mapping."""
-
-    def construct_mapping(self, node, deep=False):
-        if isinstance(node, yaml.MappingNode):
-            seen: dict = {}
-            for key_node, _ in node.value:
-                if key_node.tag == "tag:yaml.org,2002:merge":
-                    continue
-                key = self.construct_object(key_node, deep=True)
-                try:
-                    hash(key)
-                except TypeError:
-                    continue  # SafeLoader's own check reports it, with its line
-                if key in seen:
-                    raise DuplicateKeyError(str(key), key_node.start_mark.line + 1, seen[key])
-                seen[key] = key_node.start_mark.line + 1
-        return super().construct_mapping(node, deep=deep)
-
-
-def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> list[str]:
-    """Set ``a.b.c=value`` (value parsed as YAML) into ``raw`` in place; return the problems."""
-    problems = []
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            problems.append(f"override {item!r}: expected key=value, e.g. distill.temperature=2")
-            continue
-        try:
-            value = yaml.safe_load(text) if text else ""
-        except yaml.YAMLError:
-            value = text
-        node = raw
-        parts = key.split(".")
-        for depth, part in enumerate(parts[:-1]):
-            child = _child(node, part, parts[depth + 1])
-            if child is None:
-                where = ".".join(parts[: depth + 1])
-                problems.append(f"override {key}: {where} is not a mapping, nor a list with an item {parts[depth + 1]}")
-                break
-            node = child
-        else:
-            if isinstance(node, list):
-                node[int(parts[-1])] = value  # _child checked the index
-            else:
-                node[parts[-1]] = value
-    return problems
-
-
-def _child(node: dict | list, part: str, next_part: str) -> dict | list | None:
-    """The mapping or list under ``part``, created as a mapping when missing; a list is indexed by
-    position (``quantize.variants.0.budget=2``). None when the path cannot go on."""
-    if isinstance(node, list):
-        child = node[int(part)] if part.isdigit() and int(part) < len(node) else None
-    else:
-        child = node.setdefault(part, {})
-    if isinstance(child, list) and not (next_part.isdigit() and int(next_part) < len(child)):
-        return None
-    return child if isinstance(child, (dict, list)) else None
-
-
-def format_validation_error(exc: ValidationError) -> list[str]:
-    lines, seen = [], set()
-    for err in exc.errors():
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        msg = _describe(err, loc)
-        named = err["type"] == "value_error" and _KEY_PATH.match(msg)  # the validator named the key itself
-        line = msg if named else f"{'.'.join(map(str, loc)) or '<top>'}: {msg}"
-        if line not in seen:
-            seen.add(line)
-            lines.append(line)
-    return lines
-
-
-def _describe(err: dict[str, Any], loc: tuple) -> str:
-    kind, ctx, got = err["type"], err.get("ctx", {}), err.get("input")
-    bounds = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
-    if kind == "extra_forbidden":
-        valid = _fields_at(loc[:-1])
-        close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        return f"unknown key{hint} (valid: {', '.join(valid)})"
-    if kind == "missing":
-        return "required key is missing"
-    if kind in bounds:
-        limit = next(iter(ctx.values()))
-        limit = int(limit) if isinstance(limit, float) and limit.is_integer() else limit
-        return f"must be {bounds[kind]} {limit}, got {_short(got)}"
-    if kind == "literal_error":
-        return f"must be one of {ctx.get('expected')}, got {_short(got)}"
-    if kind == "string_pattern_mismatch":
-        return f"must match {ctx.get('pattern')}, got {_short(got)}"
-    if kind == "value_error":
-        return err["msg"].removeprefix("Value error, ")
-    return f"{err['msg'][0].lower()}{err['msg'][1:]}, got {_short(got)}"
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _fields_at(loc: tuple) -> list[str]:
-    """Valid keys of the config model found by walking ``loc`` down from PipelineConfig."""
-    model: type[BaseModel] | None = PipelineConfig
-    for part in loc:
-        field = model.model_fields.get(str(part)) if model else None
-        model = _model_of(field.annotation) if field else None
-    return sorted(model.model_fields) if model else []
-
-
-def _model_of(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in typing.get_args(annotation):
-        found = _model_of(arg)
-        if found:
-            return found
-    return None
-
-
-def check_combinations(cfg: PipelineConfig) -> list[str]:
-    """Settings that validate one by one but cannot work together: one line each, with the reason."""
-    problems = []
-    targets = set(cfg.targets)
-    names = [v.name for v in cfg.quantize.variants]
-    for i, v in enumerate(cfg.quantize.variants):
-        key = f"quantize.variants.{i}"
-        if names.count(v.name) > 1 and names.index(v.name) != i:
-            problems.append(f"{key}.name: {v.name} is listed twice; every variant needs its own name")
-        if v.name in BUILTIN_VARIANTS:
-            problems.append(f"{key}.name: {v.name} is a variant every run makes; pick another name "
-                            f"(taken: {', '.join(BUILTIN_VARIANTS)})")
-        if v.method in BNB_METHODS and "gpu" not in targets:
-            problems.append(f"{key}.method: {v.method} needs a CUDA GPU (bitsandbytes has no CPU kernels), but targets "
-                            f"is {cfg.targets}; add gpu to targets or use onnx_dynamic")
-        if v.method == "fp16" and "gpu" not in targets:
-            problems.append(f"{key}.method: fp16 on a CPU target: ONNX Runtime's CPU kernels mostly compute float16 "
-                            f"by casting to fp32, so it runs slower than fp32 and is twice the size of int8; "
-                            f"targets is {cfg.targets} (add gpu, or use onnx_dynamic / onnx_static)")
-        if v.method in ONNX_INT8 and not targets & {"cpu", "mobile"}:
-            problems.append(f"{key}.method: {v.method} makes int8 kernels for CPUs, but targets is {cfg.targets}; "
-                            f"add cpu or mobile to targets, or use fp16 for a GPU")
-        if v.method in GPU_METHODS and "gpu" in targets and "gpu" not in cfg.bench.targets:
-            problems.append(f"{key}.method: {v.method} runs on CUDA, but bench.targets is {cfg.bench.targets}; "
-                            f"add gpu to bench.targets so it is measured")
-        if v.method == "torch_dynamic" and "cpu" not in targets:
-            problems.append(f"{key}.method: torch_dynamic runs PyTorch's int8 CPU kernels, but targets is "
-                            f"{cfg.targets}; add cpu to targets")
-        if v.method == "onnx_static":
-            samples, limit = v.calibration.samples, cfg.data.max_train_samples
-            if samples == 0:
-                problems.append(f"{key}.calibration.samples: 0; static quantization needs calibration data "
-                                f"(training sentences to measure activation ranges, e.g. 128), or use onnx_dynamic")
-            elif limit is not None and samples > limit:
-                problems.append(f"{key}.calibration.samples: {samples} calibration sentences, but "
-                                f"data.max_train_samples keeps only {limit} training rows")
-            elif cfg.data.source == "generated" and samples > cfg.data.generated_size:
-                problems.append(f"{key}.calibration.samples: {samples} calibration sentences, but "
-                                f"data.generated_size makes only {cfg.data.generated_size} training rows")
-    problems += _check_ship(cfg)
-    problems += _check_refine(cfg)
-    problems += _check_task(cfg)
-    problems += _check_positions(cfg)
-    return problems
-
-
-def _check_refine(cfg: PipelineConfig) -> list[str]:
-    """refine prunes what the student stage left: refused at load when that cannot work (before any training)."""
-    r, st = cfg.refine, cfg.student
-    if not r.enabled:
-        return []
-    problems = []
-    if r.num_attention_heads is not None and st.num_attention_heads is not None:
-        problems.append(f"refine.num_attention_heads: the student's heads are pruned already (student.num_attention_heads "
-                        f"{st.num_attention_heads}); prune them in one place: set one of the two to null")
-    if r.intermediate_size is not None and st.intermediate_size is not None and r.intermediate_size > st.intermediate_size:
-        problems.append(f"refine.intermediate_size: {r.intermediate_size} is wider than the student's feed-forward "
-                        f"(student.intermediate_size {st.intermediate_size}); pruning can only keep fewer neurons")
-    return problems
-
-
-def _check_task(cfg: PipelineConfig) -> list[str]:
-    """What each task cannot do, refused at load with the reason (no stage runs half of it)."""
-    if cfg.task != "causal-lm":
-        if cfg.distill.sequence.mode != "off":
-            return [f"distill.sequence.mode: {cfg.distill.sequence.mode}: sequence-level distillation is for "
-                    "task: causal-lm (a classifier generates no text); set it to off"]
-        return []
-    why = "task causal-lm"
-    problems = []
-    if cfg.vocab_trim.enabled:
-        problems.append(f"vocab_trim.enabled: not for {why}: the vocabulary is the output layer of a language model, "
-                        "trimming it changes what it can generate; set vocab_trim.enabled: false")
-    if cfg.mobile.enabled:
-        problems.append(f"mobile.enabled: not for {why}: the ORT-format conversion and its checks are made for "
-                        "classifiers without a KV cache; set mobile.enabled: false (bench.targets mobile still "
-                        "measures the ONNX decoder on one thread)")
-    for i, v in enumerate(cfg.quantize.variants):
-        if v.method != "onnx_dynamic":
-            problems.append(f"quantize.variants.{i}.method: {v.method} is not offered for {why}; use onnx_dynamic "
-                            "(int8 weights of the ONNX decoder with its KV cache)")
-    if cfg.distill.hidden.weight > 0 or cfg.distill.attention_weight > 0:
-        key = "distill.hidden.weight" if cfg.distill.hidden.weight > 0 else "distill.attention_weight"
-        problems.append(f"{key}: intermediate-layer losses are not offered for {why}; the token-level loss on the "
-                        "full next-token distributions is the signal (set it to 0)")
-    if cfg.distill.augment.copies:
-        problems.append(f"distill.augment.copies: word perturbations are for classifiers; for {why} use "
-                        "distill.sequence.mode: mix (the teacher writes extra training text)")
-    if cfg.student.architecture != "same":
-        problems.append(f"student.architecture: {cfg.student.architecture} maps a BERT classifier; for {why} use same")
-    for key in ("num_attention_heads", "intermediate_size"):
-        if cfg.student.method == "layers" and getattr(cfg.student, key) is not None:
-            problems.append(f"student.{key}: pruning the teacher's layers is for classifiers; for {why} use "
-                            f"student.method: config for fewer heads or a narrower feed-forward (or set it to null)")
-    if cfg.refine.enabled:
-        problems.append(f"refine.enabled: pruning and distilling again is for classifiers; for {why} set it to false "
-                        "and use student.method: config for a narrower student")
-    if cfg.data.validation_split:
-        problems.append(f"data.validation_split: per-epoch validation is for classifiers; for {why} the held-out text "
-                        "is data.holdout_fraction of the text (or <eval_split>.txt in a folder); set it to null")
-    if cfg.sweep is not None:
-        problems.append(f"sweep: not for {why} yet (sweep.json summarises accuracy); run the points one by one with "
-                        "key=value overrides and different names")
-    return problems
-
-
-def _check_positions(cfg: PipelineConfig) -> list[str]:
-    """A random teacher's position table must hold data.max_length and the bench's query lengths."""
-    limit = (cfg.teacher.architecture or {}).get("max_position_embeddings")
-    if not isinstance(limit, int) or isinstance(limit, bool):
-        return []  # unset: build_random sizes it to data.max_length; a bad value is transformers' to refuse
-    asked = {"data.max_length": cfg.data.max_length, "bench.sequence_length": cfg.bench.sequence_length,
-             "bench.mobile_sequence_lengths": max(cfg.bench.mobile_sequence_lengths)}
-    return [f"{key}: {n} tokens, but teacher.architecture.max_position_embeddings is {limit}; the model cannot read "
-            f"longer sentences (lower {key} or raise max_position_embeddings)" for key, n in asked.items() if n > limit]
-
-
-def _check_ship(cfg: PipelineConfig) -> list[str]:
-    """ship.variant must name an ONNX model this run produces (the bundle ships it; the mobile stage converts it)."""
-    if not (cfg.ship.enabled or cfg.mobile.enabled) or cfg.ship.variant == "student-onnx":
-        return []
-    name = cfg.ship.variant
-    listed = {v.name: v for v in cfg.quantize.variants}
-    shippable = ["student-onnx", *(v.name for v in cfg.quantize.variants if v.method in ONNX_METHODS)]
-    if name == "student-int8" and not cfg.quantize.enabled:
-        return ["ship.variant: student-int8 needs quantize.enabled: true (or ship student-onnx)"]
-    if name not in listed:
-        return [f"ship.variant: {name} is not produced by this run; valid: {', '.join(shippable)}"]
-    if not cfg.quantize.enabled:
-        return [f"ship.variant: {name} needs quantize.enabled: true (or ship student-onnx)"]
-    method = listed[name].method
-    if method in BNB_METHODS:
-        return [f"ship.variant: {name} is a {method} variant: bitsandbytes models live in PyTorch on CUDA and are never "
-                f"exported to ONNX; ship one of {', '.join(shippable)}"]
-    if method not in ONNX_METHODS:
-        return [f"ship.variant: {name} is a {method} variant (a PyTorch model); the bundle ships ONNX: "
-                f"ship one of {', '.join(shippable)}"]
-    return []
-
-
-def is_local_path(text: str) -> bool:
-    """A source is a local path when it exists or is spelled like one (./, ../, /, ~)."""
-    return text.startswith((".", "/", "~")) or Path(text).expanduser().exists()
-
-
-def check_sources(cfg: PipelineConfig) -> list[str]:
-    """Problems with files, folders and packages the config names, found without loading anything."""
-    problems = []
-    src = cfg.data.source
-    if cfg.task == "causal-lm" and src != "generated" and is_local_path(src):
-        if not Path(src).expanduser().exists():
-            problems.append(f"data.source: not found: {src} (a text file, a folder of .txt files, a hub id, or 'generated')")
-    elif src != "generated" and is_local_path(src) and not Path(src).expanduser().is_dir():
-        problems.append(f"data.source: folder not found: {src} (a folder of <split>.tsv/.csv/.jsonl files, a hub id, or 'generated')")
-    static = next((i for i, v in enumerate(cfg.quantize.variants) if v.method == "onnx_static"), None)
-    if cfg.quantize.enabled and static is not None and src != "generated" and is_local_path(src):
-        rows = count_local_rows(Path(src).expanduser(), cfg.data.train_split)
-        samples = cfg.quantize.variants[static].calibration.samples
-        if rows == 0:
-            problems.append(f"quantize.variants.{static}: onnx_static calibrates on the training split, but split "
-                            f"'{cfg.data.train_split}' of {src} has no rows")
-        elif rows is not None and samples > rows:
-            problems.append(f"quantize.variants.{static}.calibration.samples: {samples} calibration sentences, but "
-                            f"split '{cfg.data.train_split}' of {src} has only {rows} rows")
-    model = cfg.teacher.model
-    if model and model.startswith(PACKAGE_PREFIX):
-        module = model[len(PACKAGE_PREFIX):]
-        if not module or importlib.util.find_spec(module) is None:
-            problems.append(f"teacher.model: Python package '{module}' is not installed (pip install {module.replace('_', '-')})")
-    elif model and is_local_path(model) and not Path(model).expanduser().is_dir():
-        problems.append(f"teacher.model: folder not found: {model}")
-    student = cfg.student.model if cfg.student.method == "pretrained" else None
-    if student and student.startswith(PACKAGE_PREFIX):
-        module = student[len(PACKAGE_PREFIX):]
-        if not module or importlib.util.find_spec(module) is None:
-            problems.append(f"student.model: Python package '{module}' is not installed (pip install {module.replace('_', '-')})")
-    elif student and is_local_path(student) and not Path(student).expanduser().is_dir():
-        problems.append(f"student.model: folder not found: {student}")
-    return problems
-
-
-def count_local_rows(folder: Path, split: str) -> int | None:
-    """Data rows in ``<folder>/<split>.tsv/.csv/.jsonl`` (None when there is no such file, or it is .json),
-    counted as lines without parsing: enough to tell an empty split from a usable one."""
-    for suffix, header in ((".tsv", 1), (".csv", 1), (".jsonl", 0)):
-        path = folder / f"{split}{suffix}"
-        if path.is_file():
-            with open(path, "rb") as fh:
-                lines = sum(1 for line in fh if line.strip())
-            return max(lines - header, 0)
-    return None
-
-
-def resolve_model_path(spec: str) -> str:
-    """``package:<module>`` -> the folder its ``get_model_path()`` returns; anything else unchanged."""
-    if not spec.startswith(PACKAGE_PREFIX):
-        return str(Path(spec).expanduser()) if is_local_path(spec) else spec
-    module = importlib.import_module(spec[len(PACKAGE_PREFIX):])
-    if not hasattr(module, "get_model_path"):
-        raise ConfigError(f"teacher.model: package '{module.__name__}' has no get_model_path()")
-    return str(module.get_model_path())
-
-
-def dump_yaml(cfg: PipelineConfig) -> str:
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

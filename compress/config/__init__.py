@@ -1,0 +1,76 @@
+"""Typed pipeline configuration: one pydantic model per stage.
+
+    schema     the models (PipelineConfig and one per stage) and the constants they need
+    load       YAML (safe, a key set twice refused), key=value overrides, validation, one line per problem
+    rules      settings that validate one by one but cannot work together; files and packages named
+    sweep      a sweep's points and their checks at load time (compress/sweep.py runs them)
+    reference  docs/configuration.md, generated from the models' descriptions
+
+Everything other modules use is importable from ``compress.config``. This package imports nothing from
+compress but compress.errors.
+"""
+
+from compress.config.load import (
+    DuplicateKeyError,
+    apply_overrides,
+    dump_yaml,
+    format_validation_error,
+    load_config,
+    load_raw,
+    read_yaml_mapping,
+    validate_config,
+)
+from compress.config.rules import (
+    check_combinations,
+    check_sources,
+    count_local_rows,
+    is_local_path,
+    resolve_model_path,
+)
+from compress.config.schema import (
+    BNB_METHODS,
+    BUILTIN_VARIANTS,
+    GPU_METHODS,
+    ONNX_INT8,
+    ONNX_METHODS,
+    PACKAGE_PREFIX,
+    AugmentConfig,
+    BaselinesConfig,
+    BenchConfig,
+    CalibrationConfig,
+    DataConfig,
+    DistillConfig,
+    ExportConfig,
+    HiddenLossConfig,
+    MobileConfig,
+    OptimizeConfig,
+    PipelineConfig,
+    Precision,
+    QuantizeConfig,
+    QuantMethod,
+    QuantParityConfig,
+    QuantVariantConfig,
+    RefineConfig,
+    ReportConfig,
+    SequenceKDConfig,
+    ShipConfig,
+    StrictModel,
+    StudentConfig,
+    SweepConfig,
+    TeacherCacheConfig,
+    TeacherConfig,
+    TrainConfig,
+    VocabTrimConfig,
+)
+
+__all__ = [
+    "BNB_METHODS", "BUILTIN_VARIANTS", "GPU_METHODS", "ONNX_INT8", "ONNX_METHODS", "PACKAGE_PREFIX",
+    "AugmentConfig", "BaselinesConfig", "BenchConfig", "CalibrationConfig", "DataConfig", "DistillConfig",
+    "ExportConfig", "HiddenLossConfig", "MobileConfig", "OptimizeConfig", "PipelineConfig", "Precision",
+    "QuantizeConfig", "QuantMethod", "QuantParityConfig", "QuantVariantConfig", "RefineConfig", "ReportConfig",
+    "SequenceKDConfig", "ShipConfig", "StrictModel", "StudentConfig", "SweepConfig", "TeacherCacheConfig",
+    "TeacherConfig", "TrainConfig", "VocabTrimConfig",
+    "check_combinations", "check_sources", "count_local_rows", "is_local_path", "resolve_model_path",
+    "DuplicateKeyError", "apply_overrides", "dump_yaml", "format_validation_error", "load_config", "load_raw",
+    "read_yaml_mapping", "validate_config",
+]
