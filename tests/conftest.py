@@ -59,3 +59,21 @@ def tiny_shipped(tmp_path_factory):
 
 def read_json(path: Path):
     return json.loads(Path(path).read_text())
+
+
+TINY_BERT = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+             "vocab_size": 120, "max_position_embeddings": 64, "num_labels": 2}
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    """A random 2-layer BERT classifier saved as safetensors, and its optimum export (plain ONNX ops)."""
+    import torch
+    from optimum.exporters.onnx import main_export
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    base = tmp_path_factory.mktemp("tinybert")
+    BertForSequenceClassification(BertConfig(**TINY_BERT)).eval().save_pretrained(base / "model")
+    main_export(str(base / "model"), output=base / "onnx", task="text-classification", do_validation=False, device="cpu")
+    return base

@@ -1,6 +1,9 @@
 """Typed pipeline configuration: one pydantic model per stage.
 
-    schema     the models (PipelineConfig and one per stage) and the constants they need
+    base       strict models and the common types
+    schema     the models of the run and of training (PipelineConfig, data, teacher, student, distill, ...)
+    deploy     the models of what follows training (export, quantize, mobile, bench, report, ship)
+    overrides  key=value settings applied to a mapping
     load       YAML (safe, a key set twice refused), key=value overrides, validation, one line per problem
     rules      settings that validate one by one but cannot work together; files and packages named
     sweep      a sweep's points and their checks at load time (compress/sweep.py runs them)
@@ -10,6 +13,25 @@ Everything other modules use is importable from ``compress.config``. This packag
 compress but compress.errors.
 """
 
+from compress.config.base import PACKAGE_PREFIX, Precision, StrictModel
+from compress.config.deploy import (
+    BNB_METHODS,
+    BUILTIN_VARIANTS,
+    GPU_METHODS,
+    ONNX_INT8,
+    ONNX_METHODS,
+    BenchConfig,
+    CalibrationConfig,
+    ExportConfig,
+    MobileConfig,
+    OptimizeConfig,
+    QuantizeConfig,
+    QuantMethod,
+    QuantParityConfig,
+    QuantVariantConfig,
+    ReportConfig,
+    ShipConfig,
+)
 from compress.config.load import (
     DuplicateKeyError,
     apply_overrides,
@@ -28,33 +50,14 @@ from compress.config.rules import (
     resolve_model_path,
 )
 from compress.config.schema import (
-    BNB_METHODS,
-    BUILTIN_VARIANTS,
-    GPU_METHODS,
-    ONNX_INT8,
-    ONNX_METHODS,
-    PACKAGE_PREFIX,
     AugmentConfig,
     BaselinesConfig,
-    BenchConfig,
-    CalibrationConfig,
     DataConfig,
     DistillConfig,
-    ExportConfig,
     HiddenLossConfig,
-    MobileConfig,
-    OptimizeConfig,
     PipelineConfig,
-    Precision,
-    QuantizeConfig,
-    QuantMethod,
-    QuantParityConfig,
-    QuantVariantConfig,
     RefineConfig,
-    ReportConfig,
     SequenceKDConfig,
-    ShipConfig,
-    StrictModel,
     StudentConfig,
     SweepConfig,
     TeacherCacheConfig,

@@ -8,15 +8,9 @@ import importlib
 import importlib.util
 from pathlib import Path
 
-from compress.config.schema import (
-    BNB_METHODS,
-    BUILTIN_VARIANTS,
-    GPU_METHODS,
-    ONNX_INT8,
-    ONNX_METHODS,
-    PACKAGE_PREFIX,
-    PipelineConfig,
-)
+from compress.config.base import PACKAGE_PREFIX
+from compress.config.deploy import BNB_METHODS, BUILTIN_VARIANTS, GPU_METHODS, ONNX_INT8, ONNX_METHODS
+from compress.config.schema import PipelineConfig
 from compress.errors import ConfigError
 
 

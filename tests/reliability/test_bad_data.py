@@ -130,7 +130,7 @@ def test_truncation_is_in_the_teacher_stage_and_the_report():
     from compress.tasks.classification.teacher import data_summary
 
     cfg = load_config(TINY, ["data.max_length=8", "data.generated_size=200"])
-    from compress.data import train_split
+    from compress.data import eval_split, train_split
 
     train = train_split(cfg)
     tok = train_wordlevel_tokenizer(train.texts, max_length=8)
@@ -138,7 +138,8 @@ def test_truncation_is_in_the_teacher_stage_and_the_report():
     data = data_summary(cfg, tok, train, console)
     assert data["max_length"] == 8 and data["train"]["rows"] == 200
     assert 0 < data["train"]["truncated"] < 200 and data["train"]["longest_tokens"] > 8
-    assert data["eval"]["train_duplicates"] >= 0
+    seen = {s.strip() for s in train.texts}
+    assert data["eval"]["train_duplicates"] == sum(s.strip() in seen for s in eval_split(cfg).texts)
     out = console.export_text()
     assert f"warning data: {data['train']['truncated']} of 200 train sentences are longer than data.max_length (8" in out
     line = data_lines(data)[1]
