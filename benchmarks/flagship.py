@@ -35,6 +35,7 @@ import sys
 from pathlib import Path
 
 from compress.layout import ONNX_FILE, RunLayout
+from compress.records import read_report, read_stage
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("teacher", "peer", "student")
@@ -57,24 +58,23 @@ def shipped_student(run: Path) -> tuple[Path, Path, str]:
     """(model.onnx, tokenizer folder, where it came from) of the run's shipped student: the bundle the ship
     stage wrote, else the run's ship variant in the quantize stage."""
     from compress.errors import CompressError
-    from compress.io import read_json
 
     ship = RunLayout(run).record("ship")
     if ship.is_file():
-        bundle = read_json(ship).get("metrics", {}).get("bundle")
+        bundle = read_stage(ship).metrics.get("bundle")
         if bundle:
             folder = resolve(bundle, ROOT, run.parent.parent.parent)
             if (folder / ONNX_FILE).is_file():
                 return folder / ONNX_FILE, folder, f"bundle {bundle}"
-    report = read_json(RunLayout(run).report_json)
+    report = read_report(RunLayout(run).report_json)
     import yaml
 
     variant = (yaml.safe_load(RunLayout(run).config.read_text()).get("ship") or {}).get("variant", "student-int8")
-    row = next((v for v in report["variants"] if v["name"] == variant), None)
+    row = report.variant(variant)
     if row is None:
         raise CompressError(f"{run}: no shipped bundle and no variant {variant!r} in report.json")
-    path = resolve(row["path"], ROOT, run)
-    return path, path.parent, f"variant {variant} ({row['path']})"
+    path = resolve(row.path, ROOT, run)
+    return path, path.parent, f"variant {variant} ({row.path})"
 
 
 def evaluation(run: Path, data: str | None, which: str = "eval"):
@@ -185,7 +185,7 @@ def main(argv: list[str]) -> int:
     from compress.bench.latency import latency_input, measure
     from compress.envinfo import environment
     from compress.errors import CompressError
-    from compress.io import dir_size, read_json, write_json
+    from compress.io import dir_size, write_json
 
     threads = args.threads or os.cpu_count() or 1
     run = resolve(args.run, ROOT)
@@ -193,7 +193,7 @@ def main(argv: list[str]) -> int:
         if not (RunLayout(run).report_json).is_file():
             raise CompressError(f"--run: {run} has no report.json (run `python benchmarks/pipeline.py "
                                 f"pipelines/distilbert.yaml` first)")
-        report = read_json(RunLayout(run).report_json)
+        report = read_report(RunLayout(run).report_json)
         cfg, split = evaluation(run, args.data, args.split)
         if args.student:
             student_path = resolve(args.student, ROOT)
@@ -235,13 +235,14 @@ def main(argv: list[str]) -> int:
         rows[name]["retention_ci95"] = [round(lo, 5), round(hi, 5)]
         rows[name]["agreement_with_teacher"] = round(float((pred[name] == pred["teacher"]).mean()), 5)
     # cross-check with the run's own figures (report.json measured the teacher and the shipped variant)
-    by_name = {v["name"]: v for v in report["variants"]}
-    shipped_name = read_json(RunLayout(run).record("ship"))["metrics"].get("variant") if (RunLayout(run).record("ship")).is_file() else None
-    shipped_row = by_name.get(shipped_name, {}) if shipped_name else {}
-    report_check = {"teacher_accuracy": by_name.get("teacher", {}).get("accuracy"),
-                    "teacher_p50_ms": by_name.get("teacher", {}).get("latency_ms", {}).get("p50"),
-                    "student_variant": shipped_name, "student_accuracy": shipped_row.get("accuracy"),
-                    "student_p50_ms": shipped_row.get("latency_ms", {}).get("p50"), "target": report.get("target")}
+    ship = RunLayout(run).record("ship")
+    shipped_name = read_stage(ship).metrics.get("variant") if ship.is_file() else None
+    teacher_row, shipped_row = report.variant("teacher"), report.variant(shipped_name) if shipped_name else None
+    report_check = {"teacher_accuracy": teacher_row.accuracy if teacher_row else None,
+                    "teacher_p50_ms": teacher_row.latency_ms.p50 if teacher_row and teacher_row.latency_ms else None,
+                    "student_variant": shipped_name, "student_accuracy": shipped_row.accuracy if shipped_row else None,
+                    "student_p50_ms": shipped_row.latency_ms.p50 if shipped_row and shipped_row.latency_ms else None,
+                    "target": report.get("target")}
 
     queries = {}
     for name in MODELS:

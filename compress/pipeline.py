@@ -43,10 +43,8 @@ class Context:
 
     @property
     def layout(self) -> files.RunLayout:
+        """Every path of the run folder: how a stage finds the files of the stages it reads."""
         return files.RunLayout(self.run_dir)
-
-    def stage_dir(self, name: str) -> Path:
-        return self.layout.stage(name)
 
 
 def stages(cfg: PipelineConfig) -> list[ModuleType]:
@@ -193,7 +191,7 @@ def _run_stages(steps, ctx: Context, state, main: bool, shared: dict) -> None:
     """Each stage in order: skipped when finished with the same inputs, else run into a temporary folder."""
     from transformers import set_seed
 
-    cfg, run_dir, console = ctx.cfg, ctx.run_dir, ctx.console
+    cfg, console = ctx.cfg, ctx.console
     for stage, h, will_run in steps:
         if not will_run:
             why = (f"shared: the same inputs finished in {shared[stage.NAME]}" if stage.NAME in shared

@@ -13,7 +13,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from compress.config.sweep import label
-from compress.io import read_json, write_json, write_text
+from compress.io import write_json, write_text
+from compress.layout import SWEEP_HTML, SWEEP_JSON, SWEEP_MD, RunLayout
+from compress.records import Report, Variant, read_report
 from compress.reports import plots
 from compress.reports.html import markdown_html, page
 
@@ -25,20 +27,20 @@ ALPHA_STYLES = ("-", "--", "-.", (0, (1, 1)))
 
 def write(sweep_dir: Path, cfg, pipeline: Path, overrides: list[str], records: list[dict], seconds: float) -> dict:
     summary = build(cfg, pipeline, overrides, records, seconds)
-    write_json(sweep_dir / "sweep.json", summary)
-    write_text(sweep_dir / "sweep.md", "\n".join(markdown(summary)) + "\n")
-    write_text(sweep_dir / "sweep.html", render(summary))
+    write_json(sweep_dir / SWEEP_JSON, summary)
+    write_text(sweep_dir / SWEEP_MD, "\n".join(markdown(summary)) + "\n")
+    write_text(sweep_dir / SWEEP_HTML, render(summary))
     return summary
 
 
 def build(cfg, pipeline: Path, overrides: list[str], records: list[dict], seconds: float) -> dict:
     points, teacher, evaluation = [], None, None
     for r in records:
-        report_path = Path(r["run_dir"]) / "report.json"
+        report_path = RunLayout(Path(r["run_dir"])).report_json
         if r["status"] in FINISHED and report_path.is_file():
-            report = read_json(report_path)
+            report = read_report(report_path)
             teacher = teacher or _teacher(report)
-            evaluation = evaluation or report["eval"]
+            evaluation = evaluation or report.get("eval")
             r = {**r, **figures(report)}
         points.append(r)
     return {
@@ -55,35 +57,34 @@ def build(cfg, pipeline: Path, overrides: list[str], records: list[dict], second
     }
 
 
-def _teacher(report: dict) -> dict:
-    by = {v["name"]: v for v in report["variants"]}
-    t, onnx = by[report.get("reference", "teacher")], by.get("teacher-onnx")
-    return {"accuracy": t["accuracy"], "accuracy_ci95": t.get("accuracy_ci95"), "parameters": t["parameters"],
-            "size_bytes": t["size_bytes"], "p50_ms": t["latency_ms"]["p50"],
-            "onnx_size_bytes": onnx["size_bytes"] if onnx else None, "onnx_p50_ms": onnx["latency_ms"]["p50"] if onnx else None}
+def _teacher(report: Report) -> dict:
+    t, onnx = report.variant(report.reference), report.variant("teacher-onnx")
+    return {"accuracy": t.accuracy, "accuracy_ci95": t.get("accuracy_ci95"), "parameters": t.parameters,
+            "size_bytes": t.size_bytes, "p50_ms": t.latency_ms.p50,
+            "onnx_size_bytes": onnx.size_bytes if onnx else None, "onnx_p50_ms": onnx.latency_ms.p50 if onnx else None}
 
 
-def figures(report: dict) -> dict:
+def figures(report: Report) -> dict:
     """What the sweep keeps of one point's report.json."""
-    by = {v["name"]: v for v in report["variants"]}
-    student = by["student"]
-    onnx = [v for v in report["variants"] if v["role"] == "student" and v["format"] == "onnx"]
-    int8 = [v for v in onnx if v["precision"] == "int8"]
+    student = report.variant("student")
+    onnx = [v for v in report.variants if v.role == "student" and v.format == "onnx"]
+    int8 = [v for v in onnx if v.precision == "int8"]
     deployed = (int8 or onnx or [student])[0]
 
-    def short(v):
-        return {"name": v["name"], "precision": v["precision"], "size_bytes": v["size_bytes"], "accuracy": v["accuracy"],
-                "accuracy_ci95": v.get("accuracy_ci95"), "retention": v["retention"], "p50_ms": v["latency_ms"]["p50"]}
+    def short(v: Variant) -> dict:
+        return {"name": v.name, "precision": v.precision, "size_bytes": v.size_bytes, "accuracy": v.accuracy,
+                "accuracy_ci95": v.get("accuracy_ci95"), "retention": v.retention, "p50_ms": v.latency_ms.p50}
 
+    distill = report.get("distill") or {}
     return {
-        "temperature": report["distill"]["temperature"], "alpha": report["distill"]["alpha"],
-        "student": describe_student(report.get("student", {}), report.get("refine")), "parameters": student["parameters"],
-        "accuracy": student["accuracy"], "accuracy_ci95": student.get("accuracy_ci95"), "retention": student["retention"],
-        "teacher_accuracy": by[report.get("reference", "teacher")]["accuracy"],
-        "variant": deployed["name"], "size_bytes": deployed["size_bytes"], "variant_accuracy": deployed["accuracy"],
-        "variant_retention": deployed["retention"], "p50_ms": deployed["latency_ms"]["p50"],
+        "temperature": distill["temperature"], "alpha": distill["alpha"],
+        "student": describe_student(report.get("student") or {}, report.get("refine")), "parameters": student.parameters,
+        "accuracy": student.accuracy, "accuracy_ci95": student.get("accuracy_ci95"), "retention": student.retention,
+        "teacher_accuracy": report.variant(report.reference).accuracy,
+        "variant": deployed.name, "size_bytes": deployed.size_bytes, "variant_accuracy": deployed.accuracy,
+        "variant_retention": deployed.retention, "p50_ms": deployed.latency_ms.p50,
         "variants": [short(v) for v in onnx],
-        "distill_seconds": report.get("stage_seconds", {}).get("distill"),
+        "distill_seconds": report.stage_seconds.get("distill"),
     }
 
 

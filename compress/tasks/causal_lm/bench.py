@@ -34,7 +34,7 @@ def variants(ctx) -> list[dict]:
             "path": (ctx.layout.export_dir("student") / ONNX_FILE), "parent": "student"}]
     listing = ctx.layout.variants_file
     for e in read_json(listing) if listing.is_file() else []:
-        out.append({**e, "role": "student", "path": ctx.stage_dir("quantize") / e["path"]})
+        out.append({**e, "role": "student", "path": ctx.layout.stage("quantize") / e["path"]})
     ce = ctx.layout.baseline_model
     if ce.is_dir():
         out.append({"name": "student-init", "role": "baseline", "format": "pytorch", "precision": "fp32",

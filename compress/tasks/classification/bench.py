@@ -81,7 +81,7 @@ def quantized(ctx) -> list[Variant]:
     listing = ctx.layout.variants_file
     if not listing.is_file():
         return []
-    return [Variant(e["name"], "student", e["format"], e["precision"], ctx.stage_dir("quantize") / e["path"], e["parent"],
+    return [Variant(e["name"], "student", e["format"], e["precision"], ctx.layout.stage("quantize") / e["path"], e["parent"],
                     e["method"], e.get("device", "cpu"), e.get("loader", "saved"), e.get("providers"))
             for e in read_json(listing)]
 

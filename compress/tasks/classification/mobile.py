@@ -60,7 +60,7 @@ def run(cfg, ctx) -> dict:
         "enabled": True,
         "variant": cfg.ship.variant,
         "source": str(source),
-        "ort_file": str(ctx.stage_dir(NAME) / ORT_FILE),  # where it will be once the stage is finished
+        "ort_file": str(ctx.layout.ort_model),  # where it will be once the stage is finished
         "ort_bytes": ort_path.stat().st_size,
         "onnx_bytes": source.stat().st_size,
         "optimization_level": mcfg.optimization_level,
