@@ -10,6 +10,7 @@ import yaml
 
 from compress import tasks
 from compress.errors import CompressError
+from compress.tasks import load_config
 
 from .conftest import ROOT, invoke, read_json
 
@@ -28,6 +29,23 @@ def test_the_registered_tasks_and_their_stages():
         for hook in task.hooks:
             assert callable(task.hook(hook))
     assert tasks.get(None) is classify  # a report without a task key: the default task
+
+
+def test_each_task_reads_its_own_config_sections():
+    """The causal-LM stages no longer borrow the classifier's: its quantize is not re-hashed by optimize.*, which it
+    never reads, and no stage of it reads refine, trim or mobile."""
+    from compress.pipeline import inputs_hash
+
+    lm = tasks.get("causal-lm")
+    assert not {"refine", "vocab_trim", "mobile", "optimize"} & set(lm.config_sections())
+    assert {"refine", "vocab_trim", "mobile", "optimize"} <= set(tasks.get("sequence-classification").config_sections())
+    quantize = next(m for m in lm.stage_modules() if m.NAME == "quantize")
+    upstream = {"export": "e", "distill": "d"}
+    base = load_config(ROOT / "pipelines" / "tiny-lm.yaml")
+    changed = load_config(ROOT / "pipelines" / "tiny-lm.yaml", ["optimize.first_token_only=false"])
+    assert inputs_hash(quantize, base, upstream) == inputs_hash(quantize, changed, upstream)
+    assert inputs_hash(quantize, base, upstream) != inputs_hash(
+        quantize, load_config(ROOT / "pipelines" / "tiny-lm.yaml", ["quantize.accuracy_samples=32"]), upstream)
 
 
 def test_an_unknown_task_lists_the_registered_ones(tmp_path):

@@ -45,6 +45,11 @@ class Task:
     def stage_modules(self) -> list[ModuleType]:
         return [importlib.import_module(m) for m in self.stages]
 
+    def config_sections(self) -> list[str]:
+        """The config sections its stages read (their CONFIG keys' first parts), in the order the stages read them:
+        what a run of this task hashes and may use; the rest of the config is refused by its rules or left alone."""
+        return list(dict.fromkeys(key.split(".")[0] for stage in self.stage_modules() for key in stage.CONFIG))
+
     def has(self, hook: str) -> bool:
         return hook in self.hooks
 
