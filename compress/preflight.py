@@ -1,7 +1,7 @@
-"""Checks made before a run writes anything (each task's preflight hook picks its own): the labelled data, the
-model files the config names, and whether training will fit in memory. Bad data and unsafe or damaged model files raise CompressError (one line
-each, nothing written); doubtful data and a run that would not fit in memory are warned about, with counts
-and the estimate, and the run goes on.
+"""Checks made before a run writes anything (each task's preflight hook picks the ones it needs): the labelled data,
+the model files the config names, and whether training will fit in memory. Bad data and unsafe or damaged model
+files raise CompressError (one line each, nothing written); doubtful data and a run that would not fit in memory
+are warned about, with counts and the estimate, and the run goes on.
 """
 
 from __future__ import annotations

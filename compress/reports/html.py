@@ -3,7 +3,7 @@
 Self-contained: the CSS is inline, the plots are inline SVG (compress.plots), there are no scripts, fonts or
 links to fetch, so the file opens the same offline, from CI artifacts or attached to a mail. Every piece of
 text from report.json goes through html.escape. The sections after the variants table are report.md's own
-lines (compress.stages.report), turned into HTML by a converter for the few markdown forms they use, so the
+lines (compress.reports.accuracy), turned into HTML by a converter for the few markdown forms they use, so the
 two reports never say different things.
 """
 
