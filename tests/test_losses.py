@@ -186,7 +186,7 @@ def test_kl_like_divergences_scale_by_t_squared(name):
 
 
 def test_kd_loss_defaults_match_the_original_hinton_formula_bit_for_bit():
-    # The first version of this module, as the distillation loop (compress/tasks/classification/distilling.py) has always called it.
+    # The first version of this module, as the distillation loop (tasks/classification/distilling.py) calls it.
     def original(s, t, labels, temperature, alpha):
         ce = F.cross_entropy(s.float(), labels)
         if alpha == 1.0:
