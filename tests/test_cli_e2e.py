@@ -184,6 +184,7 @@ def test_tiny_refine_prunes_the_distilled_student_and_distils_it_again(run_tiny)
 def test_plan_reruns_what_reads_a_deleted_stage(tmp_path):
     import shutil
 
+    from compress import records
     from compress.pipeline import plan
     from compress.tasks import load_config
 
@@ -191,7 +192,8 @@ def test_plan_reruns_what_reads_a_deleted_stage(tmp_path):
     run_dir = tmp_path / "tiny"
     for stage, h, _ in plan(cfg, run_dir):  # pretend every stage finished
         (run_dir / stage.NAME).mkdir(parents=True)
-        (run_dir / stage.NAME / "stage.json").write_text(f'{{"status": "done", "inputs_hash": "{h}"}}')
+        records.write(run_dir / stage.NAME / "stage.json", records.StageRecord(
+            stage=stage.NAME, status="done", inputs_hash=h, started="", finished="", seconds=0.0))
     (run_dir / "report.json").write_text("{}")
     (run_dir / "report.md").write_text("")
     (run_dir / "report.html").write_text("")

@@ -128,7 +128,7 @@ def test_students_from_layers_and_from_a_smaller_config(kind, tokenizer):
 
 @pytest.mark.parametrize("kind", ["gpt2", "llama"])
 def test_kv_cache_export_matches_pytorch_logits_and_greedy_tokens(kind, tokenizer, tmp_path):
-    from compress.tasks.causal_lm.stages import greedy_check, logits_parity, parity_inputs
+    from compress.tasks.causal_lm.checks import greedy_check, logits_parity, parity_inputs
 
     model = tiny(kind, len(tokenizer))
     model.config.eos_token_id = model.config.pad_token_id = tokenizer.eos_token_id
