@@ -190,14 +190,14 @@ def report_command(
     runs = load_runs(run_dirs, _readable)
     if len(runs) == 1:
         run_, = runs
-        task, where = tasks.of_report(run_.report), RunLayout(run_.path)
-        target = out or where.report_html
-        write_text(where.report_md, task.hook("markdown")(run_.report))
-        write_text(target, task.hook("html")(run_.report))
+        report, where = run_.record, RunLayout(run_.path)
+        task, target = tasks.get(report.task), out or where.report_html
+        write_text(where.report_md, task.hook("markdown")(report))
+        write_text(target, task.hook("html")(report))
         typer.echo(f"report: {where.report_md}, {target}")
         return
     target = out or Path("compare.html")
-    write_text(target, render_comparison([(r.label, r.report) for r in runs]))
+    write_text(target, render_comparison([(r.label, r.record) for r in runs]))
     typer.echo(f"comparison of {len(runs)} runs: {target}")
 
 
@@ -250,11 +250,11 @@ def compare(
 def _summary(console, run_dir: Path) -> None:
     """The task's table of every variant, at the end of a run."""
     from compress import tasks
-    from compress.io import read_json
     from compress.layout import RunLayout
+    from compress.records import read_report
 
-    report = read_json(RunLayout(run_dir).report_json)
-    tasks.of_report(report).hook("summary")(console, run_dir, report)
+    report = read_report(RunLayout(run_dir).report_json)
+    tasks.get(report.task).hook("summary")(console, run_dir, report)
 
 
 def _readable(report: dict, path: Path) -> str | None:

@@ -123,6 +123,7 @@ def test_report_html_is_self_contained_with_two_plots_and_the_recommendation(tin
 
 
 def test_report_html_escapes_text(tiny_shipped):
+    from compress.records import Report
     from compress.reports.html import render_run
 
     run_dir, _, _ = tiny_shipped
@@ -131,7 +132,7 @@ def test_report_html_escapes_text(tiny_shipped):
     evil = json.loads(json.dumps(report).replace('"student-int8"', json.dumps("<img src=x onerror=alert(1)>")))
     assert variant(evil, "<img src=x onerror=alert(1)>")
     evil["eval"]["split"] = "a&b<script>"
-    page = render_run(evil)
+    page = render_run(Report.model_validate(evil))
     assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
     assert "<script>" not in page and "a&amp;b&lt;script&gt;" in page
 

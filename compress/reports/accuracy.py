@@ -4,6 +4,8 @@ from the same pieces."""
 
 from __future__ import annotations
 
+from compress.records import Report, Variant
+
 
 def recommendation_sentence(rec: dict | None) -> str:
     """report.md's and report.html's sentence naming the recommended variants."""
@@ -24,23 +26,22 @@ def recommendation_sentence(rec: dict | None) -> str:
             f"matters most ({figures(size)}); {latency['name']} where latency does ({figures(latency)}).")
 
 
-def markdown(report: dict) -> str:
-    t = report["target"]
-    env = report["environment"]
+def markdown(report: Report) -> str:
+    t, evaluation, distill = report.get("target"), report.get("eval"), report.get("distill")
     lines = [
-        f"# compress report: {report['name']}",
+        f"# compress report: {report.name}",
         "",
-        f"Evaluated on {report['eval']['sentences']} sentences of the `{report['eval']['split']}` split. "
-        f"Latency on CPU ({env['cpu']}, {t['threads']} threads), batch {t['batch_size']}, sequence length "
+        f"Evaluated on {evaluation['sentences']} sentences of the `{evaluation['split']}` split. "
+        f"Latency on CPU ({report.environment['cpu']}, {t['threads']} threads), batch {t['batch_size']}, sequence length "
         f"{t['sequence_length']}, after warm-up, each variant in a fresh process"
         + ("; every target's figures follow the table" if report.get("targets") else "")
-        + f". Ratios are against the teacher in PyTorch fp32. Distillation: T={report['distill']['temperature']}, "
-        f"alpha={report['distill']['alpha']}.",
+        + f". Ratios are against the teacher in PyTorch fp32. Distillation: T={distill['temperature']}, "
+        f"alpha={distill['alpha']}.",
         "",
         "| " + " | ".join(TABLE_COLUMNS) + " |",
         "|" + "|".join("---:" if right else "---" for right in TABLE_RIGHT) + "|",
     ]
-    lines += ["| " + " | ".join(row) + " |" for row in table_rows(report["variants"])]
+    lines += ["| " + " | ".join(row) + " |" for row in table_rows(report.variants)]
     sentence = recommendation_sentence(report.get("recommended"))
     lines += ["", sentence] if sentence else []
     return "\n".join(lines + details_markdown(report))
@@ -53,17 +54,17 @@ TABLE_COLUMNS = ("variant", "format", "precision", "parameters", "size (MB)", "a
 TABLE_RIGHT = (False, False, False, True, True, True, True, True, True, True, True, True, True, True)  # numbers right
 
 
-def table_rows(variants: list[dict]) -> list[list[str]]:
+def table_rows(variants: list[Variant]) -> list[list[str]]:
     """The cells of the variants table (report.md, report.html): one row per variant, as text."""
     rows = []
     for v in variants:
-        lat = v["latency_ms"]
+        lat = v.latency_ms
         ci = v.get("retention_ci95")
-        rows.append([v["name"], v["format"], v["precision"], f"{v['parameters'] / 1e6:.1f}M", f"{v['size_bytes'] / 1e6:.1f}",
-                     f"{v['accuracy']:.4f}", f"{v['retention']:.1%}" if v["retention"] is not None else "-",
+        rows.append([v.name, v.format, v.precision, f"{v.parameters / 1e6:.1f}M", f"{v.size_bytes / 1e6:.1f}",
+                     f"{v.accuracy:.4f}", f"{v.retention:.1%}" if v.retention is not None else "-",
                      f"{ci[0] * 100:.1f}-{ci[1] * 100:.1f}%" if ci else "-",
-                     f"{v['agreement_with_teacher']:.1%}", f"{v['speedup']:.2f}x", f"{lat['p50']:.2f}",
-                     f"{lat['p90']:.2f}", f"{lat['p99']:.2f}", f"{v['peak_memory_bytes'] / 2**20:.0f}"])
+                     f"{v.get('agreement_with_teacher'):.1%}", f"{v.speedup:.2f}x", f"{lat.p50:.2f}",
+                     f"{lat.p90:.2f}", f"{lat.p99:.2f}", f"{v.peak_memory_bytes / 2**20:.0f}"])
     return rows
 
 
@@ -79,7 +80,7 @@ def case_label(case: dict) -> str:
     return f"{case['target']}, sequence length {case['sequence_length']}"
 
 
-def targets_markdown(report: dict) -> list[str]:
+def targets_markdown(report: Report) -> list[str]:
     """A table per target of bench.targets (a row per variant and sequence length), the variant recommended
     for each of its cases, the variants it did not run and why; a skipped target with its reason."""
     if not report.get("targets"):  # a report.json from before targets
@@ -91,8 +92,7 @@ def targets_markdown(report: dict) -> list[str]:
                   f"fresh process: p50 {repeat['p50_first_ms']:.3f} ms then {repeat['p50_second_ms']:.3f} ms, "
                   f"{repeat['relative_difference']:.1%} apart ({'within' if repeat['within_10pct'] else 'NOT within'} "
                   "10%).", ""]
-    by_name = {v["name"]: v for v in report["variants"]}
-    for t in report["targets"]:
+    for t in report.get("targets"):
         lines += [f"### {t['name']}", ""]
         if t["status"] == "skipped":
             lines += [f"Skipped: {t['reason']}.", ""]
@@ -105,28 +105,28 @@ def targets_markdown(report: dict) -> list[str]:
                   "| speedup | queries | load (s) | peak memory (MiB) |",
                   "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for c in t["cases"]:
-            for v in report["variants"]:
-                m = v["measurements"].get(c["key"])
+            for v in report.variants:
+                m = v.measurements.get(c["key"])
                 if m is None:
                     continue
-                lat = m["latency_ms"]
-                speedup = f"{m['speedup']:.2f}x" if m.get("speedup") else "-"
-                lines.append(f"| {v['name']} | {c['sequence_length']} | {m['runtime']} | `{m['model_file']}` | "
-                             f"{lat['p50']:.2f} | {lat['p90']:.2f} | {lat['p99']:.2f} | {m['throughput']:.1f} | {speedup} | "
-                             f"{m['queries']} | {m['load_seconds']:.2f} | {m['peak_memory_bytes'] / 2**20:.0f} |")
+                lat = m.latency_ms
+                speedup = f"{m.speedup:.2f}x" if m.speedup else "-"
+                lines.append(f"| {v.name} | {c['sequence_length']} | {m.runtime} | `{m.get('model_file')}` | "
+                             f"{lat.p50:.2f} | {lat.p90:.2f} | {lat.p99:.2f} | {m.throughput:.1f} | {speedup} | "
+                             f"{m.get('queries')} | {m.load_seconds:.2f} | {m.peak_memory_bytes / 2**20:.0f} |")
         for c in t["cases"]:
             rec = c.get("recommended")
             if rec:
-                v = by_name[rec["name"]]
+                v = report.variant(rec["name"])
                 lines += ["", f"Recommended for {case_label(c)}: {rec['name']} ({rec['p50_ms']:.2f} ms p50, "
-                          f"{v['retention']:.1%} of the teacher's accuracy), the fastest there keeping the retention floor."]
+                          f"{v.retention:.1%} of the teacher's accuracy), the fastest there keeping the retention floor."]
         if t["not_run"]:
             lines += ["", "Not run here: " + "; ".join(f"{name} ({why})" for name, why in t["not_run"].items()) + "."]
         lines.append("")
     return lines
 
 
-def gain_sentences(report: dict) -> list[str]:
+def gain_sentences(report: Report) -> list[str]:
     """What distillation bought over each baseline, and what the refine round changed, with paired intervals."""
     out = []
     refine = report.get("refine")
@@ -150,7 +150,7 @@ def gain_sentences(report: dict) -> list[str]:
     return out
 
 
-def details_markdown(report: dict) -> list[str]:
+def details_markdown(report: Report) -> list[str]:
     """Everything of report.md after the table and the recommendation; report.html renders the same lines."""
     lines = targets_markdown(report)
     for sentence in gain_sentences(report):
@@ -163,7 +163,7 @@ def details_markdown(report: dict) -> list[str]:
               "with its CPU memory arena on, enable_cpu_mem_arena=1; PyTorch variants include the torch runtime itself). "
               "Each measurement: warm-up queries, then at least bench.queries timed queries and on until "
               "bench.min_seconds have passed.", "",
-              "Stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in report.get("stage_seconds", {}).items()), ""]
+              "Stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in report.stage_seconds.items()), ""]
     return lines
 
 
@@ -197,7 +197,7 @@ def fusion_lines(fusions: dict[str, dict[str, int]]) -> list[str]:
     return lines
 
 
-def quantization_section(report: dict) -> list[str]:
+def quantization_section(report: Report) -> list[str]:
     """The quantized variants: how each was made, its accuracy budget and fallback ladder, and the
     parity checklist of every ONNX and quantized variant against the fp32 PyTorch parent."""
     q = report.get("quantize", {})

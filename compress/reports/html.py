@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import re
 
+from compress.records import Report
 from compress.reports import accuracy as stage
 from compress.reports import plots
 
@@ -45,14 +46,14 @@ p { margin: 8px 0; }
 _CODE = re.compile(r"`([^`]+)`")
 
 
-def render_run(report: dict) -> str:
+def render_run(report: Report) -> str:
     """report.html of one run."""
     rec = report.get("recommended")
     sentence = stage.recommendation_sentence(rec)
     callout = (f'<div class="callout{"" if rec and rec.get("size") else " none"}">{_inline(sentence)}</div>'
                if sentence else "")
     body = [
-        f"<header><h1>compress report: {_e(report['name'])}</h1>",
+        f"<header><h1>compress report: {_e(report.name)}</h1>",
         f'<p class="sub">{_e(_provenance(report))}</p>',
         _facts(report), "</header>",
         callout,
@@ -62,19 +63,19 @@ def render_run(report: dict) -> str:
         _variants_table([(None, report)], recommended=_recommended_names(rec)),
         markdown_html(stage.details_markdown(report)),
     ]
-    return page(f"compress report: {report['name']}", body)
+    return page(f"compress report: {report.name}", body)
 
 
-def render_comparison(runs: list[tuple[str, dict]]) -> str:
+def render_comparison(runs: list[tuple[str, Report]]) -> str:
     """compare.html: several runs' variants on the same plots, a colour per run, and one table."""
     colours = {label: plots.RUN_COLOURS[i % len(plots.RUN_COLOURS)] for i, (label, _) in enumerate(runs)}
     size = [plots.series(r, "size", colours[label], label) for label, r in runs]
     latency = [plots.series(r, "latency", colours[label], label) for label, r in runs]
     rows = []
     for label, r in runs:
-        rec = r.get("recommended") or {}
-        rows.append([_swatch(colours[label]) + _e(label), _e(r.get("created", "-")),
-                     _e(f"{r['eval']['sentences']} sentences of {r['eval']['split']}"), _e(_target(r)),
+        rec, evaluation = r.get("recommended") or {}, r.get("eval")
+        rows.append([_swatch(colours[label]) + _e(label), _e(r.created),
+                     _e(f"{evaluation['sentences']} sentences of {evaluation['split']}"), _e(_target(r)),
                      _e((rec.get("size") or {}).get("name", "-")), _e((rec.get("latency") or {}).get("name", "-")),
                      _e(f"{rec['retention_floor']:.0%}" if rec.get("retention_floor") else "-")])
     runs_table = _table(["run", "created", "evaluation", "target", "recommended (size)", "recommended (latency)",
@@ -100,14 +101,14 @@ def page(title: str, body: list[str]) -> str:
             + "\n".join(part for part in body if part) + "\n</body></html>\n")
 
 
-def _provenance(report: dict) -> str:
-    versions = report.get("environment", {}).get("versions", {})
+def _provenance(report: Report) -> str:
+    versions = report.environment.get("versions", {})
     made = ", ".join(f"{k} {versions[k]}" for k in ("compress", "torch", "onnxruntime") if versions.get(k))
-    return f"Created {report.get('created', '?')}, config {report.get('config_hash', '?')}" + (f"; {made}" if made else "")
+    return f"Created {report.created}, config {report.config_hash}" + (f"; {made}" if made else "")
 
 
-def _target(report: dict) -> str:
-    t, env = report["target"], report.get("environment", {})
+def _target(report: Report) -> str:
+    t, env = report.get("target"), report.environment
     threads = f"{t['threads']} threads" if t.get("threads") else "all cores"
     cpu = env.get("cpu", t.get("name", "cpu"))
     cores = f", {env['cores']} cores" if env.get("cores") else ""
@@ -123,24 +124,24 @@ def _target_fact(t: dict) -> str:
     return f"{t['name']} ({threads}, batch {c['batch_size']}, sequence length {lengths})"
 
 
-def _facts(report: dict) -> str:
-    env = report.get("environment", {})
-    items = [("Evaluation", f"{report['eval']['sentences']} sentences of the {report['eval']['split']} split "
+def _facts(report: Report) -> str:
+    env, evaluation, distill = report.environment, report.get("eval"), report.get("distill")
+    items = [("Evaluation", f"{evaluation['sentences']} sentences of the {evaluation['split']} split "
                             f"(95% bootstrap intervals)"),
              ("Target", _target(report) + (f"; int8 ISA {env['int8_isa']}" if env.get("int8_isa") else "")),
-             ("Reference", f"{report.get('reference', 'teacher')} (PyTorch fp32): retention and speedup are against it")]
+             ("Reference", f"{report.reference} (PyTorch fp32): retention and speedup are against it")]
     if report.get("targets"):
-        items.insert(2, ("Targets", "; ".join(_target_fact(t) for t in report["targets"])))
-    if report.get("distill"):
-        items.append(("Distillation", f"temperature {report['distill']['temperature']}, alpha {report['distill']['alpha']}"))
+        items.insert(2, ("Targets", "; ".join(_target_fact(t) for t in report.get("targets"))))
+    if distill:
+        items.append(("Distillation", f"temperature {distill['temperature']}, alpha {distill['alpha']}"))
     return '<dl class="facts">' + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in items) + "</dl>"
 
 
-def _latency_plots(report: dict) -> list[tuple[str, str]]:
+def _latency_plots(report: Report) -> list[tuple[str, str]]:
     """(case key, title) of each latency plot of report.html: one per measured target case; a report.json from
     before targets has one, of its variants' own latencies (key None)."""
     cases = [c for t in report.get("targets", []) for c in t["cases"]
-             if any(c["key"] in v.get("measurements", {}) for v in report["variants"])]
+             if any(c["key"] in v.measurements for v in report.variants)]
     if not cases:
         return [(None, "Accuracy against p50 latency")]
     return [(c["key"], f"Accuracy against p50 latency: {stage.case_label(c)}") for c in cases]
@@ -163,15 +164,15 @@ def _recommended_names(rec: dict | None) -> set[str]:
     return {v["name"] for v in (rec.get("size"), rec.get("latency")) if v}
 
 
-def _variants_table(runs: list[tuple[str | None, dict]], recommended, colours: dict | None = None) -> str:
+def _variants_table(runs: list[tuple[str | None, Report]], recommended, colours: dict | None = None) -> str:
     """report.md's variants table; recommended rows highlighted; with several runs, a run column first."""
     header = list(stage.TABLE_COLUMNS)
     right = list(stage.TABLE_RIGHT)
     rows, marks = [], []
     for label, r in runs:
-        for v, cells in zip(r["variants"], stage.table_rows(r["variants"])):
+        for v, cells in zip(r.variants, stage.table_rows(r.variants)):
             cells = [_e(c) for c in cells]
-            key = v["name"] if label is None else (label, v["name"])
+            key = v.name if label is None else (label, v.name)
             cells[0] = f'<span class="name">{cells[0]}</span>'
             if key in recommended:
                 cells[0] += '<span class="tag">recommended</span>'

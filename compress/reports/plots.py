@@ -12,9 +12,11 @@ import io
 import re
 from dataclasses import dataclass, field
 
+from compress.records import Report, Variant
+
 AXES = {  # axis -> (x label, x value of a report.json variant)
-    "size": ("size on disk (MB, log scale)", lambda v: v["size_bytes"] / 1e6),
-    "latency": ("p50 latency (ms, log scale)", lambda v: v["latency_ms"]["p50"]),
+    "size": ("size on disk (MB, log scale)", lambda v: v.size_bytes / 1e6),
+    "latency": ("p50 latency (ms, log scale)", lambda v: v.latency_ms.p50),
 }
 KINDS = {  # kind -> (marker, colour in a single-run plot, legend text)
     "teacher": ("*", "#333333", "teacher"),
@@ -52,32 +54,32 @@ class Series:
     notes: list[str] = field(default_factory=list)
 
 
-def kind(variant: dict) -> str:
+def kind(variant: Variant) -> str:
     """teacher | baseline | quantized | student: decides the marker."""
-    if variant["role"] in ("teacher", "baseline"):
-        return variant["role"]
-    return "student" if variant["precision"] == "fp32" else "quantized"
+    if variant.role in ("teacher", "baseline"):
+        return variant.role
+    return "student" if variant.precision == "fp32" else "quantized"
 
 
-def series(report: dict, axis: str, colour: str | None = None, name: str | None = None, case: str | None = None) -> Series:
+def series(report: Report, axis: str, colour: str | None = None, name: str | None = None, case: str | None = None) -> Series:
     """A report.json's variants as points on ``axis``; colour None = coloured by kind (a single run). With
     ``case`` (a target case of report.json's ``targets``, e.g. ``mobile@16``) the latency axis is that case's
     p50, the points are the variants measured there and the ring marks the variant recommended there."""
     value = AXES[axis][1]
-    variants = report["variants"]
+    variants = report.variants
     rec = report.get("recommended") or {}
     recommended = (rec.get(axis) or {}).get("name")
     if case is not None:
-        variants = [v for v in variants if case in v.get("measurements", {})]
-        value = lambda v: v["measurements"][case]["latency_ms"]["p50"]  # noqa: E731
+        variants = [v for v in variants if case in v.measurements]
+        value = lambda v: v.measurements[case].latency_ms.p50  # noqa: E731
         found = next((c for t in report.get("targets", []) for c in t["cases"] if c["key"] == case), {})
         recommended = (found.get("recommended") or {}).get("name")
-    points = [Point(v["name"], value(v), v["accuracy"], tuple(v["accuracy_ci95"]) if v.get("accuracy_ci95") else None,
+    points = [Point(v.name, value(v), v.accuracy, tuple(v.get("accuracy_ci95")) if v.get("accuracy_ci95") else None,
                     kind(v), colour or KINDS[kind(v)][1]) for v in variants]
-    ref = next((v for v in report["variants"] if v["name"] == report.get("reference", "teacher")), None)
+    ref = report.variant(report.reference)
     floor = rec.get("retention_floor")
-    teacher = ref["accuracy"] if ref else None
-    return Series(name or report["name"], colour or "#333333", points, teacher,
+    teacher = ref.accuracy if ref else None
+    return Series(name or report.name, colour or "#333333", points, teacher,
                   teacher * floor if teacher is not None and floor else None, floor, recommended)
 
 

@@ -11,6 +11,7 @@ import numpy as np
 from compress import __version__
 from compress.errors import CompressError
 from compress.layout import GOLDEN_FILE, MANIFEST_FILE, ONNX_FILE
+from compress.records import Report, Variant
 from compress.tasks.causal_lm.checks import PROMPT_TOKENS
 from compress.tasks.causal_lm.onnxlm import Decoder
 from compress.tasks.causal_lm.text import load_text, prompts
@@ -56,19 +57,19 @@ def golden_set(cfg, bundle) -> dict:
     }
 
 
-def model_card(cfg, report: dict, variant: dict, spec: dict, golden: dict) -> str:
-    teacher = next(v for v in report["variants"] if v["name"] == "teacher")
+def model_card(cfg, report: Report, variant: Variant, spec: dict, golden: dict) -> str:
+    teacher = report.variant("teacher")
     past = [t["name"] for t in spec["inputs"] if t["name"].startswith("past_key_values.")]
     return "\n".join([
-        f"# {cfg.name}: {variant['name']} ({variant['precision']}, causal language model)", "",
-        f"Distilled by compress {__version__} from a {report['teacher']['model_type']} teacher "
-        f"({teacher['parameters'] / 1e6:.1f}M parameters) into {variant['parameters'] / 1e6:.1f}M parameters; "
-        f"{variant['size_bytes'] / 1e6:.1f} MB.", "",
-        f"- perplexity {variant['perplexity']:.3f} on {report['eval']['tokens']:,} held-out tokens (teacher "
-        f"{teacher['perplexity']:.3f}; retention {variant['perplexity_retention']:.1%})",
-        f"- batch 1, greedy through the KV cache, {report['query']['prompt_tokens']}-token prompt: first token "
-        f"{variant['time_to_first_token_ms']:.1f} ms, {variant['tokens_per_second']:.0f} tokens/s, peak RSS "
-        f"{variant['peak_memory_bytes'] / 2**20:.0f} MiB (measured on {report['environment']['cpu']})", "",
+        f"# {cfg.name}: {variant.name} ({variant.precision}, causal language model)", "",
+        f"Distilled by compress {__version__} from a {report.get('teacher')['model_type']} teacher "
+        f"({teacher.parameters / 1e6:.1f}M parameters) into {variant.parameters / 1e6:.1f}M parameters; "
+        f"{variant.size_bytes / 1e6:.1f} MB.", "",
+        f"- perplexity {variant.perplexity:.3f} on {report.get('eval')['tokens']:,} held-out tokens (teacher "
+        f"{teacher.perplexity:.3f}; retention {variant.perplexity_retention:.1%})",
+        f"- batch 1, greedy through the KV cache, {report.get('query')['prompt_tokens']}-token prompt: first token "
+        f"{variant.time_to_first_token_ms:.1f} ms, {variant.tokens_per_second:.0f} tokens/s, peak RSS "
+        f"{variant.peak_memory_bytes / 2**20:.0f} MiB (measured on {report.environment['cpu']})", "",
         "## Use", "",
         "`model.onnx` takes `input_ids`, `attention_mask`" + (", `position_ids`" if any(t["name"] == "position_ids" for t in spec["inputs"]) else "")
         + f" and {len(past) // 2} layers of `past_key_values.<i>.key/value` (batch, heads, past length, head dim; "

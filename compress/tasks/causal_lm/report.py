@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from compress import records
-from compress.io import read_json, write_json, write_text
+from compress.io import read_json, write_text
 from compress.layout import RunLayout
 from compress.reports.perplexity import markdown
 from compress.tasks.causal_lm import TASK
@@ -77,7 +77,7 @@ def build_report(cfg, ctx, stage_names) -> dict:
 
 def run(cfg, ctx) -> dict:
     rep = records.Report.model_validate({"schema_version": records.SCHEMA_VERSION, "task": TASK.name,
-                                          **build_report(cfg, ctx, DEPENDS)}).dump()
-    write_json(ctx.layout.report_json, rep)
+                                          **build_report(cfg, ctx, DEPENDS)})
+    records.write(ctx.layout.report_json, rep)
     write_text(ctx.layout.report_md, markdown(rep))
     return {"report": str(ctx.layout.report_json)}

@@ -45,7 +45,7 @@ def run(cfg, ctx) -> dict:
         metrics = {k: figures[k] for k in ("perplexity", "perplexity_retention", "perplexity_difference",
                                            "time_to_first_token_ms", "tokens_per_second", "size_bytes",
                                            "peak_memory_bytes", "parameters")}
-        write_text(tmp / CARD_FILE, model_card(cfg, report.dump(), figures, spec, golden))
+        write_text(tmp / CARD_FILE, model_card(cfg, report, variant, spec, golden))
         manifest = records.Manifest(
             schema_version=records.SCHEMA_VERSION, name=cfg.name, task=TASK.name, variant=variant.name,
             precision=variant.precision, **spec, metrics=metrics, eval=report.get("eval"), query=report.get("query"),

@@ -4,29 +4,30 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from compress.io import read_json
 from compress.layout import RunLayout
+from compress.records import Report, read_stage
 
 
-def summary(console, run_dir: Path, report: dict) -> None:
+def summary(console, run_dir: Path, report: Report) -> None:
     from rich.table import Table  # rich's tables are only needed here
 
     where = RunLayout(run_dir)
-    table = Table(title=f"{report['name']}: every variant against the teacher (perplexity on held-out text; "
+    table = Table(title=f"{report.name}: every variant against the teacher (perplexity on held-out text; "
                   "generation at batch 1, cpu)")
     for col in ("variant", "format", "precision", "size MB", "perplexity", "retention", "first token ms", "tokens/s",
                 "peak MiB"):
         table.add_column(col, justify="left" if col in ("variant", "format", "precision") else "right")
-    for v in report["variants"]:
-        table.add_row(v["name"], v["format"], v["precision"], f"{v['size_bytes'] / 1e6:.1f}", f"{v['perplexity']:.3f}",
-                      f"{v['perplexity_retention']:.1%}", _fmt(v["time_to_first_token_ms"], ".1f"),
-                      _fmt(v["tokens_per_second"], ".1f"),
-                      _fmt(v["peak_memory_bytes"] / 2**20 if v["peak_memory_bytes"] else None, ".0f"))
+    for v in report.variants:
+        table.add_row(v.name, v.format, v.precision, f"{v.size_bytes / 1e6:.1f}", f"{v.perplexity:.3f}",
+                      f"{v.perplexity_retention:.1%}", _fmt(v.time_to_first_token_ms, ".1f"),
+                      _fmt(v.tokens_per_second, ".1f"),
+                      _fmt(v.peak_memory_bytes / 2**20 if v.peak_memory_bytes else None, ".0f"))
     console.print(table)
     console.print(f"report: {where.report_md} (data: {where.report_json})")
     ship = where.record("ship")
-    if ship.is_file() and read_json(ship)["metrics"].get("bundle"):
-        console.print(f"bundle: {read_json(ship)['metrics']['bundle']}/")
+    bundle = read_stage(ship).metrics.get("bundle") if ship.is_file() else None
+    if bundle:
+        console.print(f"bundle: {bundle}/")
 
 
 def _fmt(x, spec: str) -> str:

@@ -10,7 +10,7 @@ import numpy as np
 
 from compress import records
 from compress.bench.accuracy import paired_difference, retention_interval
-from compress.io import read_json, write_json, write_text
+from compress.io import read_json, write_text
 from compress.layout import RunLayout
 from compress.reports.accuracy import markdown
 from compress.reports.html import render_run
@@ -149,8 +149,8 @@ def refine_summary(metrics: dict, correct: dict) -> dict | None:
 
 def run(cfg, ctx) -> dict:
     report = records.Report.model_validate({"schema_version": records.SCHEMA_VERSION, "task": TASK.name,
-                                             **build(cfg, ctx)}).dump()
-    write_json(ctx.layout.report_json, report)
+                                             **build(cfg, ctx)})
+    records.write(ctx.layout.report_json, report)
     write_text(ctx.layout.report_md, markdown(report))
     write_text(ctx.layout.report_html, render_run(report))
     return {"report": str(ctx.layout.report_json)}

@@ -54,7 +54,7 @@ def run(cfg, ctx) -> dict:
         write_json(tmp / GOLDEN_FILE, golden)
         spec = onnxrun.model_spec(tmp / ONNX_FILE)
         mobile_summary = ort.summary(mobile_metrics)
-        write_text(tmp / CARD_FILE, model_card(cfg, report.dump(), variant.dump(), spec, labels, golden, mobile_summary))
+        write_text(tmp / CARD_FILE, model_card(cfg, report, variant, spec, labels, golden, mobile_summary))
         figures = variant.dump()
         manifest = records.Manifest(
             schema_version=records.SCHEMA_VERSION, name=cfg.name, task=TASK.name, variant=variant.name,
@@ -124,34 +124,36 @@ def configure_tokenizer(tokenizer, max_length: int) -> None:
     tokenizer.enable_truncation(max_length=max_length)
 
 
-def mobile_figures(variant: dict) -> list[str]:
+def mobile_figures(variant: records.Variant) -> list[str]:
     """The model card's line on the mobile target (one thread, batch 1), where the bench measured it there."""
-    mobile = [m for key, m in variant.get("measurements", {}).items() if key.startswith("mobile@")]
+    mobile = [m for key, m in variant.measurements.items() if key.startswith("mobile@")]
     if not mobile:
         return []
-    return ["- one thread, batch 1 (the bench's mobile target, `" + mobile[0]["model_file"] + "`): p50 "
-            + ", ".join(f"{m['latency_ms']['p50']:.2f} ms at length {m['sequence_length']}" for m in mobile)]
+    return ["- one thread, batch 1 (the bench's mobile target, `" + mobile[0].get("model_file") + "`): p50 "
+            + ", ".join(f"{m.latency_ms.p50:.2f} ms at length {m.sequence_length}" for m in mobile)]
 
 
-def model_card(cfg, report: dict, variant: dict, spec: dict, labels: dict, golden: dict, mobile_summary: dict) -> str:
-    lat = variant["latency_ms"]
+def model_card(cfg, report: records.Report, variant: records.Variant, spec: dict, labels: dict, golden: dict,
+               mobile_summary: dict) -> str:
+    lat = variant.latency_ms
+    evaluation, target = report.get("eval"), report.get("target")
     inputs = ", ".join(f"`{t['name']}` {t['dtype']} {_shape(t)}" for t in spec["inputs"])
     outputs = ", ".join(f"`{t['name']}` {t['dtype']} {_shape(t)}" for t in spec["outputs"])
     files = "`model.onnx`" + (", `model.ort` (ORT format, for ONNX Runtime Mobile)" if mobile_summary["enabled"] else "")
     lines = [
         f"# {cfg.name}",
         "",
-        f"A {_count(variant['parameters'])}-parameter {cfg.task} student distilled from "
+        f"A {_count(variant.parameters)}-parameter {cfg.task} student distilled from "
         f"`{cfg.teacher.model or 'a random teacher'}` by compress {__version__} (T={cfg.distill.temperature}, "
-        f"alpha={cfg.distill.alpha}), exported to ONNX, {variant['precision']}. Labels: "
+        f"alpha={cfg.distill.alpha}), exported to ONNX, {variant.precision}. Labels: "
         + ", ".join(f"{k} = {v}" for k, v in labels.items()) + ".",
         "",
-        f"- accuracy {variant['accuracy']:.4f} on {report['eval']['sentences']} `{report['eval']['split']}` sentences, "
-        f"{variant['retention']:.1%} of the teacher's",
-        f"- {variant['speedup']:.2f}x the teacher's speed (PyTorch fp32), p50 {lat['p50']:.2f} ms at batch "
-        f"{report['target']['batch_size']}, length {report['target']['sequence_length']}, {report['target']['threads']} CPU threads",
+        f"- accuracy {variant.accuracy:.4f} on {evaluation['sentences']} `{evaluation['split']}` sentences, "
+        f"{variant.retention:.1%} of the teacher's",
+        f"- {variant.speedup:.2f}x the teacher's speed (PyTorch fp32), p50 {lat.p50:.2f} ms at batch "
+        f"{target['batch_size']}, length {target['sequence_length']}, {target['threads']} CPU threads",
         *mobile_figures(variant),
-        f"- {variant['size_bytes'] / 1e6:.1f} MB on disk",
+        f"- {variant.size_bytes / 1e6:.1f} MB on disk",
         "",
         "## Files",
         "",
