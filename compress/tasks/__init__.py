@@ -11,10 +11,10 @@ Hooks (each optional but ``stages``):
     rules(cfg) -> list[str]                   what the task refuses at load, one line each (validate and run)
     check_models(cfg) -> None                 the model files the config names (compress validate, before a run)
     preflight(cfg, console, device) -> dict   the data and memory checks made before a run writes anything
-    summary(console, run_dir, report)         the terminal table at the end of compress run
-    markdown(report) -> str                   report.md from report.json (compress report)
-    html(report) -> str                       report.html from report.json (compress report)
-    bundle_check(bundle, model, golden, manifest) -> Check   the golden replay of compress verify
+    summary(console, run_dir, report)         the terminal table at the end of compress run (report: a Report)
+    markdown(report) -> str                   report.md of a Report record (compress report)
+    html(report) -> str                       report.html of a Report record (compress report)
+    bundle_check(bundle, model, golden, manifest) -> Check   the golden replay of compress verify (a Manifest)
 """
 
 from __future__ import annotations
@@ -85,8 +85,8 @@ def get(name: str | None) -> Task:
 
 
 def of_report(report: dict) -> Task:
-    """The task a report.json, golden.json or manifest.json was written by (older files without the key: the
-    default task, the only one that wrote none)."""
+    """The task a report.json, golden.json or manifest.json (as read, a dict) was written by (older files without
+    the key: the default task, the only one that wrote none). A Report record's is ``get(report.task)``."""
     name = report.get(REPORT_KEY) if isinstance(report, dict) else None
     return get(name if isinstance(name, str) else None)
 
