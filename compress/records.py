@@ -58,7 +58,7 @@ class StageRecord(Record):
     started: str = Field(description="UTC, ISO 8601.")
     finished: str = Field(description="UTC, ISO 8601.")
     seconds: float = Field(description="Wall time of the stage.")
-    metrics: dict[str, Any] = Field(default_factory=dict, description="What the stage measured or decided.")
+    metrics: dict[Any, Any] = Field(default_factory=dict, description="What the stage measured or decided.")
     files: dict[str, FileDigest] = Field(default_factory=dict, description="Every file it wrote, by relative path.")
     shared_from: str | None = Field(None, description="The run folder this stage was linked from (a sweep point).")
 
