@@ -38,7 +38,7 @@ POINTS_DIR = "points"
 SWEEP_JSON, SWEEP_MD, SWEEP_HTML = "sweep.json", "sweep.md", "sweep.html"
 
 MODEL_DIR = "model"  # a transformers folder (config, safetensors weights, tokenizer)
-BASELINE_MODEL = "student-ce"
+BASELINE_MODEL = "student-ce"  # the baseline stage's student trained on hard labels only
 ONNX_FILE = "model.onnx"
 FUSED_FILE = "model_optimized.onnx"  # the export after ONNX Runtime's transformer optimizer
 PARITY_FILE = "parity.npz"  # the export's parity inputs and PyTorch outputs, which later stages replay

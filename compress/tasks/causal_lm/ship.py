@@ -9,7 +9,7 @@ from pathlib import Path
 from compress import __version__, onnxrun, records
 from compress.errors import CompressError
 from compress.io import atomic_dir, file_index, write_json, write_text
-from compress.layout import CARD_FILE, DECODER_TOKENIZER_FILES, GOLDEN_FILE, MANIFEST_FILE, ONNX_FILE
+from compress.layout import CARD_FILE, DECODER_TOKENIZER_FILES, GOLDEN_FILE, MANIFEST_FILE, ONNX_FILE, bundle_dir
 from compress.tasks.causal_lm import TASK
 from compress.tasks.causal_lm.bundle import golden_set, model_card
 
@@ -20,7 +20,7 @@ CONFIG = ("name", "ship", "data")
 
 def outputs(cfg, run_dir: Path) -> list[Path]:
     """The bundle lives outside the run folder: the stage reruns if it is gone."""
-    return [Path(cfg.ship.dir) / cfg.name / MANIFEST_FILE] if cfg.ship.enabled else []
+    return [bundle_dir(cfg.ship.dir, cfg.name).manifest] if cfg.ship.enabled else []
 
 
 def run(cfg, ctx) -> dict:
@@ -32,7 +32,7 @@ def run(cfg, ctx) -> dict:
     if variant is None or variant.format != "onnx":
         raise CompressError(f"ship.variant: {cfg.ship.variant} is not an ONNX variant of this run")
     source_dir = ctx.layout.export_dir("student")
-    final = Path(cfg.ship.dir) / cfg.name
+    final = bundle_dir(cfg.ship.dir, cfg.name).root
     with atomic_dir(final) as tmp:
         shutil.copyfile(variant.path, tmp / ONNX_FILE)
         for name in DECODER_TOKENIZER_FILES:

@@ -18,6 +18,7 @@ from compress.distill.losses import HiddenStateLoss, attention_loss, kd_loss, un
 from compress.distill.train import accelerator_for, fit, validation_evaluator
 from compress.envinfo import resolve_precision
 from compress.errors import CompressError
+from compress.layout import teacher_cache as cache_root
 
 
 class Trainable(torch.nn.Module):
@@ -123,7 +124,7 @@ def _attention_map(student, teacher) -> list[tuple[int, int]]:
 
 def _cached_outputs(cfg, ctx, dcfg, teacher, teacher_dir: Path, data, pad_id: int, precision: str):
     runs_dir = ctx.runs_dir or ctx.run_dir.parent
-    root = Path(dcfg.cache.dir) if dcfg.cache.dir else runs_dir / ".cache" / "teacher-outputs"
+    root = Path(dcfg.cache.dir) if dcfg.cache.dir else cache_root(runs_dir)
     store = teacher_cache.TeacherCache(root)
     autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     top_k = teacher_cache.default_top_k(teacher.config.num_labels)

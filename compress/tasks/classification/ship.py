@@ -15,7 +15,8 @@ from compress import __version__, onnxrun, records
 from compress.data import eval_split
 from compress.errors import CompressError
 from compress.io import atomic_dir, file_index, read_json, write_json, write_text
-from compress.layout import CARD_FILE, ENCODER_TOKENIZER_FILES, GOLDEN_FILE, MANIFEST_FILE, ONNX_FILE, ORT_FILE
+from compress.layout import (CARD_FILE, ENCODER_TOKENIZER_FILES, GOLDEN_FILE, MANIFEST_FILE, ONNX_FILE, ORT_FILE,
+                             bundle_dir)
 from compress.tasks.classification import TASK, ort
 
 NAME = "ship"
@@ -25,7 +26,7 @@ CONFIG = ("name", "ship", "data")
 
 def outputs(cfg, run_dir: Path) -> list[Path]:
     """The bundle lives outside the run folder: the stage reruns if it is gone."""
-    return [Path(cfg.ship.dir) / cfg.name / MANIFEST_FILE] if cfg.ship.enabled else []
+    return [bundle_dir(cfg.ship.dir, cfg.name).manifest] if cfg.ship.enabled else []
 
 
 def run(cfg, ctx) -> dict:
@@ -41,7 +42,7 @@ def run(cfg, ctx) -> dict:
                             + "; ship student-onnx or a variant this machine can make")
     mobile_metrics = records.read_stage(ctx.layout.record("mobile")).metrics
     source_dir = ctx.layout.export_dir("student")
-    final = Path(cfg.ship.dir) / cfg.name
+    final = bundle_dir(cfg.ship.dir, cfg.name).root
     with atomic_dir(final) as tmp:
         shutil.copyfile(variant.path, tmp / ONNX_FILE)
         if mobile_metrics.get("enabled"):
