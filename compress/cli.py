@@ -273,8 +273,9 @@ def _sweep_summary(console, sweep_dir: Path) -> None:
     from rich.table import Table
 
     from compress.io import read_json
+    from compress.layout import SWEEP_JSON
 
-    summary = read_json(sweep_dir / "sweep.json")
+    summary = read_json(sweep_dir / SWEEP_JSON)
     table = Table(title=f"{summary['name']}: every point of the sweep (accuracy: the fp32 student; size, p50: its "
                   "deployed variant)")
     for col in ("point", "T", "alpha", "student", "accuracy", "retention", "variant", "size MB", "p50 ms", "status"):

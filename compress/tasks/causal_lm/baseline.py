@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from compress import models
 from compress.distill.train import accelerator_for, fit
+from compress.layout import BASELINE_MODEL
 from compress.tasks.causal_lm import lm
 from compress.tasks.causal_lm.objectives import lm_cross_entropy
 from compress.tasks.causal_lm.text import load_text, train_rows
@@ -23,5 +24,5 @@ def run(cfg, ctx) -> dict:
     tcfg = cfg.distill.train
     metrics = fit(model, data, tok.pad_token_id, tcfg, accelerator_for(tcfg, ctx), cfg.seed, lm_cross_entropy,
                   "next-token CE only", ctx.console, checkpoint_dir=ctx.checkpoint_dir)
-    models.save(model.cpu(), tok, ctx.out / "student-ce")
+    models.save(model.cpu(), tok, ctx.out / BASELINE_MODEL)
     return {"enabled": True, "train": metrics}

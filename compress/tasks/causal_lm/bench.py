@@ -15,7 +15,7 @@ from compress import models
 from compress.bench import targets
 from compress.errors import CompressError
 from compress.io import dir_size, read_json, write_json
-from compress.layout import ONNX_FILE
+from compress.layout import ONNX_FILE, RESULTS_FILE
 from compress.tasks.causal_lm import lm, onnxlm
 from compress.tasks.causal_lm.checks import PROMPT_TOKENS
 from compress.tasks.causal_lm.text import eval_rows, load_text, prompts, token_stream
@@ -99,7 +99,7 @@ def run(cfg, ctx) -> dict:
     not_measured = {t: why for t, why in skipped.items()}
     if "gpu" in bcfg.targets and "gpu" not in skipped:
         not_measured["gpu"] = "generation on CUDA is not measured for task causal-lm yet"
-    write_json(ctx.out / "results.json", {"task": "causal-lm", "eval": {"text": text.source, "rows": rows_out[0]["eval_rows"],
+    write_json(ctx.out / RESULTS_FILE, {"task": "causal-lm", "eval": {"text": text.source, "rows": rows_out[0]["eval_rows"],
                                                                       "tokens": rows_out[0]["tokens"]},
                                           "prompts": prompt_texts, "targets": bcfg.targets, "not_measured": not_measured,
                                           "query": {"prompt_tokens": bcfg.sequence_length, "new_tokens": bcfg.new_tokens,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from compress import models
 from compress.distill.train import accelerator_for, fit
 from compress.errors import CompressError
+from compress.layout import MODEL_DIR
 from compress.tasks.causal_lm import lm, preflight
 from compress.tasks.causal_lm.lm import output_rows
 from compress.tasks.causal_lm.objectives import TokenKD, kd_loss_fn, lm_cross_entropy, teacher_completions
@@ -53,5 +54,5 @@ def run(cfg, ctx) -> dict:
         metrics["train"] = fit(TokenKD(model, dcfg, shared), data, tok.pad_token_id, dcfg.train, accelerator, cfg.seed,
                                kd_loss_fn(teacher_model, accelerator), "distill", ctx.console,
                                checkpoint_dir=ctx.checkpoint_dir)
-    models.save(model.cpu(), tok, ctx.out / "model")
+    models.save(model.cpu(), tok, ctx.out / MODEL_DIR)
     return metrics

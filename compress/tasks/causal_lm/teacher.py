@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from compress import models
 from compress.distill.train import accelerator_for, fit
+from compress.layout import MODEL_DIR
 from compress.tasks.causal_lm import lm
 from compress.tasks.causal_lm.objectives import lm_cross_entropy
 from compress.tasks.causal_lm.text import load_text, train_rows
@@ -36,5 +37,5 @@ def run(cfg, ctx) -> dict:
         metrics["train"] = fit(model, data, tokenizer.pad_token_id, tcfg.train, accelerator_for(tcfg.train, ctx),
                                cfg.seed, lm_cross_entropy, "train teacher", ctx.console, checkpoint_dir=ctx.checkpoint_dir)
         model = model.cpu()
-    models.save(model, tokenizer, ctx.out / "model")
+    models.save(model, tokenizer, ctx.out / MODEL_DIR)
     return metrics

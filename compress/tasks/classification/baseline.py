@@ -7,6 +7,7 @@ from compress import models
 from compress.data import encode
 from compress.distill.augment import training_split
 from compress.distill.train import accelerator_for, fit, validation_evaluator
+from compress.layout import BASELINE_MODEL
 from compress.tasks.classification.distilling import cross_entropy
 
 NAME = "baseline"
@@ -26,5 +27,5 @@ def run(cfg, ctx) -> dict:
     metrics = fit(student, data, tokenizer.pad_token_id, tcfg, accelerator_for(tcfg, ctx), cfg.seed, cross_entropy,
                   "hard labels only", ctx.console, evaluate=validation_evaluator(cfg, tokenizer, ctx.device),
                   checkpoint_dir=ctx.checkpoint_dir)
-    models.save(student.cpu(), tokenizer, ctx.out / "student-ce")
+    models.save(student.cpu(), tokenizer, ctx.out / BASELINE_MODEL)
     return {"enabled": True, "train": metrics}

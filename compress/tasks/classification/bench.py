@@ -17,6 +17,7 @@ from compress.bench.torch_model import torch_logits
 from compress.data import Encoded, eval_split
 from compress.errors import CompressError
 from compress.io import dir_size, read_json, write_json
+from compress.layout import RESULTS_FILE
 from compress.quant.gpu import load_bnb
 from compress.quant.torch_int8 import load, weight_files
 
@@ -158,7 +159,7 @@ def run(cfg, ctx) -> dict:
         row["predictions"] = pred.tolist()
         results.append(row)
         ctx.console.print(f"{v.name:<13} acc {row['accuracy']:.4f} [{lo:.4f}, {hi:.4f}]  size {row['size_bytes'] / 1e6:.1f} MB")
-    write_json(ctx.out / "results.json", {
+    write_json(ctx.out / RESULTS_FILE, {
         "target": "cpu", "eval_split": split.name, "labels": split.labels,
         "targets": [{"name": t, "status": "skipped" if t in skipped else "measured", "reason": skipped.get(t),
                      "cases": [c.to_dict() for c in cases], "not_run": not_run[t]} for t, cases in by_target.items()],

@@ -5,6 +5,7 @@ transfer. Logit-only recipes read the teacher's outputs from the cache: the teac
 from __future__ import annotations
 
 from compress import models
+from compress.layout import MODEL_DIR
 from compress.tasks.classification.distilling import distil
 
 NAME = "distill"
@@ -16,7 +17,7 @@ CONFIG = ("seed", "data", "distill")
 def run(cfg, ctx) -> dict:
     student, tokenizer = models.load_saved(ctx.layout.model("student"))
     metrics = distil(cfg, ctx, cfg.distill, ctx.layout.model("teacher"), student, tokenizer, "distill")
-    models.save(student.cpu(), tokenizer, ctx.out / "model")
+    models.save(student.cpu(), tokenizer, ctx.out / MODEL_DIR)
     return metrics
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from compress import models, students
 from compress.data import train_split
+from compress.layout import MODEL_DIR
 from compress.tasks.classification.distilling import distil
 
 NAME = "refine"
@@ -36,6 +37,6 @@ def run(cfg, ctx) -> dict:
     dcfg = cfg.distill.model_copy(update=own)  # the rest of the recipe, and every null here, is distill's
     metrics = distil(cfg, ctx, dcfg, teacher_dir, student, tokenizer, "refine",
                      "refine.hidden" if rcfg.hidden else "distill.hidden")
-    models.save(student.cpu(), tokenizer, ctx.out / "model")
+    models.save(student.cpu(), tokenizer, ctx.out / MODEL_DIR)
     return {"enabled": True, **info, "taught_by": rcfg.teacher, "parameters_before": before, "parameters": after,
             **metrics}

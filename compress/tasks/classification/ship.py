@@ -15,8 +15,15 @@ from compress import __version__, onnxrun, records
 from compress.data import eval_split
 from compress.errors import CompressError
 from compress.io import atomic_dir, file_index, read_json, write_json, write_text
-from compress.layout import (CARD_FILE, ENCODER_TOKENIZER_FILES, GOLDEN_FILE, MANIFEST_FILE, ONNX_FILE, ORT_FILE,
-                             bundle_dir)
+from compress.layout import (
+    CARD_FILE,
+    ENCODER_TOKENIZER_FILES,
+    GOLDEN_FILE,
+    MANIFEST_FILE,
+    ONNX_FILE,
+    ORT_FILE,
+    bundle_dir,
+)
 from compress.tasks.classification import TASK, ort
 
 NAME = "ship"

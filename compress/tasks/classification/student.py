@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from compress import models, students
 from compress.data import train_split
+from compress.layout import MODEL_DIR
 
 NAME = "student"
 DEPENDS = ("teacher",)
@@ -17,7 +18,7 @@ def run(cfg, ctx) -> dict:
     prunes = scfg.method == "layers" and (scfg.intermediate_size is not None or scfg.num_attention_heads is not None)
     student, tokenizer, info = students.build(scfg, teacher, tokenizer, train_split(cfg) if prunes else None,
                                               cfg.data.max_length)
-    models.save(student, tokenizer, ctx.out / "model")
+    models.save(student, tokenizer, ctx.out / MODEL_DIR)
     t, s = models.count_parameters(teacher), models.count_parameters(student)
     described = ", ".join(f"{k} {v}" for k, v in info.items() if not k.startswith("pruned"))
     described += students.describe_pruning(info)

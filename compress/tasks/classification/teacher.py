@@ -5,6 +5,7 @@ from __future__ import annotations
 from compress import models
 from compress.data import count_truncated, encode, eval_split, train_split, validation_split
 from compress.distill.train import accelerator_for, fit, validation_evaluator
+from compress.layout import MODEL_DIR
 from compress.preflight import overlaps
 from compress.tasks.classification.distilling import cross_entropy
 
@@ -34,7 +35,7 @@ def run(cfg, ctx) -> dict:
                                cross_entropy, "fine-tune teacher", ctx.console,
                                evaluate=validation_evaluator(cfg, tokenizer, ctx.device), checkpoint_dir=ctx.checkpoint_dir)
         model = model.cpu()
-    models.save(model, tokenizer, ctx.out / "model")
+    models.save(model, tokenizer, ctx.out / MODEL_DIR)
     return metrics
 
 

@@ -12,6 +12,7 @@ from compress import models
 from compress.data import encode, eval_split, train_split
 from compress.distill.train import predict_logits
 from compress.errors import CompressError
+from compress.layout import MODEL_DIR
 from compress.vocab import trim_vocabulary
 
 NAME = "trim"
@@ -34,7 +35,7 @@ def run(cfg, ctx) -> dict:
     if diff > ATOL or not torch.equal(before.argmax(-1), after.argmax(-1)):
         raise CompressError(f"vocab_trim: the trimmed student's logits differ by {diff:.3g} on the evaluation text "
                             f"(allowed {ATOL:g}); set vocab_trim.enabled: false and report this")
-    models.save(trimmed, new_tokenizer, ctx.out / "model")
+    models.save(trimmed, new_tokenizer, ctx.out / MODEL_DIR)
     t, s = models.count_parameters(student), models.count_parameters(trimmed)
     ctx.console.print(f"trim: vocabulary {info['vocab_before']} -> {info['vocab_after']} tokens, "
                       f"{t / 1e6:.1f}M -> {s / 1e6:.1f}M parameters ({info['bytes_saved_fp32'] / 1e6:.1f} MB saved in fp32), "
