@@ -148,7 +148,6 @@ def run(cfg: PipelineConfig, runs_dir: Path, console, run_dir: Path | None = Non
     with the same inputs are reused instead of recomputed (a sweep's points)."""
     from accelerate import PartialState
 
-
     device = resolve_device(cfg.device)
     state = PartialState(cpu=device == "cpu")
     main = state.is_main_process

@@ -53,7 +53,6 @@ def gemm_model(kernel: str, m: int, k: int, n: int, seed: int = 0, seven_bit: bo
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-
     if seven_bit is None:
         seven_bit = reduce_range_for(int8_isa())
     top = 63 if seven_bit else 127
@@ -199,7 +198,6 @@ def _runtime_shapes(model, batch: int, seq: int) -> dict[str, list[int]]:
     import onnx
     import onnxruntime as ort
 
-
     wanted = []
     inits = {t.name for t in model.graph.initializer}
     for node in model.graph.node:
@@ -256,7 +254,6 @@ def profile_ops(model_path: Path | str, input_ids: list[list[int]], threads: int
     import tempfile
 
     import onnxruntime as ort
-
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads

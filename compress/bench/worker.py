@@ -21,7 +21,6 @@ from compress.quant.torch_int8 import load
 def _onnx_runner(spec: dict):
     import numpy as np
 
-
     sess = onnxrun.session(Path(spec["path"]), threads=spec["threads"], arena=True, providers=spec.get("providers"))
     ids = np.asarray(spec["input_ids"], dtype=np.int64)
     inputs = onnxrun.feeds(sess, ids, np.ones_like(ids))

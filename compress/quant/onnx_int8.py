@@ -95,7 +95,6 @@ def excluded(source: Path, s: Settings) -> list[str]:
     (``compress.onnxgraph.fp32_nodes``: QAttention keeps those fp32 too)."""
     import onnx
 
-
     return list(dict.fromkeys([*s.exclude, *fp32_nodes(onnx.load(str(source), load_external_data=False))]))
 
 
@@ -211,7 +210,6 @@ def quantize_static(source: Path, target: Path, s: Settings, feeds: list[dict], 
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
     from onnxruntime.quantization import quantize_static as ort_static
-
 
     activations = QuantType.QInt8 if isa == "arm64" else QuantType.QUInt8
     with _quiet():

@@ -83,7 +83,6 @@ def load(folder: Path):
     """(model, tokenizer) of a saved torch_dynamic variant; never unpickles anything."""
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-
     recipe = read_json(folder / RECIPE)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     if recipe["storage"] == "requantize":

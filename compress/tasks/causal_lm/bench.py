@@ -50,7 +50,6 @@ def _folder(v: dict) -> Path:
 def run(cfg, ctx) -> dict:
     from transformers import AutoTokenizer
 
-
     bcfg = cfg.bench
     text = load_text(cfg)
     skipped = {t: why for t in bcfg.targets if (why := targets.unavailable(t))}

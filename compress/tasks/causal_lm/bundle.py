@@ -25,7 +25,6 @@ def golden_set(cfg, bundle) -> dict:
     from tokenizers import Tokenizer
     from transformers import AutoTokenizer
 
-
     reference = AutoTokenizer.from_pretrained(bundle)
     tokenizer = Tokenizer.from_file(str(bundle / "tokenizer.json"))
     tokenizer.no_padding()

@@ -22,7 +22,6 @@ def build_random(tcfg, train_text: str, max_length: int):
     the training text (``architecture.vocab_size`` tokens, default 4096)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
-
     arch = dict(tcfg.architecture or {})
     model_type = arch.pop("model_type", None)
     if not model_type:
@@ -102,7 +101,6 @@ def smaller(teacher, scfg):
     """The teacher's decoder architecture, fewer and/or narrower layers, randomly initialised; at the teacher's
     width the token (and position) embeddings are copied from it."""
     from transformers import AutoConfig, AutoModelForCausalLM
-
 
     spec = models.layer_spec(teacher.config.model_type, registry=models.DECODER_LAYERS)
     values = resized_config(teacher, scfg, spec)

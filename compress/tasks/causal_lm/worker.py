@@ -26,7 +26,6 @@ def _runner(spec: dict):
         return (lambda prompt, n, t: dec.greedy(prompt, n, eos, t)), "onnxruntime"
     import torch
 
-
     torch.set_num_threads(spec["threads"])
     from transformers import AutoModelForCausalLM
 

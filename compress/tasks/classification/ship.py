@@ -95,7 +95,6 @@ def golden_set(cfg, bundle: Path, labels: dict[str, str]) -> dict:
     from tokenizers import Tokenizer
     from transformers import AutoTokenizer
 
-
     split = eval_split(cfg)
     picked = [(t, label) for t, label in zip(split.texts, split.labels) if t.strip()][: cfg.ship.golden_samples]
     reference = AutoTokenizer.from_pretrained(bundle)
