@@ -19,8 +19,9 @@ Stages, in order (each module: NAME, DEPENDS, CONFIG, ``run(cfg, ctx) -> metrics
 The library of the task: lm.py (load, build, save decoders), text.py (plain text, blocks, prompts), objectives.py
 (token-level KD, next-token CE, the teacher's completions), onnxlm.py (export and the ONNX decoder with its cache,
 numpy and onnxruntime only), preflight.py (do two tokenizers agree), checks.py (parity and greedy checks),
-bundle.py (golden set, model card), worker.py (the timed generation in a fresh process). Hooks: rules.py,
-summary.py, golden.py, report.py's markdown.
+bundle.py (golden set, model card), worker.py (the timed generation in a fresh process), zeroshot.py (zero-shot
+scores as lm-evaluation-harness computes them). Hooks: rules.py, summary.py, golden.py, and
+compress/reports/perplexity.py (report.md).
 """
 
 from compress.tasks import Task

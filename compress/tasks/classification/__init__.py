@@ -11,7 +11,7 @@ Stages, in order (each module: NAME, DEPENDS, CONFIG, ``run(cfg, ctx) -> metrics
     report    report.json / .md / .html                                       ship      the edge bundle
 
 Hooks: rules.py (what the task refuses at load, its preflight), summary.py (the terminal table), golden.py (the
-golden replay of compress verify), report.py's markdown and compress.reports.html (report.md and report.html).
+golden replay of compress verify), compress/reports/accuracy.py and html.py (report.md and report.html).
 """
 
 from compress.tasks import Task
