@@ -22,7 +22,7 @@ import json
 import math
 import random
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +41,6 @@ class Item:
     choices: list[str]  # continuations without the delimiter (what acc_norm measures)
     gold: int
     delimiter: str = " "
-    extra: dict = field(default_factory=dict)
 
     def continuations(self) -> list[str]:
         return [self.delimiter + c for c in self.choices]
