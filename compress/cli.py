@@ -248,13 +248,18 @@ def compare(
 
 
 def _summary(console, run_dir: Path) -> None:
-    """The task's table of every variant, at the end of a run."""
+    """The task's table of every variant, at the end of a run, then where the bundle went (when one was shipped)."""
     from compress import tasks
     from compress.layout import RunLayout
-    from compress.records import read_report
+    from compress.records import read_report, read_stage
 
-    report = read_report(RunLayout(run_dir).report_json)
+    where = RunLayout(run_dir)
+    report = read_report(where.report_json)
     tasks.get(report.task).hook("summary")(console, run_dir, report)
+    ship = where.record("ship")
+    bundle = read_stage(ship).metrics.get("bundle") if ship.is_file() else None
+    if bundle:
+        console.print(f"bundle: {bundle}/")
 
 
 def _readable(report: dict, path: Path) -> str | None:

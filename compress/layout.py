@@ -125,10 +125,6 @@ class RunLayout:
     def ort_model(self) -> Path:
         return self.root / "mobile" / ORT_FILE
 
-    @property
-    def points(self) -> Path:
-        return self.root / POINTS_DIR
-
     def export_dir(self, model: str) -> Path:
         """export/<teacher|student>/: the ONNX export of that model, its tokenizer and parity inputs."""
         return self.root / "export" / model
@@ -170,25 +166,6 @@ class BundleLayout:
     @property
     def manifest(self) -> Path:
         return self.root / MANIFEST_FILE
-
-    @property
-    def golden(self) -> Path:
-        return self.root / GOLDEN_FILE
-
-    @property
-    def card(self) -> Path:
-        return self.root / CARD_FILE
-
-    @property
-    def onnx(self) -> Path:
-        return self.root / ONNX_FILE
-
-    @property
-    def ort(self) -> Path:
-        return self.root / ORT_FILE
-
-    def __truediv__(self, name: str) -> Path:
-        return self.root / name
 
 
 def bundle_dir(ship_dir: str | Path, name: str) -> BundleLayout:

@@ -3,6 +3,7 @@ side, ``compress compare`` gates a new run against a base one (for CI: exit 1 on
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ class Run:
     path: Path  # the run folder
     report: dict  # as read, for the renderers
 
-    @property
+    @functools.cached_property
     def record(self) -> Report:
         return Report.model_validate(self.report)
 

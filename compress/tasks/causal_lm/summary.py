@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from compress.layout import RunLayout
-from compress.records import Report, read_stage
+from compress.records import Report
 
 
 def summary(console, run_dir: Path, report: Report) -> None:
@@ -24,10 +24,6 @@ def summary(console, run_dir: Path, report: Report) -> None:
                       _fmt(v.peak_memory_bytes / 2**20 if v.peak_memory_bytes else None, ".0f"))
     console.print(table)
     console.print(f"report: {where.report_md} (data: {where.report_json})")
-    ship = where.record("ship")
-    bundle = read_stage(ship).metrics.get("bundle") if ship.is_file() else None
-    if bundle:
-        console.print(f"bundle: {bundle}/")
 
 
 def _fmt(x, spec: str) -> str:

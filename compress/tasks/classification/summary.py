@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from compress.layout import RunLayout
-from compress.records import Report, read_stage
+from compress.records import Report
 
 
 def summary(console, run_dir: Path, report: Report) -> None:
@@ -21,7 +21,3 @@ def summary(console, run_dir: Path, report: Report) -> None:
                       f"{v.latency_ms.p99:.2f}", f"{v.peak_memory_bytes / 2**20:.0f}")
     console.print(table)
     console.print(f"report: {where.report_md}, {where.report_html} (data: {where.report_json})")
-    ship = where.record("ship")
-    bundle = read_stage(ship).metrics.get("bundle") if ship.is_file() else None
-    if bundle:
-        console.print(f"bundle: {bundle}/")
