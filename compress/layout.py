@@ -118,6 +118,10 @@ class RunLayout:
         return self.root / "bench" / RESULTS_FILE
 
     @property
+    def score_results(self) -> Path:
+        return self.root / "score" / RESULTS_FILE
+
+    @property
     def variants_file(self) -> Path:
         return self.root / "quantize" / VARIANTS_FILE
 

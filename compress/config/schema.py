@@ -23,6 +23,7 @@ from compress.config.deploy import (
     ReportConfig,
     ShipConfig,
 )
+from compress.config.scores import ScoresConfig
 
 
 class TrainConfig(StrictModel):
@@ -126,7 +127,10 @@ class StudentConfig(StrictModel):
     architecture: Literal["same", "distilbert"] = Field(
         "same", description="method layers: same = the teacher's class; distilbert = map a BERT teacher into DistilBERT."
     )
-    num_layers: int | None = Field(None, gt=0, description="method config: layers of the student (null = the teacher's).")
+    num_layers: int | None = Field(None, gt=0, description="method config: layers of the student (null = the teacher's). "
+                                   "method layers (task causal-lm), without student.layers: keep this many of the "
+                                   "teacher's blocks, those of largest block influence (1 - cosine of a block's input "
+                                   "and output) on prune_samples training rows.")
     hidden_size: int | None = Field(None, gt=0, description="method config: width (null = the teacher's); "
                                     "a narrower student is bridged by a learned projection in the hidden-state loss.")
     num_attention_heads: int | None = Field(
@@ -137,7 +141,8 @@ class StudentConfig(StrictModel):
     intermediate_size: int | None = Field(
         None, gt=0, description="method config: feed-forward width (null = the teacher's). method layers: keep this "
         "many feed-forward neurons in every kept block, those that carry the most signal on prune_samples training "
-        "sentences (structured pruning: mean |activation| x the norm of the weights reading it; null = all)."
+        "sentences (structured pruning: mean |activation| x the norm of the weights reading it, as Minitron ranks "
+        "them; for a gated feed-forward, Llama's, the gate and up projections are sliced alike; null = all)."
     )
     prune_samples: int = Field(512, gt=0, description="method layers with num_attention_heads or intermediate_size: "
                                "training sentences (the first of the seeded shuffle) on which importance is measured.")
@@ -152,7 +157,7 @@ class StudentConfig(StrictModel):
                 raise ValueError("student.layers: must list at least one layer, got []")
             if any(i < 0 for i in self.layers) or len(set(self.layers)) != len(self.layers):
                 raise ValueError(f"student.layers: must be distinct indices >= 0, got {self.layers}")
-        owners = {"layers": "layers", "architecture": "layers", "num_layers": "config", "hidden_size": "config",
+        owners = {"layers": "layers", "architecture": "layers", "num_layers": "config or layers", "hidden_size": "config",
                   "num_attention_heads": "config or layers", "intermediate_size": "config or layers", "model": "pretrained"}
         defaults = {"architecture": "same"}
         stray = [k for k, m in owners.items()
@@ -183,6 +188,10 @@ class TeacherCacheConfig(StrictModel):
                           "tokenization and temperature). Hidden-state and attention losses use the live teacher.")
     dir: str | None = Field(None, description="Cache folder; null = <runs-dir>/.cache/teacher-outputs.")
     fidelity_samples: int = Field(64, ge=0, description="Rows recomputed live to check the cache; 0 = no check.")
+    top_k: int = Field(64, gt=0, description="task causal-lm with a vocabulary over 1024 tokens: the teacher's "
+                       "next-token distributions are stored as their top_k probabilities and the mass of the rest "
+                       "(DistillKit's sparse targets; full distributions of 49,152 tokens a position do not fit), "
+                       "learnt by forward KL over the k tokens and the rest as one more class.")
 
 
 class AugmentConfig(StrictModel):
@@ -357,6 +366,8 @@ class PipelineConfig(StrictModel):
                                  "model for ONNX Runtime Mobile.")
     bench: BenchConfig = Field(default_factory=BenchConfig, description="Latency, memory and accuracy "
                                "measurements of every variant.")
+    scores: ScoresConfig = Field(default_factory=ScoresConfig, description="task causal-lm: the zero-shot scores "
+                                 "papers report, for every variant (off by default).")
     report: ReportConfig = Field(default_factory=ReportConfig, description="What the report recommends.")
     ship: ShipConfig = Field(default_factory=ShipConfig, description="The edge bundle: model, tokenizer, manifest "
                              "and golden outputs.")

@@ -372,3 +372,51 @@ def fidelity_check(model: torch.nn.Module, data: Encoded, cached: CachedOutputs,
         agree += int((a == b).sum())
         total += a.numel()
     return {"rows": len(rows), "max_abs_diff": max_diff, "top1_agreement": agree / max(1, total), "ok": max_diff <= atol}
+
+
+BF16_FIDELITY_ATOL = 0.15  # bf16 keeps ~3 significant digits of logits of magnitude ~5
+
+
+def for_run(cfg, ctx, dcfg, teacher: torch.nn.Module, teacher_dir: Path, data: Encoded, pad_id: int, precision: str,
+            top_k: int | None, what: str, batch_size: int = 128, bf16_atol: float = BF16_FIDELITY_ATOL):
+    """(outputs, info) of a distillation stage: the teacher's outputs on ``data`` from the run's cache
+    (``distill.cache.dir``, else <runs-dir>/.cache/teacher-outputs), computed once under the training precision's
+    autocast on a miss (one process computes, the others read), then checked against the live fp32 teacher on
+    ``distill.cache.fidelity_samples`` rows (atol 1e-3 for an fp32 cache, ``bf16_atol`` under autocast)."""
+    from accelerate import PartialState
+
+    from compress.layout import teacher_cache as cache_root
+
+    runs_dir = ctx.runs_dir or ctx.run_dir.parent
+    root = Path(dcfg.cache.dir) if dcfg.cache.dir else cache_root(runs_dir)
+    store = TeacherCache(root)
+    autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    # Full logits are raw, whatever T: the key holds T only for top-k soft targets, so runs and sweeps
+    # over the temperature share one cache entry.
+    key = store.key(teacher_dir, data, dcfg.temperature if top_k else 1.0, top_k, extra={"autocast": str(autocast)})
+    device = str(next(teacher.parameters()).device)
+
+    def compute():
+        form = f"top-{top_k} with the remaining mass" if top_k else "full logits"
+        with ctx.console.status(f"teacher outputs for {len(data)} {what} ({form}; once, cached in {root})"):
+            return compute_teacher_outputs(teacher, data, pad_id, batch_size, device, top_k, dcfg.temperature,
+                                           autocast_dtype=autocast)
+
+    with PartialState().main_process_first():  # one process computes; the others then read the cache
+        outputs, hit = get_or_compute(store, key, compute)
+    info = {"hit": hit, "key": key[:16], "dir": str(root), "format": outputs.format, "top_k": outputs.top_k,
+            "autocast": outputs.autocast}
+    if dcfg.cache.fidelity_samples:
+        atol = bf16_atol if autocast is not None else 1e-3
+        with ctx.console.status(f"teacher outputs: fidelity check on {dcfg.cache.fidelity_samples} {what}"):
+            check = fidelity_check(teacher, data, outputs, pad_id, sample=dcfg.cache.fidelity_samples, seed=cfg.seed,
+                                   atol=atol, device=device, batch_size=min(32, batch_size))
+        info["fidelity"] = {**check, "atol": atol}
+        if not check["ok"]:
+            raise CompressError(f"distill.cache: cached teacher outputs differ from the live teacher by "
+                                f"{check['max_abs_diff']:.3g} (atol {atol}) in {store.path(key)}; delete it and run again")
+    ctx.console.print(f"teacher outputs: cache {'hit' if hit else 'miss, computed and stored'} ({key[:12]})"
+                      + (f", fidelity max diff {info['fidelity']['max_abs_diff']:.2e}, top-1 agreement "
+                         f"{info['fidelity']['top1_agreement']:.1%} on {info['fidelity']['rows']} {what}"
+                         if "fidelity" in info else ""))
+    return outputs, info

@@ -173,6 +173,22 @@ def kd_loss(student_logits, teacher_logits, labels, temperature: float, alpha: f
     return alpha * ce + (1.0 - alpha) * kd, {"ce": ce.item(), "kd": kd.item(), "kl": kd.item()}
 
 
+def topk_forward_kl(student_logits, probs, rest_mass, indices, temperature: float = 1.0, mask=None, num_tokens=None):
+    """T^2 * KL(p_t || p_s) against a teacher stored as its top-k (DistillKit's sparse targets): the k classes
+    ``indices`` with probabilities ``probs`` (softmax(teacher / T) there) and ``rest_mass``, the teacher's mass on
+    every other class, which is compared with the student's mass there as one more class. Exact when the
+    teacher puts no mass outside its top-k; a lower bound of the full KL otherwise (the chain rule of KL)."""
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    log_s = F.log_softmax(student_logits.float() / temperature, dim=-1)
+    log_s_top = log_s.gather(-1, indices)
+    log_s_rest = torch.log1p(-log_s_top.exp().sum(-1).clamp(max=1 - 1e-6))
+    tiny = torch.finfo(torch.float32).tiny
+    terms = (probs * (probs.clamp_min(tiny).log() - log_s_top)).sum(-1)
+    terms = terms + rest_mass * (rest_mass.clamp_min(tiny).log() - log_s_rest)
+    return _masked_mean(terms, mask, num_tokens) * (temperature * temperature)
+
+
 def uniform_layer_map(student_layers: int, teacher_layers: int) -> list[tuple[int, int]]:
     """[(0, 0)] + [(i, round(i * n_t / n_s)) for i in 1..n_s], halves rounded up.
 

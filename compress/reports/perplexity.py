@@ -31,6 +31,8 @@ def markdown(report: Report) -> str:
         lines += ["", f"Distillation gain, {name}: perplexity {g['student_perplexity']:.3f} against "
                   f"{g['baseline_perplexity']:.3f} ({g['difference']:+.3f}, {g['relative']:+.1%}): the distilled student is "
                   f"{verdict}."]
+    if report.get("scores"):
+        lines += [""] + scores_markdown(report.get("scores"))
     mobile = [v for v in report.variants if "mobile" in v.measurements]
     if mobile:
         lines += ["", "## mobile target (one thread, ONNX Runtime)", "", "| variant | first token (ms) | tokens/s | peak memory (MiB) |",
@@ -65,3 +67,61 @@ def markdown(report: Report) -> str:
                   f"{v['greedy_equal_to_torch']} prompts."]
     lines += ["", "Stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in report.stage_seconds.items()), ""]
     return "\n".join(lines)
+
+
+NAMES = {"lambada": "LAMBADA", "hellaswag": "HellaSwag", "piqa": "PIQA", "arc_easy": "ARC-Easy"}
+
+
+def _pts(d: dict) -> str:
+    return f"{100 * d['difference']:+.1f} [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]"
+
+
+def _ratio(w: dict) -> str:
+    r = w.get("ratio")
+    if not r:
+        return "-"
+    return f"{r['value']:.3f}" + (f" [{r['low']:.3f}, {r['high']:.3f}]" if r["low"] == r["low"] else "")  # nan: 1 window
+
+
+def scores_markdown(scores: dict) -> list[str]:
+    """The zero-shot tables of report.md: scores with their intervals, then paired differences against the
+    teacher, then what distillation bought (compress/tasks/causal_lm/retention.py)."""
+    sets, rows = scores["sets"], scores["against_teacher"]
+    names = list(sets)
+    wiki = scores.get("wikitext")
+    lines = ["## Zero-shot scores (lm-evaluation-harness definitions)", "",
+             "Items per set: " + ", ".join(f"{NAMES[n]} {sets[n]['items']} ({sets[n]['metric']})" for n in names)
+             + f"; a seeded subset (seed {scores['seed']}), the same items for every variant. "
+             + (f"WikiText-2: its first {next(iter(rows.values()))['wikitext']['tokens']:,} tokens in windows of "
+                f"{wiki['window']}; bits per byte compare across tokenizers. " if wiki else "")
+             + "Brackets: 95% intervals (Wilson for a score; paired over the same items for a difference).", "",
+             "| variant | " + ("WikiText-2 ppl | bits/byte | " if wiki else "") + " | ".join(NAMES[n] for n in names)
+             + " | mean |", "|---|" + ("---:|---:|" if wiki else "") + "---:|" * (len(names) + 1)]
+    for name, r in rows.items():
+        cells = [f"{s['value']:.3f} [{s['low']:.2f}, {s['high']:.2f}]" for s in (r["sets"][n] for n in names)]
+        w = r.get("wikitext")
+        lines.append(f"| {name} | " + (f"{w['perplexity']:.2f} | {w['bits_per_byte']:.3f} | " if wiki else "")
+                     + " | ".join(cells) + f" | {r['mean']['value']:.3f} |")
+    lines += ["", "### Against the teacher (paired differences in points; perplexity as a ratio)", "",
+              "| variant | " + ("perplexity ratio | " if wiki else "") + " | ".join(NAMES[n] for n in names)
+              + " | mean | retention | above chance |", "|---|" + ("---:|" if wiki else "") + "---:|" * (len(names) + 3)]
+    for name, r in rows.items():
+        m = r["mean"]
+        lines.append(f"| {name} | " + (f"{_ratio(r['wikitext'])} | " if wiki else "")
+                     + " | ".join(_pts(r["sets"][n]["paired"]) for n in names) + f" | {_pts(m['paired'])} | "
+                     f"{m['retention']:.1%} [{m['retention_low']:.1%}, {m['retention_high']:.1%}] | "
+                     + (f"{m['above_chance']:.1%} [{m['above_chance_low']:.1%}, {m['above_chance_high']:.1%}] |"
+                        if m["above_chance"] is not None else "- |"))
+    for label, g in scores.get("distillation_gain", {}).items():
+        m = g["mean"]
+        verdict = ("better" if m["paired"]["low"] > 0 else "worse" if m["paired"]["high"] < 0
+                   else "not resolved by these items")
+        text = (f"Distillation gain, {label}: mean accuracy {100 * m['paired']['difference']:+.1f} points "
+                f"[{100 * m['paired']['low']:+.1f}, {100 * m['paired']['high']:+.1f}] ({verdict}); per set "
+                + ", ".join(f"{NAMES[n]} {_pts(s['paired'])}" for n, s in g["sets"].items()))
+        if g.get("wikitext"):
+            w = g["wikitext"]
+            text += (f"; WikiText-2 perplexity {w['perplexity']:.2f} against {w['reference_perplexity']:.2f}, ratio "
+                     f"{_ratio(w)}")
+        lines += ["", text + "."]
+    return lines + [""]

@@ -11,6 +11,8 @@ Stages, in order (each module: NAME, DEPENDS, CONFIG, ``run(cfg, ctx) -> metrics
     export    ONNX with the KV cache; logits parity at several lengths (with and without the cache), greedy
               tokens equal to PyTorch's generate on held-out prompts                          -> export/<model>/
     quantize  dynamic int8 of the ONNX student, held to a perplexity budget                     -> quantize/<variant>/
+    score     zero-shot scores of every variant as papers report them (scores.enabled): WikiText-2 perplexity and
+              bits per byte, LAMBADA, HellaSwag, PIQA, ARC-Easy, on the same seeded items  -> score/results.json
     bench     perplexity of every variant on held-out text; time to first token, tokens/s, peak RSS at batch 1
               on each target (fresh process); greedy generations from the same prompts        -> bench/results.json
     report    report.json / report.md                                                          -> runs/<name>/
@@ -27,7 +29,7 @@ compress/reports/perplexity.py (report.md).
 from compress.tasks import Task
 
 _HERE = __name__
-STAGES = ("teacher", "student", "distill", "baseline", "export", "quantize", "bench", "report", "ship")
+STAGES = ("teacher", "student", "distill", "baseline", "export", "quantize", "score", "bench", "report", "ship")
 
 TASK = Task(
     name="causal-lm",

@@ -26,10 +26,11 @@ CONFIG = ("bench", "data")
 
 
 def variants(ctx) -> list[dict]:
-    out = [{"name": "teacher", "role": "teacher", "format": "pytorch", "precision": "fp32", "path": ctx.layout.model("teacher")},
-           {"name": "teacher-onnx", "role": "teacher", "format": "onnx", "precision": "fp32",
-            "path": (ctx.layout.export_dir("teacher") / ONNX_FILE), "parent": "teacher"},
-           {"name": "student", "role": "student", "format": "pytorch", "precision": "fp32", "path": ctx.layout.model("distill")},
+    out = [{"name": "teacher", "role": "teacher", "format": "pytorch", "precision": "fp32", "path": ctx.layout.model("teacher")}]
+    if (ctx.layout.export_dir("teacher") / ONNX_FILE).is_file():  # export.teacher: false exports the student only
+        out.append({"name": "teacher-onnx", "role": "teacher", "format": "onnx", "precision": "fp32",
+                    "path": (ctx.layout.export_dir("teacher") / ONNX_FILE), "parent": "teacher"})
+    out += [{"name": "student", "role": "student", "format": "pytorch", "precision": "fp32", "path": ctx.layout.model("distill")},
            {"name": "student-onnx", "role": "student", "format": "onnx", "precision": "fp32",
             "path": (ctx.layout.export_dir("student") / ONNX_FILE), "parent": "student"}]
     listing = ctx.layout.variants_file

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 from compress import models
+from compress.distill import cache as teacher_cache
 from compress.distill.train import accelerator_for, fit
+from compress.envinfo import resolve_precision
 from compress.errors import CompressError
 from compress.layout import MODEL_DIR
 from compress.tasks.causal_lm import lm, preflight
@@ -16,6 +18,9 @@ NAME = "distill"
 DEPENDS = ("teacher", "student")
 DISTRIBUTED = True
 CONFIG = ("seed", "data", "distill")
+CACHE_FULL_ROWS = 1024  # vocabularies up to this size are cached whole; larger ones as their top-k (distill.cache.top_k)
+CACHE_BATCH_TOKENS = 2**27  # logits floats of one teacher batch while the cache is computed (512 MB)
+BF16_LM_ATOL = 1.0  # a 30-layer decoder's logits (magnitude ~20-30) in bf16 autocast against fp32
 
 
 def run(cfg, ctx) -> dict:
@@ -47,12 +52,20 @@ def run(cfg, ctx) -> dict:
     else:
         teacher_model.to(accelerator.device).eval().requires_grad_(False)  # frozen
         shared = pre.shared_vocab if pre.mode == "sliced" else None
-        ctx.console.print(f"distill: token-level {dcfg.divergence} T={dcfg.temperature}, alpha={dcfg.alpha}, live "
-                          f"teacher (full next-token distributions over {shared or output_rows(model)} tokens), "
+        cached, rows = None, output_rows(model)
+        if dcfg.cache.enabled and pre.mode == "same" and (dcfg.divergence == "forward_kl" or rows <= CACHE_FULL_ROWS):
+            top_k = None if rows <= CACHE_FULL_ROWS else dcfg.cache.top_k
+            cached, metrics["cache"] = teacher_cache.for_run(
+                cfg, ctx, dcfg, teacher_model, ctx.layout.model("teacher"), data, tok.pad_token_id,
+                resolve_precision(dcfg.train.precision, ctx.device), top_k=top_k, what="rows",
+                batch_size=max(1, CACHE_BATCH_TOKENS // (cfg.data.max_length * max(rows, 1))), bf16_atol=BF16_LM_ATOL)
+        source = (f"cached teacher ({'full distributions' if cached.format == 'full' else f'top-{cached.top_k} and the rest mass'})"
+                  if cached is not None else f"live teacher (full next-token distributions over {shared or rows} tokens)")
+        ctx.console.print(f"distill: token-level {dcfg.divergence} T={dcfg.temperature}, alpha={dcfg.alpha}, {source}, "
                           f"{len(data)} rows" + (f" ({metrics['sequence']['rows']} of them teacher completions)"
                                                  if seq.mode == "mix" else ""))
         metrics["train"] = fit(TokenKD(model, dcfg, shared), data, tok.pad_token_id, dcfg.train, accelerator, cfg.seed,
-                               kd_loss_fn(teacher_model, accelerator), "distill", ctx.console,
+                               kd_loss_fn(teacher_model, accelerator, cached), "distill", ctx.console,
                                checkpoint_dir=ctx.checkpoint_dir)
     models.save(model.cpu(), tok, ctx.out / MODEL_DIR)
     return metrics

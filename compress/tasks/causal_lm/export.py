@@ -20,7 +20,8 @@ CONFIG = ("export", "data")
 def run(cfg, ctx) -> dict:
     text = load_text(cfg)
     results = {}
-    for name, folder in (("teacher", ctx.layout.model("teacher")), ("student", ctx.layout.model("distill"))):
+    models = [("teacher", ctx.layout.model("teacher"))] if cfg.export.teacher else []
+    for name, folder in models + [("student", ctx.layout.model("distill"))]:
         out = ctx.out / name
         with ctx.console.status(f"exporting {name} to ONNX with its KV cache ({onnxlm.TASK})"):
             path = onnxlm.export(folder, out, cfg.export.opset)

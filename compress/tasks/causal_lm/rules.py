@@ -37,19 +37,38 @@ def refuse(cfg: PipelineConfig) -> list[str]:
                         "distill.sequence.mode: mix (the teacher writes extra training text)")
     if cfg.student.architecture != "same":
         problems.append(f"student.architecture: {cfg.student.architecture} maps a BERT classifier; for {WHY} use same")
-    for key in ("num_attention_heads", "intermediate_size"):
-        if cfg.student.method == "layers" and getattr(cfg.student, key) is not None:
-            problems.append(f"student.{key}: pruning the teacher's layers is for classifiers; for {WHY} use "
-                            f"student.method: config for fewer heads or a narrower feed-forward (or set it to null)")
+    if cfg.student.method == "layers" and cfg.student.num_attention_heads is not None:
+        problems.append(f"student.num_attention_heads: pruning a decoder's heads is not offered for {WHY} (grouped "
+                        "key-value heads); prune its feed-forward with student.intermediate_size, or use "
+                        "student.method: config for fewer heads (or set it to null)")
+    if cfg.student.method == "layers" and cfg.student.layers is not None and cfg.student.num_layers is not None:
+        problems.append(f"student.num_layers: {cfg.student.num_layers} with student.layers {cfg.student.layers}: give "
+                        "the layers to keep, or how many to keep ranked on the data, not both")
     if cfg.refine.enabled:
         problems.append(f"refine.enabled: pruning and distilling again is for classifiers; for {WHY} set it to false "
                         "and use student.method: config for a narrower student")
     if cfg.data.validation_split:
         problems.append(f"data.validation_split: per-epoch validation is for classifiers; for {WHY} the held-out text "
                         "is data.holdout_fraction of the text (or <eval_split>.txt in a folder); set it to null")
+    if cfg.scores.enabled:
+        problems += _score_files(cfg.scores)
     if cfg.sweep is not None:
         problems.append(f"sweep: not for {WHY} yet (sweep.json summarises accuracy); run the points one by one with "
                         "key=value overrides and different names")
+    return problems
+
+
+def _score_files(scfg) -> list[str]:
+    from compress.tasks.causal_lm.zeroshot import FILES
+
+    folder = Path(scfg.folder).expanduser()
+    if not folder.is_dir():
+        return [f"scores.folder: not a folder: {scfg.folder} (it holds the evaluation sets: "
+                f"{', '.join(FILES.values())} and the WikiText-2 text)"]
+    problems = [f"scores.sets.{name}: {folder / FILES[name]} not found" for name in scfg.sets
+                if not (folder / FILES[name]).is_file()]
+    if scfg.wikitext and not (folder / scfg.wikitext).is_file():
+        problems.append(f"scores.wikitext: {folder / scfg.wikitext} not found (or set scores.wikitext: null)")
     return problems
 
 

@@ -34,17 +34,47 @@ def load_text(cfg) -> Text:
     if is_local_path(d.source):
         path = Path(d.source).expanduser()
         if path.is_file():
+            if path.suffix == ".jsonl":
+                return _holdout(_documents([path], d.text_column, cfg.seed), d.holdout_fraction, str(path))
             return _holdout(_read(path), d.holdout_fraction, str(path))
         if path.is_dir():
             train, held = path / f"{d.train_split}.txt", path / f"{d.eval_split}.txt"
             if train.is_file() and held.is_file():
                 return Text(_read(train), _read(held), f"{train} and {held}")
             files = sorted(path.glob("*.txt"))
+            jsonl = sorted(path.glob("*.jsonl"))
+            if not files and jsonl:
+                return _holdout(_documents(jsonl, d.text_column, cfg.seed), d.holdout_fraction,
+                                f"{len(jsonl)} .jsonl files in {path} (field '{d.text_column}', documents shuffled "
+                                f"with seed {cfg.seed})")
             if not files:
-                raise CompressError(f"data.source: no .txt files in {path}")
+                raise CompressError(f"data.source: no .txt or .jsonl files in {path}")
             return _holdout("\n\n".join(_read(f) for f in files), d.holdout_fraction, f"{len(files)} .txt files in {path}")
         raise CompressError(f"data.source: not found: {d.source}")
     return _hub(d)
+
+
+def _documents(paths: list[Path], field: str, seed: int) -> str:
+    """The ``field`` of every JSON line of ``paths``, documents in a seeded order (so the held-out end of the text
+    mixes every file), separated by blank lines."""
+    import json
+
+    docs = []
+    for path in paths:
+        for i, line in enumerate(_read(path).splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise CompressError(f"{path}: line {i} is not JSON ({exc.msg})") from None
+            if not isinstance(row, dict) or not isinstance(row.get(field), str):
+                raise CompressError(f"data.text_column: line {i} of {path} has no text field '{field}' (fields found: "
+                                    f"{', '.join(row) if isinstance(row, dict) else type(row).__name__})")
+            if row[field].strip():
+                docs.append(row[field].strip())
+    random.Random(seed).shuffle(docs)
+    return "\n\n".join(docs) + "\n"
 
 
 def _read(path: Path) -> str:

@@ -181,23 +181,55 @@ def shared_context_loglikelihoods(model, groups: list[tuple[list[int], list[list
     return out
 
 
+def decoder_shared_context_loglikelihoods(decoder, groups: list[tuple[list[int], list[list[int]]]]) -> list[list[tuple[float, bool]]]:
+    """:func:`shared_context_loglikelihoods` for an ONNX decoder with its KV cache (onnxlm.Decoder): the context
+    runs once, its cache is repeated for the continuations, which run together right-padded."""
+    out = []
+    for ctx, conts in groups:
+        logits, past = decoder.step(np.asarray([ctx], dtype=np.int64), np.ones((1, len(ctx)), dtype=np.int64))
+        first = np.asarray(logits[0, -1], dtype=np.float64)
+        width = max(len(c) for c in conts) - 1
+        rest = None
+        if width > 0:
+            ids = np.zeros((len(conts), width), dtype=np.int64)
+            mask = np.zeros((len(conts), len(ctx) + width), dtype=np.int64)
+            mask[:, : len(ctx)] = 1
+            for r, c in enumerate(conts):
+                ids[r, : len(c) - 1] = c[:-1]
+                mask[r, len(ctx): len(ctx) + len(c) - 1] = 1
+            rest, _ = decoder.step(ids, mask, [np.repeat(p, len(conts), axis=0) for p in past])
+        results = []
+        for r, c in enumerate(conts):
+            step = np.concatenate([first[None]] + ([np.asarray(rest[r, : len(c) - 1], dtype=np.float64)]
+                                                   if len(c) > 1 else []), 0)
+            logp = step - _logsumexp(step)
+            results.append((float(logp[np.arange(len(c)), c].sum()), bool((step.argmax(-1) == np.asarray(c)).all())))
+        out.append(results)
+    return out
+
+
 def _logsumexp(x: np.ndarray) -> np.ndarray:
     top = x.max(-1, keepdims=True)
     return top + np.log(np.exp(x - top).sum(-1, keepdims=True))
 
 
 def score(name: str, items: list[Item], tokenizer, logits_fn=None, max_length: int = 2048, batch_size: int = 16,
-          model=None) -> dict:
+          model=None, decoder=None) -> dict:
     """acc, acc_norm (multiple choice) or acc and perplexity (lambada) over ``items``, with each item's outcome
-    (for paired differences between two models on the same items). With ``model`` (a PyTorch causal LM) each
-    context is computed once for its continuations; else every pair goes through ``logits_fn``."""
+    (for paired differences between two models on the same items). With ``model`` (a PyTorch causal LM) or
+    ``decoder`` (an ONNX decoder with its KV cache, onnxlm.Decoder) each context is computed once for its
+    continuations; else every pair goes through ``logits_fn``."""
     encoded = [[encode_pair(tokenizer, item.context, c) for c in item.continuations()] for item in items]
-    shared = model is not None and all(len({tuple(ctx) for ctx, _ in e}) == 1 and
-                                       max(len(ctx) + len(cont) for ctx, cont in e) <= max_length for e in encoded)
+    shared = (model is not None or decoder is not None) and all(
+        len({tuple(ctx) for ctx, _ in e}) == 1 and max(len(ctx) + len(cont) for ctx, cont in e) <= max_length
+        for e in encoded)
     if shared:
-        per_item = shared_context_loglikelihoods(model, [(e[0][0], [cont for _, cont in e]) for e in encoded])
+        groups = [(e[0][0], [cont for _, cont in e]) for e in encoded]
+        per_item = (shared_context_loglikelihoods(model, groups) if model is not None
+                    else decoder_shared_context_loglikelihoods(decoder, groups))
     else:
-        flat = loglikelihoods(logits_fn or torch_logits_fn(model), [p for e in encoded for p in e], max_length,
+        logits_fn = logits_fn or (decoder.logits if decoder is not None else torch_logits_fn(model))
+        flat = loglikelihoods(logits_fn, [p for e in encoded for p in e], max_length,
                               tokenizer.pad_token_id, batch_size)
         ends = np.cumsum([len(e) for e in encoded])
         per_item = [flat[end - len(e):end] for e, end in zip(encoded, ends)]

@@ -18,7 +18,6 @@ from compress.distill.losses import HiddenStateLoss, attention_loss, kd_loss, un
 from compress.distill.train import accelerator_for, fit, validation_evaluator
 from compress.envinfo import resolve_precision
 from compress.errors import CompressError
-from compress.layout import teacher_cache as cache_root
 
 
 class Trainable(torch.nn.Module):
@@ -61,8 +60,9 @@ def distil(cfg, ctx, dcfg, teacher_dir: Path, student, tokenizer, desc: str,
     metrics: dict = {"temperature": dcfg.temperature, "alpha": dcfg.alpha, "divergence": dcfg.divergence}
     cached = None
     if dcfg.cache.enabled and not live:
-        cached, metrics["cache"] = _cached_outputs(cfg, ctx, dcfg, teacher, teacher_dir, data, tokenizer.pad_token_id,
-                                                   precision)
+        cached, metrics["cache"] = teacher_cache.for_run(
+            cfg, ctx, dcfg, teacher, teacher_dir, data, tokenizer.pad_token_id, precision,
+            top_k=teacher_cache.default_top_k(teacher.config.num_labels), what="sentences")
     if dcfg.attention_weight > 0:
         for m in (teacher, student):
             m.config._attn_implementation = "eager"  # attention maps are returned only by eager attention
@@ -122,45 +122,8 @@ def _attention_map(student, teacher) -> list[tuple[int, int]]:
     return [(i - 1, j - 1) for i, j in uniform_layer_map(s, t) if i > 0]
 
 
-def _cached_outputs(cfg, ctx, dcfg, teacher, teacher_dir: Path, data, pad_id: int, precision: str):
-    runs_dir = ctx.runs_dir or ctx.run_dir.parent
-    root = Path(dcfg.cache.dir) if dcfg.cache.dir else cache_root(runs_dir)
-    store = teacher_cache.TeacherCache(root)
-    autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    top_k = teacher_cache.default_top_k(teacher.config.num_labels)
-    # Full logits are raw, whatever T: the key holds T only for top-k soft targets, so runs and sweeps
-    # over the temperature share one cache entry.
-    key = store.key(teacher_dir, data, dcfg.temperature if top_k else 1.0, top_k, extra={"autocast": str(autocast)})
-    device = str(next(teacher.parameters()).device)
-
-    def compute():
-        with ctx.console.status(f"teacher outputs for {len(data)} sentences (once; cached in {root})"):
-            return teacher_cache.compute_teacher_outputs(teacher, data, pad_id, 128, device, top_k,
-                                                         dcfg.temperature, autocast_dtype=autocast)
-
-    from accelerate import PartialState
-
-    with PartialState().main_process_first():  # one process computes; the others then read the cache
-        outputs, hit = teacher_cache.get_or_compute(store, key, compute)
-    info = {"hit": hit, "key": key[:16], "dir": str(root)}
-    if dcfg.cache.fidelity_samples:
-        atol = BF16_FIDELITY_ATOL if autocast is not None else 1e-3
-        check = teacher_cache.fidelity_check(teacher, data, outputs, pad_id, sample=dcfg.cache.fidelity_samples,
-                                             seed=cfg.seed, atol=atol, device=device)
-        info["fidelity"] = check
-        if not check["ok"]:
-            raise CompressError(f"distill.cache: cached teacher outputs differ from the live teacher by "
-                                f"{check['max_abs_diff']:.3g} (atol {atol}) in {store.path(key)}; delete it and run again")
-    ctx.console.print(f"teacher outputs: cache {'hit' if hit else 'miss, computed and stored'} ({key[:12]})"
-                      + (f", fidelity max diff {info['fidelity']['max_abs_diff']:.2e} on {info['fidelity']['rows']} rows"
-                         if "fidelity" in info else ""))
-    return outputs, info
-
-
 def cross_entropy(model, batch):
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     loss = F.cross_entropy(logits.float(), batch["labels"])
     return loss, {"ce": loss.item()}
 
-
-BF16_FIDELITY_ATOL = 0.15  # bf16 keeps ~3 significant digits of logits of magnitude ~5

@@ -18,6 +18,12 @@ def refuse(cfg: PipelineConfig) -> list[str]:
     if cfg.distill.sequence.mode != "off":
         problems.append(f"distill.sequence.mode: {cfg.distill.sequence.mode}: sequence-level distillation is for "
                         "task: causal-lm (a classifier generates no text); set it to off")
+    if cfg.student.method == "layers" and cfg.student.num_layers is not None:
+        problems.append("student.num_layers: ranking a classifier's layers is not offered (it is for task: causal-lm); "
+                        "list them in student.layers, or use student.method: config")
+    if cfg.scores.enabled:
+        problems.append("scores.enabled: the zero-shot scores (WikiText-2, LAMBADA, HellaSwag, PIQA, ARC-Easy) are "
+                        "for task: causal-lm; a classifier is scored by accuracy on data.eval_split: set it to false")
     return problems
 
 
