@@ -168,6 +168,39 @@ def verify(
     verify_bundle(bundle, Console(highlight=False, soft_wrap=True))  # one line per check, however narrow the terminal
 
 
+@app.command()
+@guarded
+def generate(
+    bundle: Path = typer.Argument(..., help="A causal-lm bundle written by compress run, e.g. exports/tiny-lm"),
+    prompt: str = typer.Argument(..., help="The text to continue, or the user's message when the model has a chat template."),
+    max_new_tokens: int = typer.Option(128, "--max-new-tokens", min=1, help="Stop after this many new tokens."),
+    temperature: float = typer.Option(0.0, "--temperature", min=0, help="0: greedy; above 0: sample from "
+                                      "softmax(logits / temperature)."),
+    top_k: int = typer.Option(0, "--top-k", min=0, help="Sample from the K likeliest tokens only (with --temperature; 0: all)."),
+    seed: int = typer.Option(0, "--seed", help="Of the sampling."),
+    no_chat_template: bool = typer.Option(False, "--no-chat-template", help="Send the prompt as it is, even when the "
+                                          "bundle has a chat template."),
+) -> None:
+    """Try a causal-lm bundle: its reply to PROMPT, streamed token by token.
+
+    The files are checked against manifest.json first. An instruct model's chat template (in the bundle's
+    tokenizer files) turns PROMPT into one user message, as transformers' apply_chat_template does. Greedy
+    unless --temperature is above 0; stops at the end-of-sequence token or after --max-new-tokens. Needs
+    neither torch nor transformers: tokenizers, jinja2, numpy and onnxruntime.
+    """
+    import sys
+
+    from compress.verify import generate as reply
+
+    if top_k and not temperature:
+        raise CompressError(f"--top-k: {top_k} with greedy decoding; give --temperature above 0 to sample")
+    for piece in reply(bundle, prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, seed=seed,
+                       chat=not no_chat_template):
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+
+
 @app.command("report")
 @guarded
 def report_command(

@@ -7,12 +7,14 @@ and ``model.ort`` with ONNX Runtime, the logits compared with ``golden.json``.
 
 It runs where the bundle will run, so it imports numpy, onnxruntime and tokenizers only: never torch
 or transformers, nor any compress module that imports them (compress.models, compress.data, the stages). The
-golden replay is the bundle's task's (its ``bundle_check`` hook: compress/tasks/<task>/golden.py).
+golden replay is the bundle's task's (its ``bundle_check`` hook: compress/tasks/<task>/golden.py). ``compress generate``
+makes the same file check, then hands the bundle to its task's ``generate`` hook (causal-lm: a streamed reply).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -111,6 +113,21 @@ def load_bundle(bundle: Path, model: str = ONNX_FILE) -> Bundle:
     if failed:
         raise CompressError(*failed)
     return Bundle(bundle, manifest, model)
+
+
+def generate(bundle: Path, prompt: str, **options) -> Iterator[str]:
+    """``compress generate``: every file checked against manifest.json (nothing is loaded from a changed bundle),
+    then the task that wrote the bundle streams its reply (its ``generate`` hook: causal-lm only so far)."""
+    bundle = Path(bundle)
+    manifest = load_manifest(bundle)
+    task = tasks.get(manifest.task)
+    if not task.has("generate"):
+        able = [n for n in tasks.names() if tasks.get(n).has("generate")]
+        raise CompressError(f"{bundle}: a {task.name} bundle; compress generate runs {', '.join(able)} bundles")
+    failed = [c.problem for c in check_files(bundle, manifest) if not c.ok]
+    if failed:
+        raise CompressError(*failed)
+    return task.hook("generate")(bundle, prompt, **options)
 
 
 # ----------------------------------------------------------------------------- files

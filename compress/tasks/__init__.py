@@ -15,6 +15,7 @@ Hooks (each optional but ``stages``):
     markdown(report) -> str                   report.md of a Report record (compress report)
     html(report) -> str                       report.html of a Report record (compress report)
     bundle_check(bundle, model, golden, manifest) -> Check   the golden replay of compress verify (a Manifest)
+    generate(bundle, prompt, **options) -> Iterator[str]      compress generate: the reply, streamed (files checked)
 """
 
 from __future__ import annotations

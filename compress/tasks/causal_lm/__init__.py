@@ -22,8 +22,8 @@ The library of the task: lm.py (load, build, save decoders), text.py (plain text
 (token-level KD, next-token CE, the teacher's completions), onnxlm.py (export and the ONNX decoder with its cache,
 numpy and onnxruntime only), preflight.py (do two tokenizers agree), checks.py (parity and greedy checks),
 bundle.py (golden set, model card), worker.py (the timed generation in a fresh process), zeroshot.py (zero-shot
-scores as lm-evaluation-harness computes them). Hooks: rules.py, summary.py, golden.py, and
-compress/reports/perplexity.py (report.md).
+scores as lm-evaluation-harness computes them). Hooks: rules.py, summary.py, golden.py, generate.py (compress
+generate: a bundle's reply, streamed without torch), and compress/reports/perplexity.py (report.md).
 """
 
 from compress.tasks import Task
@@ -42,6 +42,7 @@ TASK = Task(
         "summary": f"{_HERE}.summary:summary",
         "markdown": "compress.reports.perplexity:markdown",
         "bundle_check": f"{_HERE}.golden:check_decoder",
+        "generate": f"{_HERE}.generate:stream",
     },
     comparable=False,  # compress compare and the comparison page read classification reports only so far
 )

@@ -77,4 +77,8 @@ def model_card(cfg, report: Report, variant: Variant, spec: dict, golden: dict) 
         "the returned cache.", "",
         f"`{GOLDEN_FILE}` holds {len(golden['samples'])} prompts with their ids, next-token logits and greedy "
         f"continuations ({golden['new_tokens']} tokens); `compress verify <this folder>` replays them and checks "
-        f"every file against `{MANIFEST_FILE}`.", ""])
+        f"every file against `{MANIFEST_FILE}`.", "",
+        "Try it: `compress generate <this folder> \"your prompt\"` checks the files, then streams the reply with "
+        "tokenizers, jinja2, numpy and onnxruntime (never torch or transformers), "
+        "greedy, through the chat template when the tokenizer files carry one (`--no-chat-template` to send the "
+        "prompt as it is; `--temperature`, `--top-k`, `--seed` to sample; `--max-new-tokens`).", ""])
