@@ -53,7 +53,7 @@ def run(cfg, ctx) -> dict:
         teacher_model.to(accelerator.device).eval().requires_grad_(False)  # frozen
         shared = pre.shared_vocab if pre.mode == "sliced" else None
         cached, rows = None, output_rows(model)
-        if dcfg.cache.enabled and pre.mode == "same" and (dcfg.divergence == "forward_kl" or rows <= CACHE_FULL_ROWS):
+        if dcfg.cache.enabled and pre.mode == "identical" and (dcfg.divergence == "forward_kl" or rows <= CACHE_FULL_ROWS):
             top_k = None if rows <= CACHE_FULL_ROWS else dcfg.cache.top_k
             cached, metrics["cache"] = teacher_cache.for_run(
                 cfg, ctx, dcfg, teacher_model, ctx.layout.model("teacher"), data, tok.pad_token_id,

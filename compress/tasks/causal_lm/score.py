@@ -78,8 +78,14 @@ def _runner(v: dict, cfg) -> dict:
     """zeroshot.score's keyword for this variant: the PyTorch model, or the ONNX decoder with its KV cache."""
     if v["format"] == "pytorch":
         model, _ = lm.load_saved(v["path"])
-        return {"model": model}
+        return {"model": model.to("cuda" if cfg.device != "cpu" and _cuda() else "cpu")}
     return {"decoder": onnxlm.Decoder(v["path"], threads=cfg.bench.threads)}
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def positions(folder: Path) -> int:
@@ -120,7 +126,7 @@ def wikitext_scores(runner: dict, tokenizer, text: str, max_tokens: int | None, 
     """Perplexity per token, bits per byte (the total negative log-likelihood in bits over the text's UTF-8
     bytes: comparable across tokenizers) and each window's NLL (for paired intervals)."""
     rows, nbytes = windows(tokenizer, text, max_tokens, window)
-    logits_fn = runner["decoder"].logits if "decoder" in runner else onnxlm.torch_logits_fn(runner["model"])
+    logits_fn = runner["decoder"].logits if "decoder" in runner else zeroshot.torch_logits_fn(runner["model"])
     per_window = []
     for row in rows:  # one window a call: rows are long, and a batch of them would hold V x window floats each
         ids = np.asarray([row], dtype=np.int64)

@@ -153,13 +153,29 @@ def _chunks(text: str, size: int = 1 << 16):
         yield text[i : i + size]
 
 
+_STREAMS: dict[tuple[str, str], list[int]] = {}  # the stages of one run tokenize the same text with the same tokenizer
+
+
 def token_stream(tokenizer, text: str) -> list[int]:
     """Token ids of ``text``, tokenized in chunks of 2,000 lines (bounded memory; a chunk boundary can only split
-    a run of newlines into two tokens where one call would have made one)."""
+    a run of newlines into two tokens where one call would have made one). Kept in memory for the next stage of
+    the run that asks for the same text with the same tokenizer (millions of tokens take minutes on 2 cores)."""
+    import hashlib
+
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    key = (hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest(),
+           hashlib.sha256(backend.to_str().encode()).hexdigest() if backend is not None else repr(tokenizer))
+    if key in _STREAMS:
+        return list(_STREAMS[key])
     ids: list[int] = []
     lines = text.splitlines(keepends=True)
-    for start in range(0, len(lines), 2000):
-        ids += tokenizer("".join(lines[start : start + 2000]), add_special_tokens=False)["input_ids"]
+    chunks = ["".join(lines[start : start + 2000]) for start in range(0, len(lines), 2000)]
+    for start in range(0, len(chunks), 8):  # a batch of chunks: the fast tokenizer spreads it over the cores
+        for row in tokenizer(chunks[start : start + 8], add_special_tokens=False)["input_ids"]:
+            ids += row
+    if len(ids) > 100_000:
+        _STREAMS.clear()  # one large stream at a time
+        _STREAMS[key] = list(ids)
     return ids
 
 

@@ -153,10 +153,10 @@ def shared_context_loglikelihoods(model, groups: list[tuple[list[int], list[list
     positions that predict a continuation token go through the output layer."""
     import torch
 
-    out, head = [], model.get_output_embeddings()
+    out, head, device = [], model.get_output_embeddings(), model.device
     with torch.inference_mode():
         for ctx, conts in groups:
-            first = model(input_ids=torch.tensor([ctx]), use_cache=True)
+            first = model(input_ids=torch.tensor([ctx], device=device), use_cache=True)
             head_first = first.logits[0, -1].double()
             past = first.past_key_values
             past.batch_repeat_interleave(len(conts))
@@ -169,12 +169,13 @@ def shared_context_loglikelihoods(model, groups: list[tuple[list[int], list[list
                 for r, c in enumerate(conts):
                     ids[r, : len(c) - 1] = torch.tensor(c[:-1])
                     mask[r, len(ctx): len(ctx) + len(c) - 1] = 1
-                hidden = model.base_model(input_ids=ids, attention_mask=mask, past_key_values=past, use_cache=True)[0]
+                hidden = model.base_model(input_ids=ids.to(device), attention_mask=mask.to(device), past_key_values=past,
+                                          use_cache=True)[0]
             for r, c in enumerate(conts):
                 rows = [head_first] + ([head(hidden[r, : len(c) - 1]).double()] if len(c) > 1 else [])
                 step = torch.cat([rows[0][None]] + rows[1:], 0)
                 logp = step - torch.logsumexp(step, -1, keepdim=True)
-                target = torch.tensor(c)
+                target = torch.tensor(c, device=device)
                 results.append((float(logp[torch.arange(len(c)), target].sum()),
                                 bool((step.argmax(-1) == target).all())))
             out.append(results)
@@ -252,7 +253,8 @@ def torch_logits_fn(model):
 
     def run(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            out = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).logits
-        return out.float().numpy()
+            out = model(input_ids=torch.from_numpy(ids).to(model.device),
+                        attention_mask=torch.from_numpy(mask).to(model.device)).logits
+        return out.float().cpu().numpy()
 
     return run
