@@ -206,9 +206,28 @@ def test_sequence_level_completions_come_from_the_teacher(tokenizer):
 
 
 @pytest.mark.slow
+def _eval_sets(folder):
+    """Four evaluation items a set in the files' formats, and a WikiText-like text (generated)."""
+    import json
+
+    folder.mkdir()
+    lines = [line for line in generate_text(40, seed=3).splitlines() if " " in line.strip()]
+    rows = {"hellaswag_val.jsonl": [{"ctx": f"KING: {lines[i]}", "endings": lines[i + 1:i + 5], "label": i % 4}
+                                    for i in range(4)],
+            "piqa.jsonl": [{"query": f"Question: {lines[i]}", "choices": lines[i + 1:i + 3], "gold": i % 2} for i in range(4)],
+            "arc_easy.jsonl": [{"query": f"Question: {lines[i]}", "choices": lines[i + 1:i + 5], "gold": 0} for i in range(4)],
+            "lambada_openai.jsonl": [{"context": lines[i].rsplit(" ", 1)[0], "continuation": " " + lines[i].rsplit(" ", 1)[1]}
+                                     for i in range(4)]}
+    for name, items in rows.items():
+        (folder / name).write_text("".join(json.dumps(r) + "\n" for r in items))
+    (folder / "wikitext2_test.raw").write_text(generate_text(30, seed=4))
+    return folder
+
+
 def test_tiny_lm_run_end_to_end(tmp_path):
     result = invoke("run", ROOT / "pipelines" / "tiny-lm.yaml", "--runs-dir", tmp_path / "runs",
-                    f"ship.dir={tmp_path / 'exports'}")
+                    f"ship.dir={tmp_path / 'exports'}", "scores.enabled=true",
+                    f"scores.folder={_eval_sets(tmp_path / 'eval')}", "scores.wikitext_tokens=200", "scores.window=64")
     assert result.exit_code == 0, result.output + (result.stderr or "")
     import json
 
@@ -223,6 +242,15 @@ def test_tiny_lm_run_end_to_end(tmp_path):
     assert all(g["equal"] for g in report["greedy_parity"]["student"])
     assert "student vs student-ce" in report["distillation_gain"]
     assert "## Greedy generations" in (tmp_path / "runs" / "tiny-lm" / "report.md").read_text()
+    # the zero-shot scores of every variant, paired against the teacher's on the same items
+    scores = report["scores"]
+    assert set(scores["against_teacher"]) == set(by) and {s["items"] for s in scores["sets"].values()} == {4}
+    teacher = scores["against_teacher"]["teacher"]
+    assert teacher["mean"]["paired"]["difference"] == 0 and teacher["wikitext"]["ratio"]["value"] == pytest.approx(1)
+    onnx = scores["against_teacher"]["teacher-onnx"]
+    assert onnx["wikitext"]["perplexity"] == pytest.approx(teacher["wikitext"]["perplexity"], rel=1e-3)
+    assert "student vs student-ce" in scores["distillation_gain"]
+    assert "## Zero-shot scores" in (tmp_path / "runs" / "tiny-lm" / "report.md").read_text()
     from tests import goldens  # the figures before the issue-24 redesign
 
     assert goldens.compare(goldens.figures(report), goldens.load("tiny-lm")) == []
