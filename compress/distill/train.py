@@ -188,6 +188,7 @@ def fit(model: torch.nn.Module, data: Encoded, pad_id: int, cfg: TrainConfig, ac
         "steps": progress["micro"] // accum,
         "grad_accum_steps": accum,
         "processes": accelerator.num_processes,
+        "distributed_type": accelerator.distributed_type.value,  # NO, MULTI_CPU, MULTI_GPU (data parallel), FSDP
         "epochs": round(progress["micro"] / per_epoch, 3),
         "sentences": progress["seen"],
         "final_loss": round(sum(recent) / max(1, len(recent)), 5),

@@ -17,6 +17,9 @@ CONFIG = ("seed", "data", "baselines", "distill.train")
 
 
 def run(cfg, ctx) -> dict:
+    if not cfg.baselines.enabled:
+        ctx.console.print("baseline: disabled (baselines.enabled: false)")
+        return {"enabled": False}
     model, tok = lm.load_saved(ctx.layout.model("student"))
     data = train_rows(cfg, tok, load_text(cfg))
     ctx.console.print(f"baseline: the student on next-token CE only, {len(data)} rows (the distillation's text, "

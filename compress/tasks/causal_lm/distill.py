@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from compress import models
+from compress.distill.sharding import shard_frozen
 from compress.distill.train import accelerator_for, fit
 from compress.errors import CompressError
 from compress.layout import MODEL_DIR
@@ -45,7 +46,7 @@ def run(cfg, ctx) -> dict:
         metrics["train"] = fit(model, data, tok.pad_token_id, dcfg.train, accelerator, cfg.seed, lm_cross_entropy,
                                "distill (sequence-level)", ctx.console, checkpoint_dir=ctx.checkpoint_dir)
     else:
-        teacher_model.to(accelerator.device).eval().requires_grad_(False)  # frozen
+        teacher_model = shard_frozen(teacher_model, accelerator)  # frozen; sharded like the student under FSDP
         shared = pre.shared_vocab if pre.mode == "sliced" else None
         ctx.console.print(f"distill: token-level {dcfg.divergence} T={dcfg.temperature}, alpha={dcfg.alpha}, live "
                           f"teacher (full next-token distributions over {shared or output_rows(model)} tokens), "
