@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from compress import models
 from compress.distill import cache as teacher_cache
+from compress.distill.sharding import shard_frozen
 from compress.distill.train import accelerator_for, fit
 from compress.envinfo import resolve_precision
 from compress.errors import CompressError
@@ -50,15 +51,18 @@ def run(cfg, ctx) -> dict:
         metrics["train"] = fit(model, data, tok.pad_token_id, dcfg.train, accelerator, cfg.seed, lm_cross_entropy,
                                "distill (sequence-level)", ctx.console, checkpoint_dir=ctx.checkpoint_dir)
     else:
-        teacher_model.to(accelerator.device).eval().requires_grad_(False)  # frozen
         shared = pre.shared_vocab if pre.mode == "sliced" else None
         cached, rows = None, output_rows(model)
         if dcfg.cache.enabled and pre.mode == "identical" and (dcfg.divergence == "forward_kl" or rows <= CACHE_FULL_ROWS):
+            # the main process runs the whole teacher once (the others read its cache): it is not sharded
+            teacher_model.to(accelerator.device).eval().requires_grad_(False)
             top_k = None if rows <= CACHE_FULL_ROWS else dcfg.cache.top_k
             cached, metrics["cache"] = teacher_cache.for_run(
                 cfg, ctx, dcfg, teacher_model, ctx.layout.model("teacher"), data, tok.pad_token_id,
                 resolve_precision(dcfg.train.precision, ctx.device), top_k=top_k, what="rows",
                 batch_size=max(1, CACHE_BATCH_TOKENS // (cfg.data.max_length * max(rows, 1))), bf16_atol=BF16_LM_ATOL)
+        else:
+            teacher_model = shard_frozen(teacher_model, accelerator)  # frozen; sharded like the student under FSDP
         source = (f"cached teacher ({'full distributions' if cached.format == 'full' else f'top-{cached.top_k} and the rest mass'})"
                   if cached is not None else f"live teacher (full next-token distributions over {shared or rows} tokens)")
         ctx.console.print(f"distill: token-level {dcfg.divergence} T={dcfg.temperature}, alpha={dcfg.alpha}, {source}, "

@@ -32,6 +32,8 @@ class TokenKD(torch.nn.Module):
     def __init__(self, student, dcfg, shared: int | None = None):
         super().__init__()
         self.student, self.dcfg, self.shared = student, dcfg, shared
+        # FSDP's TRANSFORMER_BASED_WRAP shards the blocks the model names here (the student's)
+        self._no_split_modules = getattr(student, "_no_split_modules", None)
 
     def forward(self, input_ids, attention_mask, teacher_logits=None, teacher_topk=None):
         d = self.dcfg
