@@ -18,6 +18,11 @@ def refuse(cfg: PipelineConfig) -> list[str]:
     if cfg.distill.sequence.mode != "off":
         problems.append(f"distill.sequence.mode: {cfg.distill.sequence.mode}: sequence-level distillation is for "
                         "task: causal-lm (a classifier generates no text); set it to off")
+    for i, v in enumerate(cfg.quantize.variants):
+        if v.method == "onnx_int4":
+            problems.append(f"quantize.variants.{i}.method: onnx_int4 is the int4 of a decoder's blocks (task "
+                            "causal-lm); for a classifier use onnx_dynamic with embeddings: int4 (int4 word "
+                            "embeddings, int8 layers) or onnx_static")
     return problems
 
 
