@@ -15,7 +15,7 @@ from rich.console import Console
 from compress.errors import CompressError
 from compress.layout import ONNX_FILE
 from compress.pipeline import Context
-from compress.quant.onnx_int4 import logits_matmul, weight_source, word_embedding_gather
+from compress.quant.onnx_int4 import logits_matmul, output_weights, weight_source, word_embedding_gather
 from compress.tasks import load_config
 from compress.tasks.causal_lm import export, lm, onnxlm, quantize
 from compress.tasks.causal_lm.text import load_text, prompts, train_bpe_tokenizer
@@ -68,7 +68,7 @@ def test_a_tied_decoder_is_exported_with_its_own_output_weight(exported):
         assert table != output and table in inits and output in inits
         assert not any(n.op_type == "Transpose" and n.input[0] == table for n in graph.node)
         np.testing.assert_array_equal(inits[output].T, inits[table])  # the same values, held twice
-    assert onnxlm.output_weights(run_dir / "export" / "student" / ONNX_FILE)["shared"] is False
+    assert output_weights(run_dir / "export" / "student" / ONNX_FILE)["shared"] is False
     assert lm.untie(model) is True and lm.untie(model) is False  # (the fixture's model is untied in place)
 
 

@@ -66,6 +66,18 @@ def weight_source(graph, name: str) -> str:
     return name
 
 
+def output_weights(path: Path) -> dict:
+    """The word embedding table (the Gather of ``input_ids``) and the output layer's weight (the MatMul that
+    writes ``logits``, through any Transpose) of an exported decoder, by initializer name; ``shared`` when both
+    are one initializer (a tied model exported as it is)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    table = word_embedding_gather(graph).input[0]
+    output = weight_source(graph, logits_matmul(graph).input[1])
+    return {"embedding": table, "output": output, "shared": table == output}
+
+
 def quantize_int4(source: Path, target: Path, s: Int4Settings) -> dict:
     """``source`` (an fp32 decoder with its own output weight) -> ``target``: the blocks' MatMuls in int4, the
     output layer in dynamic int8 per channel, the word embeddings in int4. Returns ``composition(target)``."""

@@ -11,6 +11,7 @@ import numpy as np
 
 from compress.errors import CompressError
 from compress.layout import PARITY_FILE
+from compress.quant.onnx_int4 import output_weights
 from compress.tasks.causal_lm import lm, onnxlm
 from compress.tasks.causal_lm.checks import greedy_check, logits_parity, parity_inputs, print_rows
 from compress.tasks.causal_lm.text import load_text
@@ -33,7 +34,7 @@ def run(cfg, ctx) -> dict:
                 model.save_pretrained(tmp, safe_serialization=True)
                 tok.save_pretrained(tmp)
             path = onnxlm.export(Path(tmp) if untied else folder, out, cfg.export.opset)
-        tables = onnxlm.output_weights(path)
+        tables = output_weights(path)
         if tables["shared"]:
             raise CompressError(f"export: {name}-onnx reads its output layer from the embedding table "
                                 f"{tables['embedding']!r} (tied weights); {path}")

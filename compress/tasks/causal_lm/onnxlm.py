@@ -36,20 +36,6 @@ def export(src: Path, out: Path, opset: int | None = None) -> Path:
     return out / ONNX_FILE
 
 
-def output_weights(path: Path) -> dict:
-    """The word embedding table (the Gather of ``input_ids``) and the output layer's weight (the MatMul that
-    writes ``logits``, through any Transpose) of an exported decoder, by initializer name; ``shared`` when both
-    are one initializer (a tied model exported as it is)."""
-    import onnx
-
-    from compress.quant.onnx_int4 import logits_matmul, weight_source, word_embedding_gather
-
-    graph = onnx.load(str(path), load_external_data=False).graph
-    table = word_embedding_gather(graph).input[0]
-    output = weight_source(graph, logits_matmul(graph).input[1])
-    return {"embedding": table, "output": output, "shared": table == output}
-
-
 class Decoder:
     """One ONNX Runtime session of a decoder with past inputs."""
 
