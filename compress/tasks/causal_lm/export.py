@@ -19,6 +19,7 @@ from compress.tasks.causal_lm.text import load_text
 NAME = "export"
 DEPENDS = ("teacher", "distill")
 CONFIG = ("export", "data")
+VERSION = 2  # 2: tied decoders exported untied (an older export reran, so onnx_int4 finds its own output weight)
 
 
 def run(cfg, ctx) -> dict:

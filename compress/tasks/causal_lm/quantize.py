@@ -87,9 +87,8 @@ def make(v, source, target, isa: str, ctx) -> tuple[dict, dict]:
             except ModuleNotFoundError as exc:  # onnxruntime's MatMulNBitsQuantizer imports onnx_ir
                 raise CompressError(f"quantize.variants: {v.name} (onnx_int4) needs the Python package {exc.name} "
                                     "(pip install onnx-ir)") from None
-            except ValueError as exc:  # a graph without its own output weight, or none found
-                raise CompressError(f"quantize.variants: {v.name} (onnx_int4): {exc}; {source} (delete the export "
-                                    "stage folder and run again)") from None
+            except ValueError as exc:  # a tied graph (an export older than untying), no logits MatMul, a width
+                raise CompressError(f"quantize.variants: {v.name} (onnx_int4): {exc}; {source}") from None  # not in blocks
         return {"precision": "int4", "block_size": s.block, "symmetric": s.symmetric,
                 "accuracy_level": s.accuracy_level, "reduce_range": reduce_range,
                 "layout": {"int4": "the blocks' MatMuls (MatMulNBits) and the word embeddings (GatherBlockQuantized)",
