@@ -41,9 +41,9 @@ class OptimizeConfig(StrictModel):
                                    "of the last layer is left as it is.")
 
 
-QuantMethod = Literal["onnx_dynamic", "onnx_static", "fp16", "torch_dynamic", "bnb_int8", "bnb_nf4"]
+QuantMethod = Literal["onnx_dynamic", "onnx_static", "onnx_int4", "fp16", "torch_dynamic", "bnb_int8", "bnb_nf4"]
 ONNX_INT8 = ("onnx_dynamic", "onnx_static")  # quantized with ONNX Runtime, walked down the fallback ladder
-ONNX_METHODS = (*ONNX_INT8, "fp16")  # produce an .onnx file: shippable
+ONNX_METHODS = (*ONNX_INT8, "onnx_int4", "fp16")  # produce an .onnx file: shippable
 GPU_METHODS = ("fp16", "bnb_int8", "bnb_nf4")  # need CUDA to run well (fp16) or at all (bitsandbytes)
 BNB_METHODS = ("bnb_int8", "bnb_nf4")
 BUILTIN_VARIANTS = ("teacher", "teacher-onnx", "student", "student-onnx", "student-init", "student-ce",
@@ -65,9 +65,10 @@ class QuantVariantConfig(StrictModel):
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Variant name in the bench, report and "
                       "ship.variant (e.g. student-int8).")
-    method: QuantMethod = Field(description="onnx_dynamic / onnx_static: ONNX Runtime int8 (CPU); fp16: ONNX float16 "
-                                "(GPU); torch_dynamic: PyTorch int8 nn.Linear (CPU); bnb_int8 / bnb_nf4: "
-                                "bitsandbytes (CUDA, never exported to ONNX).")
+    method: QuantMethod = Field(description="onnx_dynamic / onnx_static: ONNX Runtime int8 (CPU); onnx_int4: "
+                                "weight-only int4 of a decoder's blocks (ONNX Runtime's MatMulNBits; task causal-lm), its "
+                                "output layer int8, its word embeddings int4; fp16: ONNX float16 (GPU); torch_dynamic: PyTorch "
+                                "int8 nn.Linear (CPU); bnb_int8 / bnb_nf4: bitsandbytes (CUDA, never exported to ONNX).")
     budget: float = Field(1.0, ge=-100, le=100, description="Points of accuracy the variant may lose against its fp32 "
                           "parent on the held-out sample; over it, ONNX int8 variants walk the fallback ladder.")
     per_channel: bool | None = Field(None, description="onnx_dynamic / onnx_static: one weight scale per output "
@@ -85,6 +86,15 @@ class QuantVariantConfig(StrictModel):
     embedding_block: int | None = Field(None, ge=16, description="onnx_dynamic with embeddings int4: values that "
                                         "share one scale, a power of two >= 16 (null = 32).")
 
+    block_size: int | None = Field(None, ge=16, description="onnx_int4: weights along a MatMul's input dimension "
+                                   "(and embedding values along the width) that share one scale, a power of two >= 16 "
+                                   "(null = 32).")
+    symmetric: bool | None = Field(None, description="onnx_int4: symmetric 4-bit blocks (no zero points; -8..7 x scale) "
+                                   "instead of a 4-bit zero point per block (null = false: asymmetric).")
+    accuracy_level: Literal[0, 1, 2, 3, 4] | None = Field(
+        None, description="onnx_int4: what MatMulNBits computes in on CPU: 4 = int8 activations x int4 weights (ONNX "
+        "Runtime's fastest CPU path), 1 = fp32, 2 = fp16, 3 = bf16, 0 = unset (ONNX Runtime's default) (null = 4).")
+
     @model_validator(mode="after")
     def _method_keys(self) -> QuantVariantConfig:
         onnx_only = {"per_channel": self.per_channel is not None, "ladder": not self.ladder,
@@ -95,8 +105,12 @@ class QuantVariantConfig(StrictModel):
         for key in ("embeddings", "embedding_block"):
             if getattr(self, key) is not None and self.method != "onnx_dynamic":
                 stray.insert(0, key)
+        for key in ("block_size", "symmetric", "accuracy_level"):
+            if getattr(self, key) is not None and self.method != "onnx_int4":
+                stray.insert(0, key)
         if stray:
-            only = {"calibration": "onnx_static", "embeddings": "onnx_dynamic", "embedding_block": "onnx_dynamic"}.get(
+            only = {"calibration": "onnx_static", "embeddings": "onnx_dynamic", "embedding_block": "onnx_dynamic",
+                    "block_size": "onnx_int4", "symmetric": "onnx_int4", "accuracy_level": "onnx_int4"}.get(
                 stray[0], "onnx_dynamic and onnx_static")
             raise ValueError(f"{stray[0]}: only used with method {only}, but method is {self.method}")
         if self.method == "onnx_static" and self.calibration is None:
@@ -108,6 +122,12 @@ class QuantVariantConfig(StrictModel):
                 raise ValueError("embedding_block: only used with embeddings: int4")
             if self.embedding_block & (self.embedding_block - 1):
                 raise ValueError(f"embedding_block: {self.embedding_block} is not a power of two (16, 32, 64, 128, ...)")
+        if self.block_size is not None and self.block_size & (self.block_size - 1):
+            raise ValueError(f"block_size: {self.block_size} is not a power of two (16, 32, 64, 128, ...)")
+        if self.method == "onnx_int4":
+            self.block_size = self.block_size or 32
+            self.symmetric = bool(self.symmetric)
+            self.accuracy_level = 4 if self.accuracy_level is None else self.accuracy_level
         if self.method == "onnx_dynamic":
             self.embeddings = self.embeddings or "int8"
             if self.embeddings == "int4":

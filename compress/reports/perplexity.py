@@ -61,8 +61,7 @@ def markdown(report: Report) -> str:
         lines += ["", f"Greedy tokens, {name}-onnx against PyTorch generate: {sum(g['equal'] for g in greedy)}/{len(greedy)} "
                   "prompts identical."]
     for v in quantized:
-        lines += ["", f"{v['name']}: dynamic int8 ({'per-channel' if v['per_channel'] else 'per-tensor'}"
-                  f"{', 7-bit weights' if v['reduce_range'] else ''}), perplexity {v['increase_percent']:+.2f}% against "
+        lines += ["", f"{v['name']}: {_method(v)}, perplexity {v['increase_percent']:+.2f}% against "
                   f"student-onnx on {v['judged_on']} (budget {v['budget_percent']:g}%); greedy tokens equal to PyTorch fp32 on "
                   f"{v['greedy_equal_to_torch']} prompts."]
     lines += ["", "Stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in report.stage_seconds.items()), ""]
@@ -125,3 +124,13 @@ def scores_markdown(scores: dict) -> list[str]:
                      f"{_ratio(w)}")
         lines += ["", text + "."]
     return lines + [""]
+
+
+def _method(v: dict) -> str:
+    """How a causal-LM variant was quantized, and (int4) the bytes it stores in each precision."""
+    if v.get("precision") == "int4":
+        mb = ", ".join(f"{k} {w['bytes'] / 1e6:.1f} MB" for k, w in v["weights"].items())
+        return (f"int4 weights (MatMulNBits blocks of {v['block_size']}, {'symmetric' if v['symmetric'] else 'asymmetric'}, "
+                f"accuracy level {v['accuracy_level']}; output layer dynamic int8; word embeddings int4: {mb})")
+    return (f"dynamic int8 ({'per-channel' if v['per_channel'] else 'per-tensor'}"
+            f"{', 7-bit weights' if v['reduce_range'] else ''})")

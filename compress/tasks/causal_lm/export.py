@@ -4,10 +4,14 @@ and without the cache) and greedy tokens equal to PyTorch's generate on held-out
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import numpy as np
 
 from compress.errors import CompressError
 from compress.layout import PARITY_FILE
+from compress.quant.onnx_int4 import output_weights
 from compress.tasks.causal_lm import lm, onnxlm
 from compress.tasks.causal_lm.checks import greedy_check, logits_parity, parity_inputs, print_rows
 from compress.tasks.causal_lm.text import load_text
@@ -15,6 +19,7 @@ from compress.tasks.causal_lm.text import load_text
 NAME = "export"
 DEPENDS = ("teacher", "distill")
 CONFIG = ("export", "data")
+VERSION = 2  # 2: tied decoders exported untied (an older export reran, so onnx_int4 finds its own output weight)
 
 
 def run(cfg, ctx) -> dict:
@@ -23,9 +28,21 @@ def run(cfg, ctx) -> dict:
     models = [("teacher", ctx.layout.model("teacher"))] if cfg.export.teacher else []
     for name, folder in models + [("student", ctx.layout.model("distill"))]:
         out = ctx.out / name
-        with ctx.console.status(f"exporting {name} to ONNX with its KV cache ({onnxlm.TASK})"):
-            path = onnxlm.export(folder, out, cfg.export.opset)
         model, tok = lm.load_saved(folder)
+        untied = lm.untie(model)
+        with tempfile.TemporaryDirectory(prefix="untied-") as tmp, \
+                ctx.console.status(f"exporting {name} to ONNX with its KV cache ({onnxlm.TASK})"):
+            if untied:  # the output layer shared the embedding matrix: export a copy with its own weight
+                model.save_pretrained(tmp, safe_serialization=True)
+                tok.save_pretrained(tmp)
+            path = onnxlm.export(Path(tmp) if untied else folder, out, cfg.export.opset)
+        tables = output_weights(path)
+        if tables["shared"]:
+            raise CompressError(f"export: {name}-onnx reads its output layer from the embedding table "
+                                f"{tables['embedding']!r} (tied weights); {path}")
+        if untied:
+            ctx.console.print(f"export: {name} ties its output layer to the word embeddings; exported with its own "
+                              f"copy ({tables['embedding']} and {tables['output']})")
         inputs = parity_inputs(tok, text.eval, cfg.data.max_length)
         reference = [onnxlm.torch_logits_fn(model)(ids, mask) for _, ids, mask in inputs]
         np.savez(out / PARITY_FILE, names=np.array([n for n, _, _ in inputs]),
@@ -42,7 +59,7 @@ def run(cfg, ctx) -> dict:
                 f"{g['first_difference']}; {path}" for i, g in enumerate(greedy) if not g["equal"]]
         if bad:
             raise CompressError(*bad)
-        results[name] = {"parity": rows, "greedy": greedy, "inputs": [i.name for i in dec.sess.get_inputs()],
+        results[name] = {"untied": untied, "parity": rows, "greedy": greedy, "inputs": [i.name for i in dec.sess.get_inputs()],
                          "onnx_bytes": path.stat().st_size}
         del model, dec
     return results

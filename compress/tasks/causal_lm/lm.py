@@ -196,3 +196,21 @@ def ranked_layers(teacher, rows: list[list[int]], keep: int) -> tuple[list[int],
     influence = (total / max(count, 1)).tolist()
     kept = sorted(sorted(range(n), key=lambda i: -influence[i])[:keep])
     return kept, [round(x, 5) for x in influence]
+
+
+def untie(model) -> bool:
+    """Give a model whose output layer shares the word embedding matrix (``tie_word_embeddings``: Llama,
+    SmolLM2, GPT-2) its own copy of that matrix, in place, and mark the config untied. The export then holds
+    two initializers, the Gather's table and the output MatMul's weight, instead of one table read through a
+    Transpose; ONNX Runtime's int4 quantizer skips a shared initializer, and the runtime would hold the shared
+    one twice anyway (the table and its transposed copy). True when the model was tied."""
+    import torch
+
+    out, inp = model.get_output_embeddings(), model.get_input_embeddings()
+    if out is None or inp is None or out.weight.data_ptr() != inp.weight.data_ptr():
+        return False
+    out.weight = torch.nn.Parameter(inp.weight.detach().clone())
+    model.config.tie_word_embeddings = False
+    if getattr(model.config, "get_text_config", None) is not None:
+        model.config.get_text_config().tie_word_embeddings = False
+    return True

@@ -25,9 +25,16 @@ def refuse(cfg: PipelineConfig) -> list[str]:
                         "classifiers without a KV cache; set mobile.enabled: false (bench.targets mobile still "
                         "measures the ONNX decoder on one thread)")
     for i, v in enumerate(cfg.quantize.variants):
-        if v.method != "onnx_dynamic":
+        if v.method not in ("onnx_dynamic", "onnx_int4"):
             problems.append(f"quantize.variants.{i}.method: {v.method} is not offered for {WHY}; use onnx_dynamic "
-                            "(int8 weights of the ONNX decoder with its KV cache)")
+                            "(int8 weights of the ONNX decoder with its KV cache) or onnx_int4 (int4 weights)")
+        elif v.method == "onnx_dynamic" and v.embeddings == "int4":
+            problems.append(f"quantize.variants.{i}.embeddings: int4 is for classifiers' fused embedding layer; for "
+                            f"{WHY} use method: onnx_int4 (int4 blocks and word embeddings, int8 output layer)")
+        if v.method == "onnx_int4" and v.accuracy_level not in (0, 1, 4):
+            problems.append(f"quantize.variants.{i}.accuracy_level: {v.accuracy_level} computes MatMulNBits in "
+                            f"{'fp16' if v.accuracy_level == 2 else 'bf16'}, which ONNX Runtime's CPU kernels "
+                            "emulate slowly; use 4 (int8 compute, the fast CPU path) or 1 (fp32)")
     if cfg.distill.hidden.weight > 0 or cfg.distill.attention_weight > 0:
         key = "distill.hidden.weight" if cfg.distill.hidden.weight > 0 else "distill.attention_weight"
         problems.append(f"{key}: intermediate-layer losses are not offered for {WHY}; the token-level loss on the "

@@ -24,6 +24,11 @@ def refuse(cfg: PipelineConfig) -> list[str]:
     if cfg.scores.enabled:
         problems.append("scores.enabled: the zero-shot scores (WikiText-2, LAMBADA, HellaSwag, PIQA, ARC-Easy) are "
                         "for task: causal-lm; a classifier is scored by accuracy on data.eval_split: set it to false")
+    for i, v in enumerate(cfg.quantize.variants):
+        if v.method == "onnx_int4":
+            problems.append(f"quantize.variants.{i}.method: onnx_int4 is the int4 of a decoder's blocks (task "
+                            "causal-lm); for a classifier use onnx_dynamic with embeddings: int4 (int4 word "
+                            "embeddings, int8 layers) or onnx_static")
     return problems
 
 
