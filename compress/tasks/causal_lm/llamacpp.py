@@ -2,7 +2,7 @@
 ``peer``), timed like Decoder.greedy (time to first token, then one token per call through its KV cache),
 its tokenizer, and per-position logits for zero-shot scoring.
 
-Greedy is written here over ``Llama.eval`` and the logits it leaves (numpy argmax, as the ONNX and PyTorch
+Greedy is written here over ``Llama.eval`` and the logits it leaves in the context (numpy argmax, as the ONNX and PyTorch
 loops do) rather than through ``Llama.generate``, whose sampler chain and prefix matching would time more than
 the model. Imports numpy at module level; llama_cpp only when called.
 """
@@ -48,7 +48,11 @@ def tokenize(llm, text: str) -> list[int]:
 
 
 def _last_logits(llm) -> np.ndarray:
-    return llm.scores[llm.n_tokens - 1]
+    """The logits of the last token evaluated, read from the llama.cpp context (Llama.eval keeps them in
+    ``scores`` only with logits_all since llama-cpp-python 0.3)."""
+    import llama_cpp
+
+    return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(llm.n_vocab(),))
 
 
 def greedy(llm, prompt: list[int], new_tokens: int, timings: dict | None = None) -> list[int]:
