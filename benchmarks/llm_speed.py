@@ -248,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
                "loader": loader, "prompt": prompt, "size_bytes": teacher_size, "size": size_note}]
     for name, path in onnx.items():
         tok = own_tokenizer(path)
-        ids = tok(prompt_text, add_special_tokens=False)["input_ids"] if tok is not None else prompt
+        same_vocab = tok is None or tok.get_vocab() == tokenizer.get_vocab()  # decode -> encode need not give the ids back
+        ids = prompt if same_vocab else tok(prompt_text, add_special_tokens=False)["input_ids"]
         models.append({"name": name, "label": f"{name}, ONNX Runtime", "format": "onnx", "path": path, "prompt": ids,
                        "size_bytes": dir_size(path), "size": "the .onnx file" + (" and its external data" if any(
                            path.parent.glob("*.onnx_data")) else ""), "tokenizer": tok, "same_ids_as_teacher": ids == prompt})
