@@ -22,8 +22,9 @@ The library of the task: lm.py (load, build, save decoders), text.py (plain text
 (token-level KD, next-token CE, the teacher's completions), onnxlm.py (export and the ONNX decoder with its cache,
 numpy and onnxruntime only), preflight.py (do two tokenizers agree), checks.py (parity and greedy checks),
 bundle.py (golden set, model card), worker.py (the timed generation in a fresh process), zeroshot.py (zero-shot
-scores as lm-evaluation-harness computes them). Hooks: rules.py, summary.py, golden.py, generate.py (compress
-generate: a bundle's reply, streamed without torch), and compress/reports/perplexity.py (report.md).
+scores as lm-evaluation-harness computes them), llamacpp.py (llama.cpp on a GGUF file, the peer of
+benchmarks/llm_speed.py; optional). Hooks: rules.py, summary.py, golden.py, generate.py (compress generate: a
+bundle's reply, streamed without torch), and compress/reports/perplexity.py (report.md).
 """
 
 from compress.tasks import Task

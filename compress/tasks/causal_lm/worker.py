@@ -2,7 +2,8 @@
 second at batch 1 through the KV cache, peak RSS.
 
 ``python -m compress.tasks.causal_lm.worker SPEC.json RESULT.json``. An ONNX variant runs with numpy and onnxruntime alone
-(torch is never imported for it), as on a device.
+(torch is never imported for it), as on a device; a GGUF one (format ``gguf``) with llama.cpp and numpy alone. A
+PyTorch one is a saved folder, or with ``"loader": "pretrained"`` any source lm.load_pretrained reads (package:...).
 """
 
 from __future__ import annotations
@@ -24,16 +25,27 @@ def _runner(spec: dict):
     if spec["format"] == "onnx":
         dec = Decoder(Path(spec["path"]), threads=spec["threads"])
         return (lambda prompt, n, t: dec.greedy(prompt, n, eos, t)), "onnxruntime"
+    if spec["format"] == "gguf":
+        from compress.tasks.causal_lm import llamacpp
+
+        llm = llamacpp.load(Path(spec["path"]), spec["threads"], n_ctx=len(spec["prompt"]) + spec["new_tokens"] + 8)
+        return (lambda prompt, n, t: llamacpp.greedy(llm, prompt, n, t)), f"llama.cpp {llamacpp.info()['llama_cpp_python']}"
     import torch
 
     torch.set_num_threads(spec["threads"])
-    from transformers import AutoModelForCausalLM
+    if spec.get("loader") == "pretrained":
+        from compress.tasks.causal_lm.lm import load_pretrained
 
-    model = AutoModelForCausalLM.from_pretrained(spec["path"], use_safetensors=True, dtype="float32").eval()
+        model = load_pretrained(spec["path"])[0].eval()
+    else:
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(spec["path"], use_safetensors=True, dtype="float32").eval()
     return (lambda prompt, n, t: torch_greedy_timed(model, prompt, n, t)), f"torch {torch.__version__} eager"
 
 
 def measure(spec: dict) -> dict:
+    rss_before = rss_bytes()
     t0 = time.perf_counter()
     run, runtime = _runner(spec)
     load = time.perf_counter() - t0
@@ -43,7 +55,7 @@ def measure(spec: dict) -> dict:
     ttft, rates, totals = [], [], []
     for _ in range(spec["runs"]):
         t: dict = {}
-        run(prompt, n, t)
+        tokens = run(prompt, n, t)
         ttft.append(t["first_token_s"] * 1000)
         rates.append((t["tokens"] - 1) / t["decode_s"] if t["decode_s"] > 0 else float("inf"))
         totals.append((t["first_token_s"] + t["decode_s"]) * 1000)
@@ -55,8 +67,18 @@ def measure(spec: dict) -> dict:
                                    "min": round(ttft[0], 3)},
         "tokens_per_second": round(statistics.median(rates), 2),
         "generation_ms": round(statistics.median(totals), 3),
-        "peak_rss_bytes": peak_rss_bytes(),
+        "peak_rss_bytes": peak_rss_bytes(), "rss_before_load_bytes": rss_before,
+        **({"tokens": tokens} if spec.get("return_tokens") else {}),  # the last run's greedy tokens
     }
+
+
+def rss_bytes() -> int:
+    """Resident memory of this process now (VmRSS; 0 where /proc is not there)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            return next((int(line.split()[1]) * 1024 for line in fh if line.startswith("VmRSS:")), 0)
+    except OSError:
+        return 0
 
 
 def main(argv: list[str]) -> int:
