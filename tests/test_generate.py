@@ -124,6 +124,7 @@ def generate(*args) -> subprocess.CompletedProcess:
     return blocked(f"sys.argv = ['compress', 'generate', *{[str(a) for a in args]!r}]\nfrom compress.cli import main\nmain()")
 
 
+@pytest.mark.slow  # a tiny-lm run for its bundle
 def test_greedy_generation_replays_the_golden_tokens(lm_bundle):
     from tokenizers import Tokenizer
 
@@ -145,6 +146,7 @@ def test_greedy_generation_replays_the_golden_tokens(lm_bundle):
     assert sampled[0] == sampled[1] and sampled[0] != out.stdout
 
 
+@pytest.mark.slow  # a tiny-lm run for its bundle
 def test_generate_with_a_chat_template_without_torch_or_transformers(lm_bundle, tmp_path):
     """A chat template in the bundle's tokenizer_config.json (manifest re-hashed): the prompt ids equal
     transformers' apply_chat_template; the reply, streamed by a process where torch and transformers cannot be
@@ -178,6 +180,7 @@ def test_generate_with_a_chat_template_without_torch_or_transformers(lm_bundle, 
     assert len(changed.stderr.splitlines()) == 1 and not changed.stdout
 
 
+@pytest.mark.slow  # a tiny-lm run for its bundle
 def test_bad_bundles_are_refused_in_one_line(lm_bundle, tmp_path):
     missing = invoke("generate", tmp_path / "nope", "hi")
     assert missing.exit_code == 2 and "not a folder" in missing.stderr and "Traceback" not in missing.output

@@ -54,7 +54,9 @@ def build_report(cfg, ctx, stage_names) -> dict:
                                           "better": s < b}
     export_metrics = stages["export"].metrics
     scores = read_json(ctx.layout.score_results)
-    if scores.get("enabled"):
+    if not scores.get("enabled"):
+        scores = None
+    else:
         scored = scores["variants"]
         scores = {"sets": scores["sets"], "wikitext": scores["wikitext"], "seed": scores["seed"],
                   "against_teacher": retention.table(scores),
