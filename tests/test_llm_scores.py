@@ -149,3 +149,36 @@ def test_score_files_are_checked_at_load(tmp_path):
     assert not any("piqa" in line for line in lines)
     with pytest.raises(CompressError, match="scores.enabled: the zero-shot scores"):
         load_config(ROOT / "pipelines" / "tiny.yaml", ["scores.enabled=true"])
+
+
+def test_token_kd_learns_from_the_cached_top_k_of_a_decoder(tokenizer):
+    from compress.data import Encoded
+    from compress.distill.cache import compute_teacher_outputs, fidelity_check
+    from compress.tasks.causal_lm.objectives import TokenKD, kd_loss_fn
+
+    class D:
+        temperature, alpha, divergence, beta = 1.0, 0.0, "forward_kl", 0.5
+
+    teacher, student = tiny("llama", len(tokenizer), seed=0), tiny("llama", len(tokenizer), layers=2, seed=1)
+    rows = _rows(tokenizer, n=4)
+    rows[3] = rows[3][:10]  # a short row: its padding is masked
+    data = Encoded(rows, [0] * len(rows))
+    cached = compute_teacher_outputs(teacher, data, tokenizer.pad_token_id, 2, "cpu", top_k=16, temperature=1.0)
+    assert cached.format == "topk" and cached.per_token and tuple(cached.topk_values.shape) == (4, 24, 16)
+    assert fidelity_check(teacher, data, cached, tokenizer.pad_token_id, sample=4)["ok"]
+    ids = torch.full((4, 24), tokenizer.pad_token_id)
+    mask = torch.zeros_like(ids)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)], mask[i, : len(r)] = torch.tensor(r), 1
+    batch = {"input_ids": ids, "attention_mask": mask, "index": torch.arange(4)}
+    model = TokenKD(student, D())
+    loss, parts = kd_loss_fn(teacher, None, cached)(model, batch)
+    # the same loss from the live teacher's top-16, computed here by hand
+    with torch.no_grad():
+        t_logits = teacher(input_ids=ids, attention_mask=mask).logits
+    values, idx, rest = _topk(t_logits, 16, 1.0)
+    probs = torch.softmax(values, -1) * (1 - rest).unsqueeze(-1)
+    s_logits = student(input_ids=ids, attention_mask=mask).logits
+    valid = mask[:, 1:].bool() & mask[:, :-1].bool()
+    want = topk_forward_kl(s_logits[:, :-1], probs[:, :-1], rest[:, :-1], idx[:, :-1].long(), 1.0, mask=valid)
+    assert loss.item() == pytest.approx(want.item(), rel=1e-4) and parts["kd"] == pytest.approx(want.item(), rel=1e-4)
