@@ -203,3 +203,5 @@ def test_a_sweep_point_names_its_student_and_what_refine_made_of_it():
     refine = {"num_attention_heads": [12, 6], "intermediate_size": [1536, 768], "taught_by": "student"}
     assert describe_student(layers, refine) == "3 layers (0, 2, 4), refined to 6 heads, 768 feed-forward"
     assert describe_student(layers, {"intermediate_size": [1536, 512]}) == "3 layers (0, 2, 4), refined to 512 feed-forward"
+    ranked = {"method": "layers", "layers": [0, 1, 2, 3, 5, 7, 8], "ffn": {"intermediate_size": 1024}}  # a causal LM's
+    assert describe_student(ranked) == "7 layers (0-3, 5, 7, 8), 1024 feed-forward"

@@ -53,16 +53,17 @@ def lm_report(t: float, alpha: float, ppl: float, wiki: float | None = None, rig
         "config_hash": "x", "reference": "teacher", "variants": variants,
         "eval": {"text": "held out", "rows": 16, "tokens": 4080},
         "distill": {"temperature": t, "alpha": alpha, "divergence": "forward_kl"},
-        "student": {"method": "layers", "layers": list(range(20)), "architecture": "llama"},
+        "student": {"method": "layers", "layers": [*range(8), 10, *range(12, 23)], "architecture": "llama",
+                    "ffn": {"intermediate_size_before": 1536, "intermediate_size": 1024}},
         "scores": scores, "stage_seconds": {"distill": 200.0, "score": 150.0}})
 
 
 def test_a_point_without_scores_is_judged_by_held_out_perplexity():
     got = sweepreport.figures(lm_report(2, 0.5, 12.5))
     p, m, t = got["point"], got["metric"], got["teacher"]
-    assert m["key"] == "perplexity_retention" and "held-out" in m["axis"]
+    assert m["key"] == "perplexity_retention" and m["axis"].startswith("held-out perplexity retention")
     assert p["retention"] == p["perplexity_retention"] == pytest.approx(0.8)
-    assert (p["temperature"], p["alpha"], p["student"]) == (2, 0.5, f"20 layers ({', '.join(map(str, range(20)))})")
+    assert (p["temperature"], p["alpha"], p["student"]) == (2, 0.5, "20 layers (0-7, 10, 12-22), 1024 feed-forward")
     assert p["variant"] == "student-int4" and p["size_bytes"] == 90_000_000  # the quantized decoder is deployed
     assert p["variant_retention"] == pytest.approx(10 / 15)
     assert [(v["name"], v["retention"]) for v in p["variants"]] == [("student-onnx", pytest.approx(0.8)),
@@ -108,7 +109,7 @@ def test_the_summary_of_a_causal_lm_sweep(tmp_path):
                                                                   ("soft_temperature2", "student-onnx")]
     md = (tmp_path / "sweep.md").read_text()
     assert "| point | T | alpha | student | parameters | perplexity | perplexity retention | WikiText-2 perplexity |" in md
-    assert re.search(r"\| soft_temperature2 \| 2 \| 0 \| 20 layers \([0-9, ]+\) \| 100\.0M \| 12\.00 \| 83\.3% \| 24\.00 \| "
+    assert re.search(r"\| soft_temperature2 \| 2 \| 0 \| 20 layers \(0-7, 10, 12-22\), 1024 feed-forward \| 100\.0M \| 12\.00 \| 83\.3% \| 24\.00 \| "
                      r"[0-9.]+ \| 83\.3% \| 0\.6500 \| 81\.2% \| student-int4 \| 90\.0 \| 69\.4% \| 50\.00 \| 30\.0 \| done \|", md)
     assert "| combined_temperature4 | - |" in md and "6 of 7 points finished" in md
     assert "## WikiText-2 perplexity retention by temperature" in md and "## Mean zero-shot accuracy by temperature" in md
@@ -118,7 +119,7 @@ def test_the_summary_of_a_causal_lm_sweep(tmp_path):
     page = (tmp_path / "sweep.html").read_text()
     assert page.count("<svg") == 2 and "Retention against size" in page
     assert "WikiText-2 perplexity retention against temperature" in page and "Accuracy" not in page
-    assert "WikiText-2 perplexity retention (teacher&#x27;s / variant&#x27;s)" in page  # the frontier's caption
+    assert "WikiText-2 perplexity retention (teacher / variant)" in page  # the frontier's caption
     assert read_json(tmp_path / "sweep.json")["points"][0]["zeroshot_mean"] == pytest.approx(0.5)
 
 

@@ -80,7 +80,9 @@ def describe_student(info: dict, refine: dict | None = None) -> str:
     """layers 0, 2, 4 of the teacher -> "3 layers (0, 2, 4)"; a config student -> "4 layers x 256"; refined by
     the refine stage -> "3 layers (0, 2, 4), refined to 6 heads, 768 feed-forward"."""
     if info.get("method") == "layers" and info.get("layers") is not None:
-        text = f"{len(info['layers'])} layers ({', '.join(map(str, info['layers']))})"
+        text = f"{len(info['layers'])} layers ({_ranges(info['layers'])})"
+        if (info.get("ffn") or {}).get("intermediate_size"):  # a causal LM's feed-forward pruned with the layers
+            text += f", {info['ffn']['intermediate_size']} feed-forward"
     elif info.get("method") == "config":
         text = f"{info.get('count')} layers x {info.get('width')}"
     else:
@@ -90,6 +92,19 @@ def describe_student(info: dict, refine: dict | None = None) -> str:
                                                           ("intermediate_size", "feed-forward")) if k in refine]
         text += f", refined to {', '.join(sizes)}"
     return text
+
+
+def _ranges(layers: list[int]) -> str:
+    """[0, 2, 4] -> "0, 2, 4"; [0, 1, 2, 3, 5] -> "0-3, 5": runs of three or more as a range."""
+    parts, run = [], []
+    for i in [*layers, None]:
+        if run and i is not None and i == run[-1] + 1:
+            run.append(i)
+            continue
+        if run:
+            parts += [f"{run[0]}-{run[-1]}"] if len(run) > 2 else [str(r) for r in run]
+        run = [i] if i is not None else []
+    return ", ".join(parts)
 
 
 def frontier(points: list[dict], teacher: dict | None) -> list[dict]:
@@ -300,7 +315,7 @@ def temperature_svg(s: dict) -> str:
     def draw(fig):
         from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator, PercentFormatter
 
-        fig.subplots_adjust(bottom=0.34)  # room for a legend line per curve
+        fig.subplots_adjust(left=0.16, bottom=0.34)  # room for the axis label and a legend line per curve
         ax = fig.add_subplot()
         temps = sorted({p["temperature"] for line in lines_.values() for p in line})
         for name, line in lines_.items():
@@ -326,6 +341,8 @@ def temperature_svg(s: dict) -> str:
         ax.grid(True, which="major", color="#e6e6e6", linewidth=0.7)
         ax.set_axisbelow(True)
         ax.set_title(title, fontsize=10)
-        fig.legend(loc="lower center", ncol=2, fontsize=7, frameon=False, bbox_to_anchor=(0.5, 0.0), handlelength=3.5)
+        long = max((len(t.get_label()) for t in ax.get_lines()), default=0) > 45  # a causal LM's students are long
+        fig.legend(loc="lower center", ncol=1 if long else 2, fontsize=7, frameon=False, bbox_to_anchor=(0.5, 0.0),
+                   handlelength=3.5)
 
     return plots.svg(draw, title, "compress-sweep-temperature", size=(5.6, 5.4))

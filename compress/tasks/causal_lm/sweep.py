@@ -22,9 +22,9 @@ HELD_OUT = {
     "key": "perplexity_retention",
     "name": "perplexity retention",
     "format": "pct",
-    "axis": "perplexity retention (teacher's / student's), held-out text",
+    "axis": "held-out perplexity retention (teacher / student)",
     "ci95": None,
-    "retention_axis": "perplexity retention (teacher's / variant's), held-out text",
+    "retention_axis": "held-out perplexity retention (teacher / variant)",
     "note": "Perplexity is the distilled student's (PyTorch fp32) on the held-out text; retention is the teacher's "
             "perplexity over it (higher is better); variant, size and speed are the deployed variant's (the first "
             "quantized ONNX decoder when the run quantizes, else ONNX fp32), its retention on the same text.",
@@ -35,9 +35,9 @@ SCORED = {
     "key": "wikitext_retention",
     "name": "WikiText-2 perplexity retention",
     "format": "pct",
-    "axis": "WikiText-2 perplexity retention (teacher's / student's)",
+    "axis": "WikiText-2 perplexity retention (teacher / student)",
     "ci95": None,
-    "retention_axis": "WikiText-2 perplexity retention (teacher's / variant's)",
+    "retention_axis": "WikiText-2 perplexity retention (teacher / variant)",
     "note": "WikiText-2 perplexity and bits per byte, the mean zero-shot accuracy of the scored sets and their "
             "retention (against the teacher, on the same items) are the distilled student's in PyTorch fp32; "
             "perplexity is on the held-out text; variant, size and speed are the deployed variant's (the first "
