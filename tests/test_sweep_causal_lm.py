@@ -156,28 +156,40 @@ def test_a_causal_lm_sweep_keeps_refusing_what_its_points_cannot_do(tmp_path):
 
 @pytest.mark.slow
 def test_tiny_lm_sweep_end_to_end(tmp_path):
-    """Two points of pipelines/tiny-lm.yaml (soft targets at T=1 and 4): the teacher trained once and linked, its
-    outputs cached once, and the summary in perplexity retention."""
+    """Three points of pipelines/tiny-lm.yaml, scored: hard labels only, soft targets at T=1 and 4. The teacher is
+    trained once and linked, its outputs cached once, and the summary is in WikiText-2 perplexity retention with the
+    mean zero-shot accuracy beside it."""
+    from .test_llm import _eval_sets
+
     text = (ROOT / "pipelines" / "tiny-lm.yaml").read_text().replace("name: tiny-lm", "name: tiny-lm-sweep")
     path = tmp_path / "tiny-lm-sweep.yaml"
-    path.write_text(text + "\nsweep:\n  grid: {distill.temperature: [1, 4]}\n  points: [{name: soft, distill.alpha: 0.0}]\n")
+    path.write_text(text + "\nsweep:\n  grid: {distill.temperature: [1, 4]}\n  points: [{name: hard, distill.alpha: 1.0, "
+                    "distill.temperature: 1}, {name: soft, distill.alpha: 0.0}]\n")
     runs = tmp_path / "runs"
-    result = invoke("run", path, "--runs-dir", runs, *FAST, "teacher.train.epochs=1", "data.generated_size=300",
-                    "baselines.enabled=false", "ship.enabled=false", "bench.targets=[cpu]")
+    result = invoke("run", path, "--runs-dir", runs, *FAST, "teacher.train.epochs=1", "baselines.enabled=false",
+                    "ship.enabled=false", "bench.targets=[cpu]", "scores.enabled=true",
+                    f"scores.folder={_eval_sets(tmp_path / 'eval')}", "scores.wikitext_tokens=200", "scores.window=64")
     assert result.exit_code == 0, result.output + (result.stderr or "")
     sweep_dir = runs / "tiny-lm-sweep"
-    first, second = (sweep_dir / "points" / n for n in ("soft_temperature1", "soft_temperature4"))
-    assert read_json(second / "teacher" / "stage.json")["shared_from"] == str(first)
-    c1, c2 = (read_json(d / "distill" / "stage.json")["metrics"]["cache"] for d in (first, second))
+    hard, soft1, soft4 = (sweep_dir / "points" / n for n in ("hard", "soft_temperature1", "soft_temperature4"))
+    assert "shared_from" not in read_json(hard / "teacher" / "stage.json")
+    assert read_json(soft4 / "teacher" / "stage.json")["shared_from"] == str(hard)  # trained once
+    caches = [read_json(d / "distill" / "stage.json")["metrics"]["cache"] for d in (hard, soft1, soft4)]
     # a vocabulary of 300 is cached whole (logits, whatever T): one teacher pass; top-k caches are one per T
-    assert c1["hit"] is False and c2["hit"] is True and c1["dir"] == str(runs / ".cache" / "teacher-outputs")
+    assert [c["hit"] for c in caches] == [False, True, True] and caches[0]["dir"] == str(runs / ".cache" / "teacher-outputs")
     s = read_json(sweep_dir / "sweep.json")
-    assert s["metric"]["key"] == "perplexity_retention" and s["task"] == "causal-lm"
+    assert s["metric"]["key"] == "wikitext_retention" and s["task"] == "causal-lm"
+    assert [p["name"] for p in s["points"]] == ["hard", "soft_temperature1", "soft_temperature4"]
     for p in s["points"]:
-        assert p["status"] == "done" and p["retention"] > 0 and p["variant"] == "student-int8"
-        assert p["parameters"] < s["teacher"]["parameters"] and {v["precision"] for v in p["variants"]} == {"fp32", "int8"}
-    assert s["frontier"]
+        assert p["status"] == "done" and p["variant"] == "student-int8" and p["parameters"] < s["teacher"]["parameters"]
+        assert p["retention"] == p["wikitext_retention"] > 0 and 0 <= p["zeroshot_mean"] <= 1
+        assert [v["precision"] for v in p["variants"]] == ["fp32", "int8"] and all(v["retention"] for v in p["variants"])
+    assert (s["points"][1]["temperature"], s["points"][2]["temperature"]) == (1, 4)
+    assert s["frontier"] and s["teacher"]["wikitext_retention"] == 1.0
     md = (sweep_dir / "sweep.md").read_text()
-    assert md.count("| soft_temperature") == 2 and "## Perplexity retention by temperature" in md
+    assert md.count("| soft_temperature") == 2 and "| hard | 1 | 1 | 2 layers (0, 2) |" in md
+    assert "## WikiText-2 perplexity retention by temperature" in md and "## Mean zero-shot accuracy by temperature" in md
+    assert "| hard, 2 layers (0, 2) | - | - |" in md  # hard labels only: its own column
     page = (sweep_dir / "sweep.html").read_text()
-    assert page.count("<svg") == 2 and "Perplexity retention against temperature" in page
+    assert page.count("<svg") == 2 and "WikiText-2 perplexity retention against temperature" in page
+    assert not re.search(r"<script|<link|https?://(?!www\.w3\.org)", page)  # self-contained
