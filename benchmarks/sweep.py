@@ -57,8 +57,10 @@ def main(argv: list[str]) -> int:
     summary = json.loads(sweep_json.read_text())
     env = next((json.loads((Path(p["run_dir"]) / "env.json").read_text()) for p in summary["points"]
                 if (Path(p["run_dir"]) / "env.json").is_file()), None)
-    keep = ("name", "status", "overrides", "temperature", "alpha", "student", "parameters", "accuracy", "accuracy_ci95",
-            "retention", "variant", "size_bytes", "variant_accuracy", "p50_ms", "distill_seconds", "seconds", "reason")
+    metric = summary.get("metric") or {"key": "accuracy", "columns": []}  # the task's figures (compress/tasks/*/sweep.py)
+    keep = tuple(dict.fromkeys(("name", "status", "overrides", "temperature", "alpha", "student", "parameters", "accuracy",
+                                "accuracy_ci95", "retention", "variant", "size_bytes", "variant_accuracy", "p50_ms",
+                                *(c[1] for c in metric["columns"]), "distill_seconds", "seconds", "reason")))
     result = {
         "pipeline": pipeline,
         "overrides": overrides,
@@ -66,6 +68,7 @@ def main(argv: list[str]) -> int:
         "wall_seconds": round(wall + sum(i["wall_seconds"] for i in earlier), 1),
         "invocations": earlier + [{"overrides": overrides, "resumed": resume, "exit_code": proc.returncode,
                                    "wall_seconds": round(wall, 1)}],
+        "metric": summary.get("metric"),
         "eval": summary["eval"],
         "teacher": summary["teacher"],
         "points": [{k: p[k] for k in keep if k in p} for p in summary["points"]],
@@ -76,11 +79,12 @@ def main(argv: list[str]) -> int:
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\n{name}: wall time {wall / 60:.1f} min (all invocations {result['wall_seconds'] / 60:.1f}), "
           f"exit code {proc.returncode}")
-    print(f"{'point':<36}{'T':>4}{'alpha':>6}  {'student':<20}{'accuracy':>9}{'retention':>10}{'size MB':>9}{'p50 ms':>8}")
+    key = metric["key"]
+    print(f"{'point':<36}{'T':>4}{'alpha':>6}  {'student':<20}{key[:12]:>13}{'retention':>10}{'size MB':>9}")
     for p in result["points"]:
-        if "accuracy" in p:
-            print(f"{p['name']:<36}{p['temperature']:>4g}{p['alpha']:>6g}  {p['student']:<20}{p['accuracy']:>9.4f}"
-                  f"{p['retention']:>10.1%}{p['size_bytes'] / 1e6:>9.1f}{p['p50_ms']:>8.2f}")
+        if p.get(key) is not None:
+            print(f"{p['name']:<36}{p['temperature']:>4g}{p['alpha']:>6g}  {p['student'][:20]:<20}{p[key]:>13.4f}"
+                  f"{p['retention']:>10.1%}{p['size_bytes'] / 1e6:>9.1f}")
         else:
             print(f"{p['name']:<36}  {p['status']}")
     print(f"wrote {out}")

@@ -161,9 +161,10 @@ def _point(name, entry, t, alpha, student, acc, sizes=((40e6, "fp32"), (10e6, "i
 
 def test_sweep_summary_frontier_curves_table_and_page():
     from compress.reports.sweep import curves, frontier, markdown, render
+    from compress.tasks.classification.sweep import METRIC
 
     teacher = {"accuracy": 0.9, "accuracy_ci95": [0.88, 0.92], "parameters": 2e7, "size_bytes": 9e7, "p50_ms": 20.0,
-               "onnx_size_bytes": 9e7, "onnx_p50_ms": 9.0}
+               "onnx_size_bytes": 9e7, "onnx_p50_ms": 9.0, "text": "Teacher: accuracy 0.9000."}
     points = [_point("hard_big", "hard", 1, 1.0, "3 layers", 0.85),
               *(_point(f"soft_T{t}_big", "soft", t, 0.0, "3 layers", acc) for t, acc in ((1, 0.84), (2, 0.86), (4, 0.87))),
               *(_point(f"soft_T{t}_small", "soft", t, 0.0, "2 layers", acc, sizes=((30e6, "fp32"), (8e6, "int8")))
@@ -179,14 +180,16 @@ def test_sweep_summary_frontier_curves_table_and_page():
     assert [p["name"] for p in references] == ["hard_big"]
     summary = {"name": "s", "created": "now", "pipeline": "p.yaml", "command_overrides": [], "budget_minutes": 4,
                "wall_seconds": 300.0, "eval": {"split": "test", "sentences": 872}, "teacher": teacher, "points": points,
-               "frontier": front}
+               "frontier": front, "metric": METRIC}
     md = "\n".join(markdown(summary))
     assert "| soft_T4_big | 4 | 0 | 3 layers | 1.0M | 0.8700 | 96.7% | student-int8 | 10.0 | 0.8700 | 2.00 | done |" in md
     assert "| soft, 2 layers | 0.8000 | 0.8200 | 0.8100 | - |" in md
     assert "| hard, 3 layers | - | - | - | 0.8500 |" in md
     assert "Skipped: soft_T8_big: budget: 5.0 of 4 spent." in md
-    assert "7 of 8 points finished" in md
+    assert "7 of 8 points finished" in md and "Teacher: accuracy 0.9000." in md
+    assert "| soft_T8_big | - | - | - | - | - | - | - | - | - | - | skipped |" in md
     page = render(summary)
+    assert "Accuracy against temperature" in page and "retention (accuracy / teacher&#x27;s)" in page
     assert page.count("<svg") == 2 and "<script" not in page
     assert "soft_T2_small int8" not in md and page.count("<table") == 2
 
@@ -200,3 +203,5 @@ def test_a_sweep_point_names_its_student_and_what_refine_made_of_it():
     refine = {"num_attention_heads": [12, 6], "intermediate_size": [1536, 768], "taught_by": "student"}
     assert describe_student(layers, refine) == "3 layers (0, 2, 4), refined to 6 heads, 768 feed-forward"
     assert describe_student(layers, {"intermediate_size": [1536, 512]}) == "3 layers (0, 2, 4), refined to 512 feed-forward"
+    ranked = {"method": "layers", "layers": [0, 1, 2, 3, 5, 7, 8], "ffn": {"intermediate_size": 1024}}  # a causal LM's
+    assert describe_student(ranked) == "7 layers (0-3, 5, 7, 8), 1024 feed-forward"

@@ -1,10 +1,15 @@
 """The summary of a sweep (compress/sweep.py), from its points' report.json files: ``sweep.json`` (the source
-of truth), ``sweep.md`` (the table, accuracy by temperature) and ``sweep.html`` (self-contained: the same
-lines, with the retention-against-size frontier across points and the temperature curve as inline SVG).
+of truth), ``sweep.md`` (the table, the quality metric by temperature) and ``sweep.html`` (self-contained: the
+same lines, with the retention-against-size frontier across points and the temperature curve as inline SVG).
 
-A point's accuracy is its distilled student's (PyTorch fp32: what distillation made, before quantization);
-its size and p50 latency are those of its deployed variant: the first ONNX int8 variant when the run
-quantizes, else the fp32 ONNX graph.
+What a point's figures are is its task's: the ``sweep_figures`` hook (compress/tasks/<task>/sweep.py) turns a
+report into ``{"metric", "teacher", "point"}``. ``point`` holds ``temperature``, ``alpha``, ``student``,
+``retention`` (against the teacher, higher is better), ``variants`` (the student's ONNX variants, each with
+``name``, ``precision``, ``size_bytes`` and ``retention``: the frontier) and the task's own figures; ``metric``
+says which of them the temperature curve draws (``key``), how the axes, the table's columns and the
+by-temperature tables name them; ``teacher`` holds the teacher's figures (``metric.key`` among them, and
+``onnx_size_bytes`` for the frontier's star) and a sentence about it (``text``). A classifier's is accuracy; a
+causal LM's is perplexity retention (WikiText-2 when it is scored).
 """
 
 from __future__ import annotations
@@ -12,10 +17,11 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
+from compress import tasks
 from compress.config.sweep import label
 from compress.io import write_json, write_text
 from compress.layout import SWEEP_HTML, SWEEP_JSON, SWEEP_MD, RunLayout
-from compress.records import Report, Variant, read_report
+from compress.records import Report, read_report
 from compress.reports import plots
 from compress.reports.html import markdown_html, page
 
@@ -34,14 +40,15 @@ def write(sweep_dir: Path, cfg, pipeline: Path, overrides: list[str], records: l
 
 
 def build(cfg, pipeline: Path, overrides: list[str], records: list[dict], seconds: float) -> dict:
-    points, teacher, evaluation = [], None, None
+    points, teacher, evaluation, metric = [], None, None, None
     for r in records:
         report_path = RunLayout(Path(r["run_dir"])).report_json
         if r["status"] in FINISHED and report_path.is_file():
             report = read_report(report_path)
-            teacher = teacher or _teacher(report)
+            got = figures(report)
+            teacher, metric = teacher or got["teacher"], metric or got["metric"]
             evaluation = evaluation or report.get("eval")
-            r = {**r, **figures(report)}
+            r = {**r, **got["point"]}
         points.append(r)
     return {
         "name": cfg.name,
@@ -50,6 +57,8 @@ def build(cfg, pipeline: Path, overrides: list[str], records: list[dict], second
         "command_overrides": overrides,
         "budget_minutes": cfg.sweep.budget_minutes,
         "wall_seconds": seconds,
+        "task": cfg.task,
+        "metric": metric,
         "eval": evaluation,
         "teacher": teacher,
         "points": points,
@@ -57,42 +66,23 @@ def build(cfg, pipeline: Path, overrides: list[str], records: list[dict], second
     }
 
 
-def _teacher(report: Report) -> dict:
-    t, onnx = report.variant(report.reference), report.variant("teacher-onnx")
-    return {"accuracy": t.accuracy, "accuracy_ci95": t.get("accuracy_ci95"), "parameters": t.parameters,
-            "size_bytes": t.size_bytes, "p50_ms": t.latency_ms.p50,
-            "onnx_size_bytes": onnx.size_bytes if onnx else None, "onnx_p50_ms": onnx.latency_ms.p50 if onnx else None}
-
-
 def figures(report: Report) -> dict:
-    """What the sweep keeps of one point's report.json."""
-    student = report.variant("student")
-    onnx = [v for v in report.variants if v.role == "student" and v.format == "onnx"]
-    int8 = [v for v in onnx if v.precision == "int8"]
-    deployed = (int8 or onnx or [student])[0]
+    """What the sweep keeps of one point's report.json: its task's ``sweep_figures`` hook."""
+    return tasks.get(report.task).hook("sweep_figures")(report)
 
-    def short(v: Variant) -> dict:
-        return {"name": v.name, "precision": v.precision, "size_bytes": v.size_bytes, "accuracy": v.accuracy,
-                "accuracy_ci95": v.get("accuracy_ci95"), "retention": v.retention, "p50_ms": v.latency_ms.p50}
 
-    distill = report.get("distill") or {}
-    return {
-        "temperature": distill["temperature"], "alpha": distill["alpha"],
-        "student": describe_student(report.get("student") or {}, report.get("refine")), "parameters": student.parameters,
-        "accuracy": student.accuracy, "accuracy_ci95": student.get("accuracy_ci95"), "retention": student.retention,
-        "teacher_accuracy": report.variant(report.reference).accuracy,
-        "variant": deployed.name, "size_bytes": deployed.size_bytes, "variant_accuracy": deployed.accuracy,
-        "variant_retention": deployed.retention, "p50_ms": deployed.latency_ms.p50,
-        "variants": [short(v) for v in onnx],
-        "distill_seconds": report.stage_seconds.get("distill"),
-    }
+def finished(p: dict) -> bool:
+    """Whether the point has figures (it finished and its report was read)."""
+    return "variants" in p
 
 
 def describe_student(info: dict, refine: dict | None = None) -> str:
     """layers 0, 2, 4 of the teacher -> "3 layers (0, 2, 4)"; a config student -> "4 layers x 256"; refined by
     the refine stage -> "3 layers (0, 2, 4), refined to 6 heads, 768 feed-forward"."""
     if info.get("method") == "layers" and info.get("layers") is not None:
-        text = f"{len(info['layers'])} layers ({', '.join(map(str, info['layers']))})"
+        text = f"{len(info['layers'])} layers ({_ranges(info['layers'])})"
+        if (info.get("ffn") or {}).get("intermediate_size"):  # a causal LM's feed-forward pruned with the layers
+            text += f", {info['ffn']['intermediate_size']} feed-forward"
     elif info.get("method") == "config":
         text = f"{info.get('count')} layers x {info.get('width')}"
     else:
@@ -104,10 +94,23 @@ def describe_student(info: dict, refine: dict | None = None) -> str:
     return text
 
 
+def _ranges(layers: list[int]) -> str:
+    """[0, 2, 4] -> "0, 2, 4"; [0, 1, 2, 3, 5] -> "0-3, 5": runs of three or more as a range."""
+    parts, run = [], []
+    for i in [*layers, None]:
+        if run and i is not None and i == run[-1] + 1:
+            run.append(i)
+            continue
+        if run:
+            parts += [f"{run[0]}-{run[-1]}"] if len(run) > 2 else [str(r) for r in run]
+        run = [i] if i is not None else []
+    return ", ".join(parts)
+
+
 def frontier(points: list[dict], teacher: dict | None) -> list[dict]:
     """The ONNX variants of every point (and the teacher's ONNX graph) that no other is at most as large and
     at least as accurate as: the retention-against-size Pareto frontier, smallest first."""
-    items = [(p["name"], v) for p in points if "variants" in p for v in p["variants"] if v["retention"] is not None]
+    items = [(p["name"], v) for p in points if finished(p) for v in p["variants"] if v["retention"] is not None]
     if teacher and teacher.get("onnx_size_bytes"):
         items.append(("teacher", {"name": "teacher-onnx", "size_bytes": teacher["onnx_size_bytes"], "retention": 1.0}))
     front = plots.pareto_front([(v["size_bytes"], v["retention"]) for _, v in items])
@@ -118,13 +121,14 @@ def frontier(points: list[dict], teacher: dict | None) -> list[dict]:
 # ----------------------------------------------------------------------------- temperature curves
 
 
-def curves(points: list[dict]) -> tuple[dict[str, list[dict]], list[dict]]:
+def curves(points: list[dict], key: str | None = None) -> tuple[dict[str, list[dict]], list[dict]]:
     """Points with the same settings but the temperature, as curves ({label: points sorted by T}); points on
-    hard labels only (alpha 1: the temperature does nothing) are references, one value each."""
+    hard labels only (alpha 1: the temperature does nothing) are references, one value each. Only finished
+    points, and with ``key`` only those that have that figure."""
     lines: dict[str, list[dict]] = {}
     references = []
     for p in points:
-        if "accuracy" not in p:
+        if not finished(p) or (key is not None and p.get(key) is None):
             continue
         if p["alpha"] >= 1:
             references.append(p)
@@ -148,32 +152,44 @@ def _colours(points: list[dict]) -> dict[str, str]:
 # ----------------------------------------------------------------------------- markdown
 
 
+def fmt(value, how: str) -> str:
+    """A figure as the table writes it: ``how`` is str, g, params (M), mb, pct, or f<digits>."""
+    if value is None:
+        return "-"
+    if how == "str":
+        return str(value)
+    if how == "g":
+        return f"{value:g}"
+    if how == "params":
+        return f"{value / 1e6:.1f}M"
+    if how == "mb":
+        return f"{value / 1e6:.1f}"
+    if how == "pct":
+        return f"{value:.1%}"
+    return f"{value:.{int(how[1:])}f}"
+
+
 def markdown(s: dict) -> list[str]:
-    done = [p for p in s["points"] if "accuracy" in p]
-    t = s["teacher"]
+    done = [p for p in s["points"] if finished(p)]
+    t, m = s["teacher"], s.get("metric")
     lines = [f"# compress sweep: {s['name']}", ""]
     intro = (f"{len(done)} of {len(s['points'])} points finished (`{s['pipeline']}`, this command "
              f"{s['wall_seconds'] / 60:.1f} minutes).")
     if t:
-        intro += (f" Teacher: accuracy {t['accuracy']:.4f} on {s['eval']['sentences']} sentences of the "
-                  f"`{s['eval']['split']}` split, {t['parameters'] / 1e6:.1f}M parameters.")
-    intro += (" Accuracy and retention (against the teacher) are the distilled student's in PyTorch fp32; size and "
-              "p50 latency are its deployed variant's (ONNX int8 when quantized, else ONNX fp32).")
-    lines += [intro, "",
-              "| point | T | alpha | student | parameters | accuracy | retention | variant | size (MB) | "
-              "variant accuracy | p50 (ms) | status |",
-              "|---|---:|---:|---|---:|---:|---:|---|---:|---:|---:|---|"]
+        intro += " " + t["text"]
+    if m:
+        intro += " " + m["note"]
+    columns = [["T", "temperature", "g"], ["alpha", "alpha", "g"], ["student", "student", "str"], *(m["columns"] if m else [])]
+    lines += [intro, "", "| point | " + " | ".join(c[0] for c in columns) + " | status |",
+              "|---|" + "".join("---|" if c[2] == "str" else "---:|" for c in columns) + "---|"]
     for p in s["points"]:
-        if "accuracy" in p:
-            lines.append(f"| {p['name']} | {p['temperature']:g} | {p['alpha']:g} | {p['student']} | "
-                         f"{p['parameters'] / 1e6:.1f}M | {p['accuracy']:.4f} | {_pct(p['retention'])} | {p['variant']} | "
-                         f"{p['size_bytes'] / 1e6:.1f} | {p['variant_accuracy']:.4f} | {p['p50_ms']:.2f} | {p['status']} |")
-        else:
-            lines.append(f"| {p['name']} | - | - | - | - | - | - | - | - | - | - | {p['status']} |")
-    lines += temperature_table(s["points"])
+        cells = [fmt(p.get(key), how) for _, key, how in columns] if finished(p) else ["-"] * len(columns)
+        lines.append(f"| {p['name']} | " + " | ".join(cells) + f" | {p['status']} |")
+    for key, title, how in (m["tables"] if m else []):
+        lines += temperature_table(s["points"], key, title, how)
     if s["frontier"]:
         lines += ["", "Retention-against-size frontier (ONNX variants; none of them is beaten by one at most as large "
-                  "and at least as accurate): " + ", ".join(
+                  "and at least as good): " + ", ".join(
                       f"{f['point']} {f['variant']} ({f['size_bytes'] / 1e6:.1f} MB, {f['retention']:.1%})"
                       for f in s["frontier"]) + "."]
     for p in s["points"]:
@@ -184,24 +200,20 @@ def markdown(s: dict) -> list[str]:
     return lines
 
 
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1%}"
-
-
-def temperature_table(points: list[dict]) -> list[str]:
-    """Accuracy of the fp32 student by temperature, a row per curve; hard-label points in their own column."""
-    lines_, references = curves(points)
+def temperature_table(points: list[dict], key: str, title: str, how: str) -> list[str]:
+    """``key`` of the fp32 student by temperature, a row per curve; hard-label points in their own column."""
+    lines_, references = curves(points, key)
     temps = sorted({p["temperature"] for line in lines_.values() for p in line})
     if len(temps) < 2:
         return []
     head = ["student, loss", *(f"T={t:g}" for t in temps), "hard labels only"]
     rows = []
     for name, line in lines_.items():
-        by_t = {p["temperature"]: p["accuracy"] for p in line}
-        rows.append([name, *(f"{by_t[t]:.4f}" if t in by_t else "-" for t in temps), "-"])
+        by_t = {p["temperature"]: p[key] for p in line}
+        rows.append([name, *(fmt(by_t[t], how) if t in by_t else "-" for t in temps), "-"])
     for p in references:
-        rows.append([curve_label(p), *("-" for _ in temps), f"{p['accuracy']:.4f}"])
-    return ["", "## Accuracy by temperature", "", "| " + " | ".join(head) + " |",
+        rows.append([curve_label(p), *("-" for _ in temps), fmt(p[key], how)])
+    return ["", f"## {title} by temperature", "", "| " + " | ".join(head) + " |",
             "|---|" + "---:|" * (len(head) - 1)] + ["| " + " | ".join(r) + " |" for r in rows]
 
 
@@ -209,16 +221,19 @@ def temperature_table(points: list[dict]) -> list[str]:
 
 
 def render(s: dict) -> str:
-    done = [p for p in s["points"] if "accuracy" in p]
+    done = [p for p in s["points"] if finished(p)]
+    m = s.get("metric")
     figures_ = []
-    if done and s["teacher"]:
-        figures_.append(_figure(frontier_svg(s), "Every point's ONNX variants (circles fp32, diamonds int8; a colour per "
-                                "student). Step line: the Pareto frontier, its points named. Star: the teacher's ONNX graph."))
-        lines_, _ = curves(done)
+    if done and s["teacher"] and m:
+        figures_.append(_figure(frontier_svg(s), "Every point's ONNX variants (circles fp32, diamonds int8 or int4; a "
+                                "colour per student) by " + m["retention_axis"] + ". Step line: the Pareto frontier, "
+                                "its points named. Star: the teacher's ONNX graph."))
+        lines_, _ = curves(done, m["key"])
         if any(len(line) > 1 for line in lines_.values()):
-            widths = [(p["accuracy_ci95"][1] - p["accuracy_ci95"][0]) / 2 for p in done if p.get("accuracy_ci95")]
+            ci = m.get("ci95")
+            widths = [(p[ci][1] - p[ci][0]) / 2 for p in done if ci and p.get(ci)]
             ci = f" A point's 95% interval is about ±{sorted(widths)[len(widths) // 2] * 100:.1f} points." if widths else ""
-            figures_.append(_figure(temperature_svg(s), "The distilled student's accuracy (PyTorch fp32) against the "
+            figures_.append(_figure(temperature_svg(s), f"The distilled student's {m['name']} (PyTorch fp32) against the "
                                     "temperature, a line per student (colour) and loss mix (line style); dotted: the same "
                                     "student on hard labels only; dashed: the teacher." + ci))
     plots_html = '<div class="plots">' + "".join(figures_) + "</div>" if figures_ else ""
@@ -254,10 +269,10 @@ def frontier_svg(s: dict) -> str:
         named = []
         for p in s["points"]:
             for v in p.get("variants", []):
-                if v["retention"] is None:  # a teacher at accuracy 0: nothing to keep
+                if v["retention"] is None:  # a teacher at accuracy 0, a variant not scored: nothing to place
                     continue
                 x, y = v["size_bytes"] / 1e6, v["retention"]
-                ax.scatter([x], [y], marker="D" if v["precision"] == "int8" else "o", color=colours[p["student"]],
+                ax.scatter([x], [y], marker="o" if v["precision"] == "fp32" else "D", color=colours[p["student"]],
                            s=26, alpha=0.8, zorder=3)
                 point = plots.Point(f"{p['name']} {v['precision']}", x, y, None, "student", colours[p["student"]])
                 if (p["name"], v["name"]) in on_front:
@@ -273,11 +288,11 @@ def frontier_svg(s: dict) -> str:
                     linewidth=1.4, zorder=2)
         ax.set_xscale("log")
         ax.margins(x=0.15, y=0.1)
-        plots.log_x_percent_y(ax, "size on disk (MB, log scale)", "retention (accuracy / teacher's)")
+        plots.log_x_percent_y(ax, "size on disk (MB, log scale)", s["metric"]["retention_axis"])
         ax.set_title(title, fontsize=10)
         plots._place_labels(ax, [(p, p.accuracy) for p in named], [], set())
         handles = [Line2D([], [], marker="o", linestyle="", color=c, label=st) for st, c in colours.items()]
-        handles += [Line2D([], [], marker="D", linestyle="", color="#555555", label="ONNX int8"),
+        handles += [Line2D([], [], marker="D", linestyle="", color="#555555", label="ONNX int8 / int4"),
                     Line2D([], [], marker="o", linestyle="", color="#555555", label="ONNX fp32"),
                     Line2D([], [], marker="*", linestyle="", color="#333333", markersize=9, label="teacher ONNX"),
                     Line2D([], [], color="#555555", alpha=0.6, drawstyle="steps-post", label="Pareto frontier")]
@@ -287,41 +302,47 @@ def frontier_svg(s: dict) -> str:
 
 
 def temperature_svg(s: dict) -> str:
-    """Accuracy of the fp32 student against the temperature (log 2 scale): one line per curve, hard-label
-    references and the teacher as horizontal lines."""
-    done = [p for p in s["points"] if "accuracy" in p]
-    lines_, references = curves(done)
+    """The metric's figure of the fp32 student against the temperature (log 2 scale): one line per curve,
+    hard-label references and the teacher as horizontal lines."""
+    m = s["metric"]
+    key = m["key"]
+    lines_, references = curves(s["points"], key)
     colours = _colours(s["points"])
     alphas = sorted({p["alpha"] for line in lines_.values() for p in line}, reverse=True)
-    title = "Accuracy against temperature"
+    title = f"{m['name'][0].upper()}{m['name'][1:]} against temperature"
+    percent = m["format"] in ("pct", "f4")  # accuracies and retentions are fractions
 
     def draw(fig):
         from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator, PercentFormatter
 
-        fig.subplots_adjust(bottom=0.34)  # room for a legend line per curve
+        fig.subplots_adjust(left=0.16, bottom=0.34)  # room for the axis label and a legend line per curve
         ax = fig.add_subplot()
         temps = sorted({p["temperature"] for line in lines_.values() for p in line})
         for name, line in lines_.items():
             style = ALPHA_STYLES[alphas.index(line[0]["alpha"]) % len(ALPHA_STYLES)]
-            ax.plot([p["temperature"] for p in line], [p["accuracy"] for p in line], marker="o", markersize=4,
+            ax.plot([p["temperature"] for p in line], [p[key] for p in line], marker="o", markersize=4,
                     linestyle=style, color=colours[line[0]["student"]], linewidth=1.4, label=name, zorder=3)
         for p in references:
-            ax.axhline(p["accuracy"], color=colours[p["student"]], linestyle=":", linewidth=1.3,
+            ax.axhline(p[key], color=colours[p["student"]], linestyle=":", linewidth=1.3,
                        label=f"{curve_label(p)} (no T)", zorder=2)
-        if s["teacher"]:
-            ax.axhline(s["teacher"]["accuracy"], color="#333333", linestyle="--", linewidth=0.9,
-                       label=f"teacher {s['teacher']['accuracy']:.1%}", zorder=1)
+        if s["teacher"] and s["teacher"].get(key) is not None:
+            value = s["teacher"][key]
+            ax.axhline(value, color="#333333", linestyle="--", linewidth=0.9,
+                       label=f"teacher {value:.1%}" if percent else f"teacher {value:g}", zorder=1)
         ax.set_xscale("log", base=2)
         ax.xaxis.set_major_locator(FixedLocator(temps))
         ax.xaxis.set_minor_locator(NullLocator())
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=1))
+        if percent:
+            ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=1))
         ax.margins(x=0.08, y=0.12)
         ax.set_xlabel("temperature T (log scale)")
-        ax.set_ylabel("accuracy, PyTorch fp32 student")
+        ax.set_ylabel(m["axis"])
         ax.grid(True, which="major", color="#e6e6e6", linewidth=0.7)
         ax.set_axisbelow(True)
         ax.set_title(title, fontsize=10)
-        fig.legend(loc="lower center", ncol=2, fontsize=7, frameon=False, bbox_to_anchor=(0.5, 0.0), handlelength=3.5)
+        long = max((len(t.get_label()) for t in ax.get_lines()), default=0) > 45  # a causal LM's students are long
+        fig.legend(loc="lower center", ncol=1 if long else 2, fontsize=7, frameon=False, bbox_to_anchor=(0.5, 0.0),
+                   handlelength=3.5)
 
     return plots.svg(draw, title, "compress-sweep-temperature", size=(5.6, 5.4))

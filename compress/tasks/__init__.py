@@ -14,6 +14,8 @@ Hooks (each optional but ``stages``):
     summary(console, run_dir, report)         the terminal table at the end of compress run (report: a Report)
     markdown(report) -> str                   report.md of a Report record (compress report)
     html(report) -> str                       report.html of a Report record (compress report)
+    sweep_figures(report) -> dict             a sweep point's figures from its Report: {"metric", "teacher",
+                                              "point"} (compress/reports/sweep.py says what each holds)
     bundle_check(bundle, model, golden, manifest) -> Check   the golden replay of compress verify (a Manifest)
     generate(bundle, prompt, **options) -> Iterator[str]      compress generate: the reply, streamed (files checked)
 """

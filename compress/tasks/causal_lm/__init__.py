@@ -24,7 +24,8 @@ numpy and onnxruntime only), preflight.py (do two tokenizers agree), checks.py (
 bundle.py (golden set, model card), worker.py (the timed generation in a fresh process), zeroshot.py (zero-shot
 scores as lm-evaluation-harness computes them), llamacpp.py (llama.cpp on a GGUF file, the peer of
 benchmarks/llm_speed.py; optional). Hooks: rules.py, summary.py, golden.py, generate.py (compress generate: a
-bundle's reply, streamed without torch), and compress/reports/perplexity.py (report.md).
+bundle's reply, streamed without torch), sweep.py (a sweep point's figures), and compress/reports/perplexity.py
+(report.md).
 """
 
 from compress.tasks import Task
@@ -42,6 +43,7 @@ TASK = Task(
         "preflight": f"{_HERE}.rules:preflight",
         "summary": f"{_HERE}.summary:summary",
         "markdown": "compress.reports.perplexity:markdown",
+        "sweep_figures": f"{_HERE}.sweep:figures",
         "bundle_check": f"{_HERE}.golden:check_decoder",
         "generate": f"{_HERE}.generate:stream",
     },

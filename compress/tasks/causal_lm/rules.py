@@ -59,9 +59,6 @@ def refuse(cfg: PipelineConfig) -> list[str]:
                         "is data.holdout_fraction of the text (or <eval_split>.txt in a folder); set it to null")
     if cfg.scores.enabled:
         problems += _score_files(cfg.scores)
-    if cfg.sweep is not None:
-        problems.append(f"sweep: not for {WHY} yet (sweep.json summarises accuracy); run the points one by one with "
-                        "key=value overrides and different names")
     return problems
 
 

@@ -11,7 +11,8 @@ Stages, in order (each module: NAME, DEPENDS, CONFIG, ``run(cfg, ctx) -> metrics
     report    report.json / .md / .html                                       ship      the edge bundle
 
 Hooks: rules.py (what the task refuses at load, its preflight), summary.py (the terminal table), golden.py (the
-golden replay of compress verify), compress/reports/accuracy.py and html.py (report.md and report.html).
+golden replay of compress verify), sweep.py (a sweep point's figures), compress/reports/accuracy.py and html.py
+(report.md and report.html).
 """
 
 from compress.tasks import Task
@@ -31,6 +32,7 @@ TASK = Task(
         "summary": f"{_HERE}.summary:summary",
         "markdown": "compress.reports.accuracy:markdown",
         "html": "compress.reports.html:render_run",
+        "sweep_figures": f"{_HERE}.sweep:figures",
         "bundle_check": f"{_HERE}.golden:check_model",
     },
 )
