@@ -194,11 +194,17 @@ def generate(
 
     if top_k and not temperature:
         raise CompressError(f"--top-k: {top_k} with greedy decoding; give --temperature above 0 to sample")
+    written = 0
     for piece in reply(bundle, prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, seed=seed,
                        chat=not no_chat_template):
         sys.stdout.write(piece)
         sys.stdout.flush()
+        written += len(piece)
     sys.stdout.write("\n")
+    if not written:  # an empty reply is the model's answer, but say so rather than print a blank line alone
+        typer.echo("note: the model ended its reply at once (end-of-sequence first)"
+                   + ("" if no_chat_template else "; a student distilled on plain text may have lost the teacher's "
+                      "chat turns: try --no-chat-template"), err=True)
 
 
 @app.command("report")
