@@ -25,8 +25,8 @@ VERSION = 2  # 2: tied decoders exported untied (an older export reran, so onnx_
 def run(cfg, ctx) -> dict:
     text = load_text(cfg)
     results = {}
-    models = [("teacher", ctx.layout.model("teacher"))] if cfg.export.teacher else []
-    for name, folder in models + [("student", ctx.layout.model("distill"))]:
+    sources = [("teacher", ctx.layout.model("teacher"))] if cfg.export.teacher else []
+    for name, folder in sources + [("student", ctx.layout.model("distill"))]:
         out = ctx.out / name
         model, tok = lm.load_saved(folder)
         untied = lm.untie(model)
