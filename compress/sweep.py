@@ -79,12 +79,17 @@ def run(pipeline: Path, overrides: list[str], cfg: PipelineConfig, runs_dir: Pat
                 records.append({**record, "status": "done", "seconds": round(time.perf_counter() - t0, 1)})
         # after every point: a killed sweep still has the summary of what finished
         sweepreport.write(sweep_dir, cfg, pipeline, overrides, records + _pending(points[i:], points_dir),
-                          round(time.perf_counter() - started, 1))
+                          round(time.perf_counter() - started, 1), point_figures)
     failed = [r for r in records if r["status"] == "failed"]
     if failed:
         raise CompressError(*(f"sweep point {r['name']} failed: {r['reason']}" for r in failed),
                             f"the other points' results are in {sweep_dir / SWEEP_MD}")
     return sweep_dir
+
+
+def point_figures(report) -> dict:
+    """What the sweep keeps of one point's report.json: its task's ``sweep_figures`` hook."""
+    return tasks.get(report.task).hook("sweep_figures")(report)
 
 
 def _pending(points: list[Point], points_dir: Path) -> list[dict]:

@@ -169,10 +169,10 @@ def test_config_refuses_what_causal_lm_cannot_do():
     with pytest.raises(CompressError) as err:
         load_config(ROOT / "pipelines" / "tiny-lm.yaml", ["mobile.enabled=true", "vocab_trim.enabled=true", "distill.hidden.weight=1",
                                                          "quantize.variants=[{name: student-q, method: torch_dynamic}]",
-                                                         "student.method=layers", "student.intermediate_size=16"])
+                                                         "student.method=layers", "student.num_attention_heads=1"])
     text = "\n".join(err.value.problems)
     for key in ("mobile.enabled", "vocab_trim.enabled", "distill.hidden.weight",
-                "quantize.variants.0.method", "student.intermediate_size"):
+                "quantize.variants.0.method", "student.num_attention_heads"):
         assert key in text
     with pytest.raises(CompressError, match="distill.sequence.mode"):
         load_config(ROOT / "pipelines" / "tiny.yaml", ["distill.sequence.mode=mix"])

@@ -12,6 +12,7 @@ import pytest
 from compress import records
 from compress.config.sweep import expand
 from compress.reports import sweep as sweepreport
+from compress.sweep import point_figures
 from compress.tasks import load_config
 from compress.tasks.causal_lm import retention
 
@@ -59,7 +60,7 @@ def lm_report(t: float, alpha: float, ppl: float, wiki: float | None = None, rig
 
 
 def test_a_point_without_scores_is_judged_by_held_out_perplexity():
-    got = sweepreport.figures(lm_report(2, 0.5, 12.5))
+    got = point_figures(lm_report(2, 0.5, 12.5))
     p, m, t = got["point"], got["metric"], got["teacher"]
     assert m["key"] == "perplexity_retention" and m["axis"].startswith("held-out perplexity retention")
     assert p["retention"] == p["perplexity_retention"] == pytest.approx(0.8)
@@ -73,7 +74,7 @@ def test_a_point_without_scores_is_judged_by_held_out_perplexity():
 
 
 def test_a_scored_point_is_judged_by_wikitext_with_the_zero_shot_mean_beside_it():
-    got = sweepreport.figures(lm_report(4, 0.0, 12.5, wiki=25.0, right=12))
+    got = point_figures(lm_report(4, 0.0, 12.5, wiki=25.0, right=12))
     p, m, t = got["point"], got["metric"], got["teacher"]
     assert m["key"] == "wikitext_retention" and [k for k, *_ in m["tables"]] == ["wikitext_retention", "zeroshot_mean"]
     assert p["retention"] == p["wikitext_retention"] == pytest.approx(20 / 25)  # teacher's perplexity / student's
@@ -100,7 +101,7 @@ def test_the_summary_of_a_causal_lm_sweep(tmp_path):
     rows.append({"name": "combined_temperature4", "entry": "combined", "grid": {"distill.temperature": 4}, "settings": {},
                  "overrides": [], "run_dir": str(tmp_path / "points" / "combined_temperature4"), "status": "pending"})
     cfg = SimpleNamespace(name="lm-sweep", task="causal-lm", sweep=SimpleNamespace(budget_minutes=None))
-    s = sweepreport.write(tmp_path, cfg, ROOT / "p.yaml", [], rows, 60.0)
+    s = sweepreport.write(tmp_path, cfg, ROOT / "p.yaml", [], rows, 60.0, point_figures)
     assert s["metric"]["key"] == "wikitext_retention" and s["task"] == "causal-lm"
     by = {p["name"]: p for p in s["points"]}
     assert by["soft_temperature2"]["retention"] == pytest.approx(20 / 24) and "retention" not in by["combined_temperature4"]

@@ -34,6 +34,7 @@ import torch
 from compress.data import Encoded, collate, eval_batches
 from compress.errors import CompressError
 from compress.io import read_json, sha256_file, write_json
+from compress.layout import teacher_cache as cache_root
 
 FULL_LOGITS_MAX_CLASSES = 1024
 FORMAT_VERSION = 1
@@ -384,8 +385,6 @@ def for_run(cfg, ctx, dcfg, teacher: torch.nn.Module, teacher_dir: Path, data: E
     autocast on a miss (one process computes, the others read), then checked against the live fp32 teacher on
     ``distill.cache.fidelity_samples`` rows (atol 1e-3 for an fp32 cache, ``bf16_atol`` under autocast)."""
     from accelerate import PartialState
-
-    from compress.layout import teacher_cache as cache_root
 
     runs_dir = ctx.runs_dir or ctx.run_dir.parent
     root = Path(dcfg.cache.dir) if dcfg.cache.dir else cache_root(runs_dir)

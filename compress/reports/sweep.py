@@ -17,11 +17,10 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
-from compress import tasks
 from compress.config.sweep import label
 from compress.io import write_json, write_text
 from compress.layout import SWEEP_HTML, SWEEP_JSON, SWEEP_MD, RunLayout
-from compress.records import Report, read_report
+from compress.records import read_report
 from compress.reports import plots
 from compress.reports.html import markdown_html, page
 
@@ -31,15 +30,18 @@ STUDENT_SIZE_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "
 ALPHA_STYLES = ("-", "--", "-.", (0, (1, 1)))
 
 
-def write(sweep_dir: Path, cfg, pipeline: Path, overrides: list[str], records: list[dict], seconds: float) -> dict:
-    summary = build(cfg, pipeline, overrides, records, seconds)
+def write(sweep_dir: Path, cfg, pipeline: Path, overrides: list[str], records: list[dict], seconds: float,
+          figures) -> dict:
+    """``figures(report) -> {"point", "teacher", "metric"}``: the task's ``sweep_figures`` hook (compress/sweep.py
+    looks it up in the task registry, a layer above this module)."""
+    summary = build(cfg, pipeline, overrides, records, seconds, figures)
     write_json(sweep_dir / SWEEP_JSON, summary)
     write_text(sweep_dir / SWEEP_MD, "\n".join(markdown(summary)) + "\n")
     write_text(sweep_dir / SWEEP_HTML, render(summary))
     return summary
 
 
-def build(cfg, pipeline: Path, overrides: list[str], records: list[dict], seconds: float) -> dict:
+def build(cfg, pipeline: Path, overrides: list[str], records: list[dict], seconds: float, figures) -> dict:
     points, teacher, evaluation, metric = [], None, None, None
     for r in records:
         report_path = RunLayout(Path(r["run_dir"])).report_json
@@ -64,11 +66,6 @@ def build(cfg, pipeline: Path, overrides: list[str], records: list[dict], second
         "points": points,
         "frontier": frontier(points, teacher),
     }
-
-
-def figures(report: Report) -> dict:
-    """What the sweep keeps of one point's report.json: its task's ``sweep_figures`` hook."""
-    return tasks.get(report.task).hook("sweep_figures")(report)
 
 
 def finished(p: dict) -> bool:

@@ -15,37 +15,16 @@ from compress import models
 from compress.bench import targets
 from compress.errors import CompressError
 from compress.io import dir_size, read_json, write_json
-from compress.layout import ONNX_FILE, RESULTS_FILE
+from compress.layout import RESULTS_FILE
 from compress.tasks.causal_lm import lm, onnxlm
 from compress.tasks.causal_lm.checks import PROMPT_TOKENS
 from compress.tasks.causal_lm.text import eval_rows, load_text, prompts, token_stream
+from compress.tasks.causal_lm.variants import folder as _folder
+from compress.tasks.causal_lm.variants import variants
 
 NAME = "bench"
 DEPENDS = ("teacher", "student", "distill", "baseline", "export", "quantize")
 CONFIG = ("bench", "data")
-
-
-def variants(ctx) -> list[dict]:
-    out = [{"name": "teacher", "role": "teacher", "format": "pytorch", "precision": "fp32", "path": ctx.layout.model("teacher")}]
-    if (ctx.layout.export_dir("teacher") / ONNX_FILE).is_file():  # export.teacher: false exports the student only
-        out.append({"name": "teacher-onnx", "role": "teacher", "format": "onnx", "precision": "fp32",
-                    "path": (ctx.layout.export_dir("teacher") / ONNX_FILE), "parent": "teacher"})
-    out += [{"name": "student", "role": "student", "format": "pytorch", "precision": "fp32", "path": ctx.layout.model("distill")},
-           {"name": "student-onnx", "role": "student", "format": "onnx", "precision": "fp32",
-            "path": (ctx.layout.export_dir("student") / ONNX_FILE), "parent": "student"}]
-    listing = ctx.layout.variants_file
-    for e in read_json(listing) if listing.is_file() else []:
-        out.append({**e, "role": "student", "path": ctx.layout.stage("quantize") / e["path"]})
-    ce = ctx.layout.baseline_model
-    if ce.is_dir():
-        out.append({"name": "student-init", "role": "baseline", "format": "pytorch", "precision": "fp32",
-                    "path": ctx.layout.model("student")})
-        out.append({"name": "student-ce", "role": "baseline", "format": "pytorch", "precision": "fp32", "path": ce})
-    return out
-
-
-def _folder(v: dict) -> Path:
-    return v["path"] if v["format"] == "pytorch" else v["path"].parent
 
 
 def run(cfg, ctx) -> dict:

@@ -7,6 +7,7 @@ from pathlib import Path
 from compress import preflight as checks
 from compress.config import PipelineConfig, is_local_path
 from compress.tasks.causal_lm.text import load_text
+from compress.tasks.causal_lm.zeroshot import FILES
 
 WHY = "task causal-lm"
 
@@ -63,8 +64,6 @@ def refuse(cfg: PipelineConfig) -> list[str]:
 
 
 def _score_files(scfg) -> list[str]:
-    from compress.tasks.causal_lm.zeroshot import FILES
-
     folder = Path(scfg.folder).expanduser()
     if not folder.is_dir():
         return [f"scores.folder: not a folder: {scfg.folder} (it holds the evaluation sets: "

@@ -18,7 +18,7 @@ from compress.errors import CompressError
 from compress.io import write_json
 from compress.layout import RESULTS_FILE
 from compress.tasks.causal_lm import lm, onnxlm, zeroshot
-from compress.tasks.causal_lm.bench import variants
+from compress.tasks.causal_lm.variants import variants
 
 NAME = "score"
 DEPENDS = ("teacher", "student", "distill", "baseline", "export", "quantize")

@@ -17,6 +17,8 @@ from pathlib import Path
 from compress.bench.worker import (
     peak_rss_bytes,  # VmHWM: ru_maxrss carries the parent's peak over
 )
+from compress.tasks.causal_lm import llamacpp
+from compress.tasks.causal_lm.lm import load_pretrained
 from compress.tasks.causal_lm.onnxlm import Decoder, torch_greedy_timed
 
 
@@ -26,16 +28,12 @@ def _runner(spec: dict):
         dec = Decoder(Path(spec["path"]), threads=spec["threads"])
         return (lambda prompt, n, t: dec.greedy(prompt, n, eos, t)), "onnxruntime"
     if spec["format"] == "gguf":
-        from compress.tasks.causal_lm import llamacpp
-
         llm = llamacpp.load(Path(spec["path"]), spec["threads"], n_ctx=len(spec["prompt"]) + spec["new_tokens"] + 8)
         return (lambda prompt, n, t: llamacpp.greedy(llm, prompt, n, t)), f"llama.cpp {llamacpp.info()['llama_cpp_python']}"
     import torch
 
     torch.set_num_threads(spec["threads"])
     if spec.get("loader") == "pretrained":
-        from compress.tasks.causal_lm.lm import load_pretrained
-
         model = load_pretrained(spec["path"])[0].eval()
     else:
         from transformers import AutoModelForCausalLM
