@@ -10,6 +10,8 @@ import shutil
 from pathlib import Path
 from typing import Any, Iterator
 
+from compress.errors import CompressError
+
 
 def write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -27,6 +29,23 @@ def write_json(path: Path, data: Any) -> None:
 
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def read_jsonl(path: Path) -> list[Any]:
+    """The JSON value of every non-blank line of ``path`` (UTF-8); a file that cannot be read or a line that is
+    not JSON raises CompressError naming the file and the line."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CompressError(f"{path}: cannot be read ({exc})") from None
+    rows = []
+    for i, line in enumerate(lines, 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise CompressError(f"{path}: line {i} is not JSON ({exc.msg})") from None
+    return rows
 
 
 @contextlib.contextmanager

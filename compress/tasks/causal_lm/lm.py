@@ -10,6 +10,7 @@ from typing import Any
 
 from compress import models
 from compress.config import PACKAGE_PREFIX, gguf_file, resolve_model_path
+from compress.data import collate
 from compress.errors import CompressError
 from compress.preflight import check_model_folder
 from compress.students import resized_config
@@ -161,18 +162,13 @@ def output_rows(model) -> int:
 
 
 def _batches(rows: list[list[int]], pad_id: int, size: int = 8):
-    import torch
-
+    """(input ids, attention mask) of ``rows`` in batches of ``size``, right-padded (compress.data.collate)."""
     if not rows:
         raise CompressError("student: no training rows to rank layers or neurons on")
+    pad = collate(pad_id)
     for i in range(0, len(rows), size):
-        part = rows[i: i + size]
-        width = max(map(len, part))
-        ids = torch.full((len(part), width), pad_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for r, row in enumerate(part):
-            ids[r, : len(row)], mask[r, : len(row)] = torch.tensor(row), 1
-        yield ids, mask
+        batch = pad([(row, 0) for row in rows[i: i + size]])
+        yield batch["input_ids"], batch["attention_mask"]
 
 
 def ranked_layers(teacher, rows: list[list[int]], keep: int) -> tuple[list[int], list[float]]:

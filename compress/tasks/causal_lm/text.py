@@ -15,6 +15,7 @@ from pathlib import Path
 from compress.config import is_local_path
 from compress.data import Encoded
 from compress.errors import CompressError
+from compress.io import read_jsonl
 
 EOS = "<|endoftext|>"
 
@@ -57,20 +58,12 @@ def load_text(cfg) -> Text:
 def _documents(paths: list[Path], field: str, seed: int) -> str:
     """The ``field`` of every JSON line of ``paths``, documents in a seeded order (so the held-out end of the text
     mixes every file), separated by blank lines."""
-    import json
-
     docs = []
     for path in paths:
-        for i, line in enumerate(_read(path).splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise CompressError(f"{path}: line {i} is not JSON ({exc.msg})") from None
+        for i, row in enumerate(read_jsonl(path), 1):
             if not isinstance(row, dict) or not isinstance(row.get(field), str):
-                raise CompressError(f"data.text_column: line {i} of {path} has no text field '{field}' (fields found: "
-                                    f"{', '.join(row) if isinstance(row, dict) else type(row).__name__})")
+                raise CompressError(f"data.text_column: JSON line {i} of {path} has no text field '{field}' (fields "
+                                    f"found: {', '.join(row) if isinstance(row, dict) else type(row).__name__})")
             if row[field].strip():
                 docs.append(row[field].strip())
     random.Random(seed).shuffle(docs)

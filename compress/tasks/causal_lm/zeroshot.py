@@ -18,7 +18,6 @@ difference from the harness, forced by the data: the HellaSwag file holds ``ctx`
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import re
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from compress.errors import CompressError
+from compress.io import read_jsonl
 
 SETS = ("hellaswag", "piqa", "arc_easy", "lambada")
 FILES = {"hellaswag": "hellaswag_val.jsonl", "piqa": "piqa.jsonl", "arc_easy": "arc_easy.jsonl",
@@ -53,21 +53,6 @@ def preprocess(text: str) -> str:
     return text.replace("  ", " ")
 
 
-def _read(path: Path) -> list[dict]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CompressError(f"{path}: cannot be read ({exc})") from None
-    rows = []
-    for i, line in enumerate(lines, 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise CompressError(f"{path}: line {i} is not JSON ({exc.msg})") from None
-    return rows
-
-
 def _question(query: str) -> str:
     """'Question: <q>' (llm-foundry's files, a trailing newline or not) -> the harness's 'Question: <q>\\nAnswer:'."""
     q = query.strip()
@@ -83,7 +68,7 @@ def load(name: str, folder: Path, limit: int | None = None, seed: int = 0) -> li
     path = Path(folder) / FILES[name]
     if not path.is_file():
         raise CompressError(f"{path}: not found (the evaluation sets of ../shared/data/llm/eval)")
-    rows = _read(path)
+    rows = read_jsonl(path)
     if limit is not None and limit < len(rows):
         keep = sorted(random.Random(seed).sample(range(len(rows)), limit))
         rows = [rows[i] for i in keep]
