@@ -248,6 +248,7 @@ def test_tiny_lm_run_end_to_end(tmp_path):
     assert "student vs student-ce" in report["distillation_gain"]
     assert "## Greedy generations" in (tmp_path / "runs" / "tiny-lm" / "report.md").read_text()
     # the zero-shot scores of every variant, paired against the teacher's on the same items
+    scores_before = json.loads((tmp_path / "runs" / "tiny-lm" / "score" / "results.json").read_text())["variants"]
     scores = report["scores"]
     assert set(scores["against_teacher"]) == set(by) and {s["items"] for s in scores["sets"].values()} == {4}
     teacher = scores["against_teacher"]["teacher"]
@@ -259,6 +260,15 @@ def test_tiny_lm_run_end_to_end(tmp_path):
     from tests import goldens  # the figures before the issue-24 redesign
 
     assert goldens.compare(goldens.figures(report), goldens.load("tiny-lm")) == []
+    # a rerun at another temperature: the variants whose files did not change are read from the score cache
+    again = invoke("run", ROOT / "pipelines" / "tiny-lm.yaml", "--runs-dir", tmp_path / "runs", "ship.enabled=false",
+                   "scores.enabled=true", f"scores.folder={tmp_path / 'eval'}", "scores.wikitext_tokens=200",
+                   "scores.window=64", "distill.temperature=3")
+    assert again.exit_code == 0, again.output + (again.stderr or "")
+    rescored = json.loads((tmp_path / "runs" / "tiny-lm" / "score" / "results.json").read_text())["variants"]
+    assert {n for n, r in rescored.items() if "cache" in r} == {"teacher", "teacher-onnx", "student-init", "student-ce"}
+    assert rescored["teacher"]["sets"] == scores_before["teacher"]["sets"]
+    assert rescored["student"]["wikitext"]["perplexity"] != scores_before["student"]["wikitext"]["perplexity"]
     # the bundle: verified with tokenizers, numpy and onnxruntime only (no torch in that process)
     bundle = tmp_path / "exports" / "tiny-lm"
     code = ("import sys; from rich.console import Console; from compress.verify import verify_bundle; "

@@ -28,17 +28,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 
 from compress.data import Encoded, collate, eval_batches
+from compress.digests import MEMO, data_digest, files_digest
 from compress.errors import CompressError
-from compress.io import read_json, sha256_file, write_json
 from compress.layout import teacher_cache as cache_root
 
 FULL_LOGITS_MAX_CLASSES = 1024
 FORMAT_VERSION = 1
-HASH_MEMO = "file-hashes.json"
 
 
 def default_top_k(num_classes: int, k: int = 64) -> int | None:
@@ -119,23 +117,9 @@ class CachedOutputs:
 # ----------------------------------------------------------------------------- the key
 
 
-def _file_digest(path: Path, memo: dict) -> str:
-    st = path.stat()
-    name = str(path.resolve())
-    entry = memo.get(name)
-    if isinstance(entry, dict) and entry.get("size") == st.st_size and entry.get("mtime_ns") == st.st_mtime_ns:
-        return entry["sha256"]
-    digest = sha256_file(path)
-    memo[name] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
-    return digest
-
-
 def teacher_digest(teacher_dir: Path, memo_path: Path | None = None) -> str:
-    """sha256 over the teacher's *.safetensors files, its shard index (if any) and config.json.
-
-    File hashes are remembered in ``memo_path`` (JSON) by (path, size, mtime): a file changed
-    without a change of size or mtime would not be re-hashed.
-    """
+    """sha256 over the teacher's *.safetensors files, its shard index (if any) and config.json, with file hashes
+    remembered in ``memo_path`` (compress.digests.files_digest)."""
     teacher_dir = Path(teacher_dir)
     weights = sorted(teacher_dir.glob("*.safetensors"))
     if not weights:
@@ -143,32 +127,7 @@ def teacher_digest(teacher_dir: Path, memo_path: Path | None = None) -> str:
     if not (teacher_dir / "config.json").is_file():
         raise CompressError(f"teacher cache: {teacher_dir / 'config.json'} missing")
     files = weights + [p for p in (teacher_dir / "model.safetensors.index.json", teacher_dir / "config.json") if p.is_file()]
-    memo: dict = {}
-    if memo_path is not None and Path(memo_path).is_file():
-        try:
-            memo = read_json(Path(memo_path))
-            memo = memo if isinstance(memo, dict) else {}
-        except (OSError, ValueError):
-            memo = {}
-    before = json.dumps(memo, sort_keys=True)
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(f"{path.name}\0{_file_digest(path, memo)}\n".encode())
-    if memo_path is not None and json.dumps(memo, sort_keys=True) != before:
-        memo = {k: v for k, v in memo.items() if Path(k).exists()}
-        write_json(Path(memo_path), memo)
-    return digest.hexdigest()
-
-
-def data_digest(data: Encoded) -> str:
-    """sha256 over the row lengths, the concatenated token ids and the labels (as int64 bytes)."""
-    digest = hashlib.sha256()
-    lengths = np.array([len(ids) for ids in data.input_ids], dtype=np.int64)
-    flat = np.fromiter((t for ids in data.input_ids for t in ids), dtype=np.int64, count=int(lengths.sum()))
-    for part in (lengths, flat, np.asarray(data.labels, dtype=np.int64)):
-        digest.update(np.ascontiguousarray(part).tobytes())
-        digest.update(b"|")
-    return digest.hexdigest()
+    return files_digest(files, memo_path)
 
 
 def cache_key(teacher_dir: Path, data: Encoded, temperature: float, top_k: int | None, extra: dict | None = None,
@@ -212,7 +171,7 @@ class TeacherCache:
 
     def key(self, teacher_dir: Path, data: Encoded, temperature: float, top_k: int | None, extra: dict | None = None) -> str:
         """``cache_key`` with the file-hash memo kept beside this cache."""
-        return cache_key(teacher_dir, data, temperature, top_k, extra, memo_path=self.root / HASH_MEMO)
+        return cache_key(teacher_dir, data, temperature, top_k, extra, memo_path=self.root / MEMO)
 
     def get(self, key: str) -> CachedOutputs | None:
         """The outputs stored under ``key``; None when absent, or (with a warning) unreadable or corrupt."""

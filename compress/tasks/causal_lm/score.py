@@ -3,7 +3,8 @@ LAMBADA, HellaSwag, PIQA and ARC-Easy zero-shot (compress/tasks/causal_lm/zerosh
 for every variant, each item's outcome kept so that the report can pair them.     -> score/results.json
 
 A variant's scores are written to the stage's checkpoint folder as soon as they are computed: a killed run
-resumes with the variants it had finished."""
+resumes with the variants it had finished. A variant whose files are byte-identical to one scored before (under the
+same runs folder, on the same items and settings) is read from the score cache (score_cache.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import numpy as np
 from compress.errors import CompressError
 from compress.io import write_json
 from compress.layout import RESULTS_FILE
-from compress.tasks.causal_lm import lm, onnxlm, zeroshot
+from compress.tasks.causal_lm import lm, onnxlm, score_cache, zeroshot
 from compress.tasks.causal_lm.variants import variants
 
 NAME = "score"
@@ -38,6 +39,7 @@ def run(cfg, ctx) -> dict:
     items = {name: zeroshot.load(name, folder, n, seed=cfg.seed) for name, n in scfg.sets.items()}
     text = read_wikitext(folder / scfg.wikitext) if scfg.wikitext else None
     done = {}
+    store = score_cache.ScoreCache(score_cache.root(ctx.runs_dir or ctx.run_dir.parent))
     for v in variants(ctx):
         partial = ctx.checkpoint_dir / f"{v['name']}.json" if ctx.checkpoint_dir else None
         if partial is not None and partial.is_file():
@@ -45,9 +47,19 @@ def run(cfg, ctx) -> dict:
             ctx.console.print(f"score: {v['name']} scored before this run was stopped (kept)")
             continue
         folder_v = v["path"] if v["format"] == "pytorch" else v["path"].parent
+        longest = min(scfg.max_length, positions(folder_v))
+        runtime = (f"pytorch:{_torch_device(cfg)}" if v["format"] == "pytorch" else f"onnxruntime:{cfg.bench.threads}")
+        key = store.key(score_cache.model_files(folder_v), score_cache.settings_digest(items, text, {
+            "runtime": runtime, "max_length": longest, "batch_size": scfg.batch_size,
+            "wikitext_tokens": scfg.wikitext_tokens, "window": min(scfg.window, longest)}))
+        cached = store.get(key)
+        if cached is not None:
+            done[v["name"]] = {**cached, "cache": key[:12]}
+            ctx.console.print(f"score: {v['name']:<13} files identical to a variant scored before: its scores read "
+                              f"from the score cache ({key[:12]})")
+            continue
         tok = AutoTokenizer.from_pretrained(folder_v)
         runner = _runner(v, cfg)
-        longest = min(scfg.max_length, positions(folder_v))
         result, t0 = {"sets": {}}, time.perf_counter()
         for name, its in items.items():
             with ctx.console.status(f"score: {v['name']} on {len(its)} {name} items"):
@@ -61,6 +73,7 @@ def run(cfg, ctx) -> dict:
             f"{n} {r[METRIC[n]]:.3f}" for n, r in result["sets"].items())
             + (f", WikiText-2 perplexity {result['wikitext']['perplexity']:.2f} ({result['wikitext']['bits_per_byte']:.3f} "
                "bits/byte)" if "wikitext" in result else "") + f" ({result['seconds']:.0f} s)")
+        store.put(key, result)
         if partial is not None:
             partial.write_text(json.dumps(result))
         done[v["name"]] = result
@@ -78,14 +91,14 @@ def _runner(v: dict, cfg) -> dict:
     """zeroshot.score's keyword for this variant: the PyTorch model, or the ONNX decoder with its KV cache."""
     if v["format"] == "pytorch":
         model, _ = lm.load_saved(v["path"])
-        return {"model": model.to("cuda" if cfg.device != "cpu" and _cuda() else "cpu")}
+        return {"model": model.to(_torch_device(cfg))}
     return {"decoder": onnxlm.Decoder(v["path"], threads=cfg.bench.threads)}
 
 
-def _cuda() -> bool:
+def _torch_device(cfg) -> str:
     import torch
 
-    return torch.cuda.is_available()
+    return "cuda" if cfg.device != "cpu" and torch.cuda.is_available() else "cpu"
 
 
 def positions(folder: Path) -> int:
