@@ -7,7 +7,7 @@ from safetensors import safe_open
 from transformers import BertConfig, BertForSequenceClassification, BertForTokenClassification
 
 from compress.data import Encoded
-from compress.distill import cache as cache_mod
+from compress import digests
 from compress.distill.cache import (
     CachedOutputs,
     TeacherCache,
@@ -81,8 +81,8 @@ def test_key_changes_with_each_input_and_only_then(tmp_path, teacher_dir):
 
 def test_file_hashes_are_remembered_by_size_and_mtime(tmp_path, teacher_dir, monkeypatch):
     calls = []
-    real = cache_mod.sha256_file
-    monkeypatch.setattr(cache_mod, "sha256_file", lambda p: calls.append(p.name) or real(p))
+    real = digests.sha256_file
+    monkeypatch.setattr(digests, "sha256_file", lambda p: calls.append(p.name) or real(p))
     cache = TeacherCache(tmp_path / "cache")
     data = random_data(5)
     first = cache.key(teacher_dir, data, 1.0, None)
