@@ -6,8 +6,8 @@ import torch
 from safetensors import safe_open
 from transformers import BertConfig, BertForSequenceClassification, BertForTokenClassification
 
-from compress.data import Encoded
 from compress import digests
+from compress.data import Encoded
 from compress.distill.cache import (
     CachedOutputs,
     TeacherCache,
