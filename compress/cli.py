@@ -131,23 +131,90 @@ def run(
 @app.command()
 @guarded
 def validate(
-    pipeline: Path = typer.Argument(..., help="Pipeline YAML to check."),
-    overrides: Optional[List[str]] = OverridesArg,
+    arguments: List[str] = typer.Argument(..., metavar="PIPELINE... [KEY=VALUE]...",
+                                          help="Pipeline YAML files (pipelines/*.yaml), and key=value overrides "
+                                          "applied to each of them."),
 ) -> None:
-    """Check a pipeline file (and overrides) without running anything; every problem at once. Local model
-    folders are checked too (pickle-only weights, remote code, damaged files, head size, position table)."""
-    from compress import tasks
+    """Check pipeline files without running anything: every problem at once, each file on its own lines.
 
-    cfg = tasks.load_config(pipeline, overrides or [])
+    An argument that names an existing file is a pipeline file; any other with '=' in it is an override
+    applied to every file. Each file's config and overrides are checked, then its local model folders
+    (pickle-only weights, remote code, damaged files, head size, position table), then its data, read as
+    compress run reads it (columns, labels, splits; a hub dataset is left to compress run, which
+    downloads it). Nothing is written. Exit 0 when every file is ok, 2 when any is not.
+    """
+    files, overrides = split_arguments(arguments)
+    failed = 0
+    for pipeline in files:
+        where = f"{pipeline}: " if len(files) > 1 else ""  # one file: the lines compress run would print
+        try:
+            ok, warnings = _validate_file(pipeline, overrides)
+            typer.echo(ok)
+        except CompressError as exc:
+            failed += 1
+            warnings = getattr(exc, "warnings", [])
+            for problem in exc.problems:
+                typer.echo(f"error: {where}{problem}", err=True)
+        for line in warnings:
+            typer.echo(f"warning: {where}{line}", err=True)
+    if len(files) > 1:
+        typer.echo(f"validate: {len(files) - failed} of {len(files)} files ok", err=bool(failed))
+    if failed:
+        raise typer.Exit(EXIT_USAGE)
+
+
+def split_arguments(arguments: list[str]) -> tuple[list[Path], list[str]]:
+    """compress validate's arguments: an existing file is a pipeline, else key=value is an override, else a
+    pipeline file (one that is not found says so)."""
+    files = [Path(a) for a in arguments if Path(a).is_file() or "=" not in a]
+    overrides = [a for a in arguments if not Path(a).is_file() and "=" in a]
+    if not files:
+        raise CompressError(f"validate: no pipeline file among {' '.join(arguments)} (give a YAML file, then "
+                            "key=value overrides)")
+    return files, overrides
+
+
+def _validate_file(pipeline: Path, overrides: list[str]) -> tuple[str, list[str]]:
+    """One pipeline's ok line and the data's warnings; CompressError with every problem found (config, then model
+    folders and data), the warnings found before them in its ``warnings``."""
+    import io
+
+    from rich.console import Console
+
+    from compress import tasks
+    from compress.config import is_local_path
+
+    cfg = tasks.load_config(pipeline, overrides)
     task = tasks.get(cfg.task)
-    if task.has("check_models"):
-        task.hook("check_models")(cfg)
+    problems = []
+    captured = io.StringIO()  # the data's warnings, given back as lines that name the file
+    console = Console(file=captured, color_system=None, highlight=False, soft_wrap=True)
+    data = "data not checked"
+    checks = [("check_models", (cfg,))]
+    if task.has("check_data"):
+        if cfg.data.source == "generated" or is_local_path(cfg.data.source):
+            checks.append(("check_data", (cfg, console)))
+            data = "data checked"
+        else:
+            data = f"data not read: hub dataset {cfg.data.source}, which compress run downloads"
+    for hook, args in checks:
+        if task.has(hook):
+            try:
+                task.hook(hook)(*args)
+            except CompressError as exc:
+                problems += exc.problems
+    warnings = [line.removeprefix("warning ") for line in captured.getvalue().splitlines() if line.strip()]
+    if problems:
+        error = CompressError(*problems)
+        error.warnings = warnings
+        raise error
     if cfg.sweep is not None:
         from compress.config.sweep import expand
 
-        typer.echo(f"{pipeline}: ok (sweep '{cfg.name}', {len(expand(cfg.sweep))} points, config {cfg.hash()})")
-        return
-    typer.echo(f"{pipeline}: ok (run '{cfg.name}', config {cfg.hash()})")
+        ok = f"{pipeline}: ok (sweep '{cfg.name}', {len(expand(cfg.sweep))} points, config {cfg.hash()}; {data})"
+    else:
+        ok = f"{pipeline}: ok (run '{cfg.name}', config {cfg.hash()}; {data})"
+    return ok, warnings
 
 
 @app.command()
