@@ -60,10 +60,14 @@ class TrainConfig(StrictModel):
 
 
 class DataConfig(StrictModel):
-    """Where the task data comes from and how it is tokenized. A classifier's labels are integer ids or names:
-    names (`positive`, `Sports`) become ids in the order of data.labels, or sorted when it is not given, decided on
-    the whole training split; the names go into the teacher's config (id2label), the report and the bundle. A
-    label of any split outside that set is an error naming the file, the row and the valid labels."""
+    """Where the task data comes from and how it is tokenized. A classifier's labels (data.label_column) are
+    integer ids or names, decided once on the whole training split: when every training label is text and none is
+    an integer, they are names (`positive`, `Sports`) and become ids in sorted order, or in the order of
+    data.labels when it lists them; integer ids stay as they are, named by data.labels or by a hub dataset's
+    ClassLabel where there is one. Every split is read the same way. The names go into the teacher's config
+    (id2label / label2id), the student, report.json/.md/.html and the bundle (config.json, manifest.json, and
+    `load_bundle(path).predict(text)`). A label of any split outside the set is one error naming the file, the
+    row, the value and the valid labels."""
 
     source: str = Field(
         description="A local folder holding <split>.tsv/.csv/.jsonl files, a hub dataset id (e.g. glue), "
