@@ -131,7 +131,7 @@ def run(
 @app.command()
 @guarded
 def validate(
-    arguments: List[str] = typer.Argument(..., metavar="PIPELINE... [KEY=VALUE]...",
+    arguments: List[str] = typer.Argument(..., metavar="PIPELINE|KEY=VALUE",
                                           help="Pipeline YAML files (pipelines/*.yaml), and key=value overrides "
                                           "applied to each of them."),
 ) -> None:

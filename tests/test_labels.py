@@ -182,6 +182,7 @@ def test_a_tsv_with_string_labels_runs_end_to_end_and_predict_names_the_class(tm
     assert "Labels: 0 = negative, 1 = positive." in (bundle_dir / "README.md").read_text()
     golden = read_json(bundle_dir / "golden.json")
     assert {s["predicted"] for s in golden["samples"]} <= set(names)
+    assert all(s["label_name"] == names[s["label"]] for s in golden["samples"])  # the true class, by id and by name
     bundle = load_bundle(bundle_dir)
     rows = bundle.predict("a fine film")
     assert len(rows) == 1 and rows[0].label in names
