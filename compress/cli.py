@@ -137,8 +137,8 @@ def validate(
 ) -> None:
     """Check pipeline files without running anything: every problem at once, each file on its own lines.
 
-    An argument that names an existing file is a pipeline file; any other with '=' in it is an override
-    applied to every file. Each file's config and overrides are checked, then its local model folders
+    An argument that names an existing file or ends in .yaml/.yml is a pipeline file; any other is a
+    key=value override applied to every file. Each file's config and overrides are checked, then its local model folders
     (pickle-only weights, remote code, damaged files, head size, position table), then its data, read as
     compress run reads it (columns, labels, splits; a hub dataset is left to compress run, which
     downloads it). Nothing is written. Exit 0 when every file is ok, 2 when any is not.
@@ -164,10 +164,11 @@ def validate(
 
 
 def split_arguments(arguments: list[str]) -> tuple[list[Path], list[str]]:
-    """compress validate's arguments: an existing file is a pipeline, else key=value is an override, else a
-    pipeline file (one that is not found says so)."""
-    files = [Path(a) for a in arguments if Path(a).is_file() or "=" not in a]
-    overrides = [a for a in arguments if not Path(a).is_file() and "=" in a]
+    """compress validate's arguments: one that names an existing file or ends in .yaml/.yml is a pipeline file (one
+    not found says so); any other is an override (one without '=' says so, as compress run does)."""
+    is_file = [Path(a).is_file() or a.lower().endswith((".yaml", ".yml")) for a in arguments]
+    files = [Path(a) for a, f in zip(arguments, is_file) if f]
+    overrides = [a for a, f in zip(arguments, is_file) if not f]
     if not files:
         raise CompressError(f"validate: no pipeline file among {' '.join(arguments)} (give a YAML file, then "
                             "key=value overrides)")

@@ -65,6 +65,8 @@ def test_a_missing_file_or_no_file_is_one_line(tmp_path):
     assert result.exit_code == 2 and "Traceback" not in result.output
     line, = result.stderr.splitlines()
     assert line.startswith("error: ") and str(missing) in line
+    result = invoke("validate", TINY, "nonsense")  # not a file, not a .yaml: an override, refused as run refuses it
+    assert result.exit_code == 2 and result.stderr.startswith("error: override 'nonsense': expected key=value")
     result = invoke("validate", "distill.temperature=2")
     assert result.exit_code == 2
     assert result.stderr.strip() == ("error: validate: no pipeline file among distill.temperature=2 (give a YAML "

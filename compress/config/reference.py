@@ -37,9 +37,9 @@ so are settings that are valid one by one but cannot work together: `compress va
 every problem at once, one line each, before anything runs. It reads the data as `compress run` does
 (columns, labels, splits of a local folder or the generated task; a hub dataset is left to the run, which
 downloads it) and writes nothing. It takes several files, `compress validate pipelines/*.yaml`: an
-argument naming an existing file is a pipeline, any other `key=value` an override applied to every file;
-each file gets its own `ok` line or `error: FILE: ...` lines (one file: the lines `compress run` would print),
-and the exit code is 2 when any failed.
+argument naming an existing file or ending in `.yaml`/`.yml` is a pipeline, any other a `key=value`
+override applied to every file; each file gets its own `ok` line or `error: FILE: ...` lines (one file:
+the lines `compress run` would print), and the exit code is 2 when any failed.
 """
 
 _BOUNDS = ((annotated_types.Gt, "gt", ">"), (annotated_types.Ge, "ge", ">="),
