@@ -143,79 +143,24 @@ def validate(
     compress run reads it (columns, labels, splits; a hub dataset is left to compress run, which
     downloads it). Nothing is written. Exit 0 when every file is ok, 2 when any is not.
     """
+    from compress.validate import check_file, split_arguments
+
     files, overrides = split_arguments(arguments)
     failed = 0
     for pipeline in files:
         where = f"{pipeline}: " if len(files) > 1 else ""  # one file: the lines compress run would print
-        try:
-            ok, warnings = _validate_file(pipeline, overrides)
-            typer.echo(ok)
-        except CompressError as exc:
-            failed += 1
-            warnings = getattr(exc, "warnings", [])
-            for problem in exc.problems:
-                typer.echo(f"error: {where}{problem}", err=True)
-        for line in warnings:
+        checked = check_file(pipeline, overrides)
+        if checked.ok:
+            typer.echo(checked.ok)
+        failed += bool(checked.problems)
+        for problem in checked.problems:
+            typer.echo(f"error: {where}{problem}", err=True)
+        for line in checked.warnings:
             typer.echo(f"warning: {where}{line}", err=True)
     if len(files) > 1:
         typer.echo(f"validate: {len(files) - failed} of {len(files)} files ok", err=bool(failed))
     if failed:
         raise typer.Exit(EXIT_USAGE)
-
-
-def split_arguments(arguments: list[str]) -> tuple[list[Path], list[str]]:
-    """compress validate's arguments: one that names an existing file or ends in .yaml/.yml is a pipeline file (one
-    not found says so); any other is an override (one without '=' says so, as compress run does)."""
-    is_file = [Path(a).is_file() or a.lower().endswith((".yaml", ".yml")) for a in arguments]
-    files = [Path(a) for a, f in zip(arguments, is_file) if f]
-    overrides = [a for a, f in zip(arguments, is_file) if not f]
-    if not files:
-        raise CompressError(f"validate: no pipeline file among {' '.join(arguments)} (give a YAML file, then "
-                            "key=value overrides)")
-    return files, overrides
-
-
-def _validate_file(pipeline: Path, overrides: list[str]) -> tuple[str, list[str]]:
-    """One pipeline's ok line and the data's warnings; CompressError with every problem found (config, then model
-    folders and data), the warnings found before them in its ``warnings``."""
-    import io
-
-    from rich.console import Console
-
-    from compress import tasks
-    from compress.config import is_local_path
-
-    cfg = tasks.load_config(pipeline, overrides)
-    task = tasks.get(cfg.task)
-    problems = []
-    captured = io.StringIO()  # the data's warnings, given back as lines that name the file
-    console = Console(file=captured, color_system=None, highlight=False, soft_wrap=True)
-    data = "data not checked"
-    checks = [("check_models", (cfg,))]
-    if task.has("check_data"):
-        if cfg.data.source == "generated" or is_local_path(cfg.data.source):
-            checks.append(("check_data", (cfg, console)))
-            data = "data checked"
-        else:
-            data = f"data not read: hub dataset {cfg.data.source}, which compress run downloads"
-    for hook, args in checks:
-        if task.has(hook):
-            try:
-                task.hook(hook)(*args)
-            except CompressError as exc:
-                problems += exc.problems
-    warnings = [line.removeprefix("warning ") for line in captured.getvalue().splitlines() if line.strip()]
-    if problems:
-        error = CompressError(*problems)
-        error.warnings = warnings
-        raise error
-    if cfg.sweep is not None:
-        from compress.config.sweep import expand
-
-        ok = f"{pipeline}: ok (sweep '{cfg.name}', {len(expand(cfg.sweep))} points, config {cfg.hash()}; {data})"
-    else:
-        ok = f"{pipeline}: ok (run '{cfg.name}', config {cfg.hash()}; {data})"
-    return ok, warnings
 
 
 @app.command()
