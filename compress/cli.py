@@ -131,23 +131,36 @@ def run(
 @app.command()
 @guarded
 def validate(
-    pipeline: Path = typer.Argument(..., help="Pipeline YAML to check."),
-    overrides: Optional[List[str]] = OverridesArg,
+    arguments: List[str] = typer.Argument(..., metavar="PIPELINE|KEY=VALUE",
+                                          help="Pipeline YAML files (pipelines/*.yaml), and key=value overrides "
+                                          "applied to each of them."),
 ) -> None:
-    """Check a pipeline file (and overrides) without running anything; every problem at once. Local model
-    folders are checked too (pickle-only weights, remote code, damaged files, head size, position table)."""
-    from compress import tasks
+    """Check pipeline files without running anything: every problem at once, each file on its own lines.
 
-    cfg = tasks.load_config(pipeline, overrides or [])
-    task = tasks.get(cfg.task)
-    if task.has("check_models"):
-        task.hook("check_models")(cfg)
-    if cfg.sweep is not None:
-        from compress.config.sweep import expand
+    An argument that names an existing file or ends in .yaml/.yml is a pipeline file; any other is a
+    key=value override applied to every file. Each file's config and overrides are checked, then its local model folders
+    (pickle-only weights, remote code, damaged files, head size, position table), then its data, read as
+    compress run reads it (columns, labels, splits; a hub dataset is left to compress run, which
+    downloads it). Nothing is written. Exit 0 when every file is ok, 2 when any is not.
+    """
+    from compress.validate import check_file, split_arguments
 
-        typer.echo(f"{pipeline}: ok (sweep '{cfg.name}', {len(expand(cfg.sweep))} points, config {cfg.hash()})")
-        return
-    typer.echo(f"{pipeline}: ok (run '{cfg.name}', config {cfg.hash()})")
+    files, overrides = split_arguments(arguments)
+    failed = 0
+    for pipeline in files:
+        where = f"{pipeline}: " if len(files) > 1 else ""  # one file: the lines compress run would print
+        checked = check_file(pipeline, overrides)
+        if checked.ok:
+            typer.echo(checked.ok)
+        failed += bool(checked.problems)
+        for problem in checked.problems:
+            typer.echo(f"error: {where}{problem}", err=True)
+        for line in checked.warnings:
+            typer.echo(f"warning: {where}{line}", err=True)
+    if len(files) > 1:
+        typer.echo(f"validate: {len(files) - failed} of {len(files)} files ok", err=bool(failed))
+    if failed:
+        raise typer.Exit(EXIT_USAGE)
 
 
 @app.command()

@@ -15,6 +15,8 @@ from typing import Any, Iterator
 
 from compress.config import DataConfig, is_local_path
 from compress.errors import CompressError
+from compress.labels import LabelSet, decide
+from compress.labels import problem as label_problem
 
 _SUFFIXES = (".tsv", ".csv", ".jsonl", ".json")
 
@@ -24,102 +26,138 @@ class Split:
     name: str
     texts: list[str]
     labels: list[int]
+    label_set: LabelSet | None = None  # how the file's labels became ids, and their names (compress.labels)
 
     def __len__(self) -> int:
         return len(self.texts)
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The class names, id by id; empty where the data has integer ids that nothing names."""
+        return self.label_set.names if self.label_set else ()
+
+
+@dataclass
+class Rows:
+    """A split as read, before its labels become ids."""
+
+    rows: list[dict[str, Any]]
+    where: str  # the file (or the source) they came from: error lines name it
+    class_names: list[str] | None = None  # what the source calls its integer classes (a hub ClassLabel)
+
 
 def load_split(cfg: DataConfig, split: str, num_labels: int, seed: int = 0, limit: int | None = None,
                shuffle: bool = False) -> Split:
-    """Read ``split``; optionally a seeded shuffle, then the first ``limit`` rows."""
-    if cfg.source == "generated":
-        size = cfg.generated_size if split == cfg.train_split else max(200, cfg.generated_size // 5)
-        rows = generate_sentiment(size, seed=hash_seed(split, seed))
-    elif is_local_path(cfg.source):
-        rows = _read_local(Path(cfg.source).expanduser(), split)
-    else:
-        rows = _read_hub(cfg, split)
-    if not rows:
-        raise CompressError(f"data: split '{split}' of {cfg.source} is empty")
-    data = _to_split(rows, cfg, split, num_labels)  # checked in file order: problems name the file's rows
+    """Read ``split``; optionally a seeded shuffle, then the first ``limit`` rows. Its labels are read as the
+    training split's are (compress.labels: integer ids, or names in a recorded order)."""
+    rows = read_rows(cfg, split, seed)
+    labels = label_set(cfg, num_labels, seed, rows if split == cfg.train_split else None)
+    data = _to_split(rows, cfg, split, num_labels, labels)  # checked in file order: problems name the file's rows
     pairs = list(zip(data.texts, data.labels))
     if shuffle:
         random.Random(seed).shuffle(pairs)
     if limit is not None:
         pairs = pairs[:limit]
-    return Split(split, [t for t, _ in pairs], [y for _, y in pairs])
+    return Split(split, [t for t, _ in pairs], [y for _, y in pairs], labels)
+
+
+def read_rows(cfg: DataConfig, split: str, seed: int = 0) -> Rows:
+    """The rows of ``split`` as the source holds them; an empty split is an error."""
+    if cfg.source == "generated":
+        size = cfg.generated_size if split == cfg.train_split else max(200, cfg.generated_size // 5)
+        rows = Rows(generate_sentiment(size, seed=hash_seed(split, seed)), "generated data")
+    elif is_local_path(cfg.source):
+        path = _local_file(Path(cfg.source).expanduser(), split)
+        rows = Rows(_read_local(path), str(path))
+    else:
+        rows = _read_hub(cfg, split)
+    if not rows.rows:
+        raise CompressError(f"data: split '{split}' of {cfg.source} is empty")
+    return rows
 
 
 def hash_seed(split: str, seed: int) -> int:
     return seed * 1000 + sum(map(ord, split))
 
 
-def _to_split(rows: list[dict[str, Any]], cfg: DataConfig, split: str, num_labels: int) -> Split:
-    found = list(rows[0].keys())
-    missing = [c for c in (cfg.text_column, cfg.label_column) if c not in rows[0]]
+_LABEL_SETS: dict[tuple, LabelSet] = {}  # one decision per training split per process: other splits reuse it
+
+
+def label_set(cfg: DataConfig, num_labels: int, seed: int = 0, train: Rows | None = None) -> LabelSet:
+    """How this pipeline's labels are read, decided on its whole training split (compress.labels.decide) and kept
+    for the other splits; ``train``: its rows when they were just read (then decided again)."""
+    key = (_source_key(cfg, seed), cfg.label_column, tuple(cfg.labels or ()), num_labels)
+    if train is None:
+        if key in _LABEL_SETS:
+            return _LABEL_SETS[key]
+        train = read_rows(cfg, cfg.train_split, seed)
+    _check_columns(train, cfg, cfg.train_split)
+    found = decide((row.get(cfg.label_column) for row in train.rows), num_labels, cfg.labels, train.class_names,
+                   cfg.train_split, train.where)
+    _LABEL_SETS[key] = found
+    return found
+
+
+def _source_key(cfg: DataConfig, seed: int) -> tuple:
+    """What the training split's content depends on: a local file's path, size and modification time."""
+    if cfg.source == "generated":
+        return ("generated", cfg.generated_size, seed, cfg.train_split)
+    if is_local_path(cfg.source):
+        path = _local_file(Path(cfg.source).expanduser(), cfg.train_split)
+        stat = path.stat()
+        return (str(path.resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+    return (cfg.source, cfg.subset, cfg.train_split)
+
+
+def _check_columns(rows: Rows, cfg: DataConfig, split: str) -> None:
+    found = list(rows.rows[0].keys())
+    missing = [c for c in (cfg.text_column, cfg.label_column) if c not in rows.rows[0]]
     if missing:
         raise CompressError(
             *(f"data.{'text' if c == cfg.text_column else 'label'}_column: column '{c}' not in split '{split}' "
-              f"(columns found: {', '.join(map(str, found))})" for c in missing)
+              f"({rows.where}; columns found: {', '.join(map(str, found))})" for c in missing)
         )
-    texts, labels, bad, bad_text = [], [], [], []
-    for i, row in enumerate(rows):
-        label = _label(row.get(cfg.label_column))
+
+
+def _to_split(rows: Rows, cfg: DataConfig, split: str, num_labels: int, labels: LabelSet) -> Split:
+    _check_columns(rows, cfg, split)
+    texts, ids, bad, bad_text = [], [], [], []
+    for i, row in enumerate(rows.rows):
+        label = labels.to_id(row.get(cfg.label_column), num_labels)
         text = row.get(cfg.text_column)
-        if label is None or not 0 <= label < num_labels:
+        if label is None:
             bad.append((i, row.get(cfg.label_column)))
             continue
         if text is not None and not isinstance(text, (str, int, float)):
             bad_text.append((i, text))
             continue
         texts.append("" if text is None else str(text))
-        labels.append(label)
+        ids.append(label)
     problems = []
     if bad:
-        shown = ", ".join(f"row {i + 1}: {_short(v)}" for i, v in bad[:3])  # data rows from 1, the header not counted
-        problems.append(f"data: {len(bad)} label(s) in split '{split}' are not integers in 0..{num_labels - 1} "
-                        f"(teacher.num_labels: {num_labels}); first: {shown}")
+        problems.append(label_problem(bad, labels, num_labels, split, rows.where))
     if bad_text:
         shown = ", ".join(f"row {i + 1}: {type(v).__name__}" for i, v in bad_text[:3])
         problems.append(f"data.text_column: {len(bad_text)} value(s) of column '{cfg.text_column}' in split '{split}' "
-                        f"are not text; first: {shown}")
+                        f"({rows.where}) are not text; first: {shown}")
     if problems:
         raise CompressError(*problems)
-    return Split(split, texts, labels)
+    return Split(split, texts, ids, labels)
 
 
-def _label(value: Any) -> int | None:
-    """A class index: an int, a whole float (1.0), or the text of an int ("1"); None for anything else
-    (1.5, true, "pos", inf, a missing value)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return int(value) if value.is_integer() else None  # is_integer() is False for inf and nan
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            return None
-    return None
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _read_local(folder: Path, split: str) -> list[dict[str, Any]]:
+def _local_file(folder: Path, split: str) -> Path:
     for suffix in _SUFFIXES:
         path = folder / f"{split}{suffix}"
         if path.is_file():
-            break
-    else:
-        have = sorted(p.name for p in folder.iterdir() if p.suffix in _SUFFIXES)
-        raise CompressError(
-            f"data: no file for split '{split}' in {folder} (looked for {split}.tsv/.csv/.jsonl/.json; found: {', '.join(have) or 'none'})"
-        )
+            return path
+    have = sorted(p.name for p in folder.iterdir() if p.suffix in _SUFFIXES)
+    raise CompressError(
+        f"data: no file for split '{split}' in {folder} (looked for {split}.tsv/.csv/.jsonl/.json; found: {', '.join(have) or 'none'})"
+    )
+
+
+def _read_local(path: Path) -> list[dict[str, Any]]:
+    suffix = path.suffix
     csv.field_size_limit(2**31 - 1)  # a long document is a long sentence (truncated and counted), not an error
     try:
         with open(path, encoding="utf-8-sig", newline="") as fh:  # -sig: a byte-order mark is not part of the header
@@ -159,7 +197,7 @@ def _check_object(row: Any, path: Path, where: str) -> None:
                             "label columns")
 
 
-def _read_hub(cfg: DataConfig, split: str) -> list[dict[str, Any]]:
+def _read_hub(cfg: DataConfig, split: str) -> Rows:
     try:
         import datasets
     except ImportError:  # pragma: no cover - a dependency, but say what to do if it is gone
@@ -168,7 +206,10 @@ def _read_hub(cfg: DataConfig, split: str) -> list[dict[str, Any]]:
         ds = datasets.load_dataset(cfg.source, cfg.subset, split=split)
     except Exception as exc:  # the hub raises many kinds; one sentence is what the user needs
         raise CompressError(f"data.source: could not load hub dataset {cfg.source!r} (subset {cfg.subset!r}, split {split!r}): {exc}") from None
-    return list(ds)
+    feature = getattr(ds, "features", {}).get(cfg.label_column)
+    names = getattr(feature, "names", None)  # a ClassLabel names its integer classes
+    where = f"hub dataset {cfg.source}" + (f" ({cfg.subset})" if cfg.subset else "")
+    return Rows(list(ds), where, list(names) if names else None)
 
 
 # ----------------------------------------------------------------------------- generated data

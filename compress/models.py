@@ -64,6 +64,20 @@ def build_random(cfg: TeacherConfig, texts: list[str], max_length: int):
     return AutoModelForSequenceClassification.from_config(config), tokenizer
 
 
+def name_labels(model, names) -> None:
+    """The class names (id order) into the model's config, as ``id2label`` and ``label2id``: saved with it, copied
+    into the student, exported with it and read by the bundle."""
+    model.config.id2label = dict(enumerate(names))
+    model.config.label2id = {name: i for i, name in enumerate(names)}
+
+
+def label_names(config) -> list[str] | None:
+    """The class names a model config gives, id by id; None where it has transformers' ``LABEL_<i>`` defaults."""
+    id2label = {int(k): str(v) for k, v in (getattr(config, "id2label", None) or {}).items()}
+    names = [id2label.get(i, f"LABEL_{i}") for i in range(len(id2label))]
+    return None if names == [f"LABEL_{i}" for i in range(len(names))] else names
+
+
 def train_wordlevel_tokenizer(texts: list[str], max_length: int):
     """A BERT-style ([CLS] text [SEP]) word-level tokenizer built with ``tokenizers`` from the data itself."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers

@@ -44,8 +44,8 @@ def _warn(console, text: str) -> None:
 
 
 def check_data(cfg: PipelineConfig, console) -> dict:
-    """Reads every split the run uses (a missing or misnamed column, an empty split, a label outside
-    0..teacher.num_labels-1 or text that is not UTF-8 raise, naming the file); warns about evaluation
+    """Reads every split the run uses (a missing or misnamed column, an empty split, a label outside the label set
+    (compress.labels) or text that is not UTF-8 raise, naming the file); warns about evaluation
     sentences that also appear in the training split, and about labels no training row has."""
     train, evals, val = train_split(cfg), eval_split(cfg), validation_split(cfg)
     summary = {"train_rows": len(train), "eval_rows": len(evals), **overlaps(train.texts, evals.texts, "eval")}
@@ -61,8 +61,11 @@ def check_data(cfg: PipelineConfig, console) -> dict:
     n = cfg.teacher.num_labels
     unused = sorted(set(range(n)) - set(train.labels))
     summary["labels_in_train"] = len(set(train.labels))
+    if train.names:
+        summary["labels"] = list(train.names)
     if unused:
-        _warn(console, f"data: teacher.num_labels is {n}, but no training row has label {', '.join(map(str, unused))} "
+        shown = ", ".join(f"{i} ({train.names[i]})" if train.names else str(i) for i in unused)
+        _warn(console, f"data: teacher.num_labels is {n}, but no training row has label {shown} "
                        f"(the training split uses {summary['labels_in_train']} of {n} labels)")
     return summary
 

@@ -42,6 +42,8 @@ def build(scfg, teacher, tokenizer, sample=None, max_length: int = 128):
     student, student_tokenizer = models.load_pretrained(
         scfg.model, teacher.config.num_labels, scfg.allow_pickle, scfg.trust_remote_code, key="student.model"
     )
+    # the student learns the teacher's ids: it takes the teacher's names for them
+    models.name_labels(student, [teacher.config.id2label[i] for i in range(teacher.config.num_labels)])
     if student_tokenizer.get_vocab() != tokenizer.get_vocab():
         raise CompressError(
             f"student.model: {scfg.model} has a different vocabulary from the teacher's "

@@ -14,7 +14,8 @@ makes the same file check, then hands the bundle to its task's ``generate`` hook
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -69,9 +70,21 @@ def load_manifest(bundle: Path) -> Manifest:
 # ----------------------------------------------------------------------------- loading for inference
 
 
+@dataclass(frozen=True)
+class Prediction:
+    """One text's class as the bundle's model gives it: the class name (manifest.json's labels), its id, its softmax
+    probability and the logits it was read from."""
+
+    label: str
+    index: int
+    score: float
+    logits: tuple[float, ...]
+
+
 class Bundle:
-    """An edge bundle opened for inference by :func:`load_bundle`: ``predict(texts)`` gives logits and
-    ``labels`` names the classes. Built on onnxruntime and tokenizers only, as on a device."""
+    """An edge bundle opened for inference by :func:`load_bundle`: ``predict`` gives each text's class by name,
+    ``logits`` the raw scores, ``labels`` names the classes. Built on onnxruntime and tokenizers only, as on a
+    device; each text runs alone, unpadded, as golden.json was computed."""
 
     def __init__(self, path: Path, manifest: Manifest, model: str = ONNX_FILE):
         from tokenizers import Tokenizer
@@ -89,15 +102,36 @@ class Bundle:
         self.session = onnxrun.session(path / model)
         self.labels = {int(k): v for k, v in (manifest.get("labels") or {}).items()}
 
-    def predict(self, texts: list[str]) -> np.ndarray:
-        """Logits, one row per text (each run alone, unpadded, as golden.json was computed)."""
+    def predict(self, texts: str | Sequence[str]) -> list[Prediction]:
+        """One row per text (one text: one row): the likeliest class by name, its probability and the logits."""
         rows = []
-        for text in texts:
+        for logits in self.logits(texts):
+            p = np.exp(logits.astype(np.float64) - logits.max())
+            best = int(logits.argmax())
+            rows.append(Prediction(self.labels.get(best, str(best)), best, float(p[best] / p.sum()),
+                                   tuple(float(x) for x in logits)))
+        return rows
+
+    def logits(self, texts: str | Sequence[str]) -> np.ndarray:
+        """Logits, shape (texts, classes): one row per text (a string is one text)."""
+        rows = []
+        for text in _texts(texts):
             enc = self.tokenizer.encode(text, add_special_tokens=self.add_special_tokens)
             ids = np.asarray([enc.ids], dtype=np.int64)
             mask = np.asarray([enc.attention_mask], dtype=np.int64)
             rows.append(self.session.run(["logits"], onnxrun.feeds(self.session, ids, mask))[0][0])
         return np.stack(rows) if rows else np.empty((0, len(self.labels)), dtype=np.float32)
+
+
+def _texts(texts: str | Sequence[str]) -> list[str]:
+    """One string is one text (never its characters); a list or tuple of strings, each one."""
+    if isinstance(texts, str):
+        return [texts]
+    if not isinstance(texts, (list, tuple)) or not all(isinstance(t, str) for t in texts):
+        kind = type(texts).__name__ if not isinstance(texts, (list, tuple)) else (
+            "a list holding " + next(type(t).__name__ for t in texts if not isinstance(t, str)))
+        raise TypeError(f"texts: a string or a list of strings, got {kind}")
+    return list(texts)
 
 
 def load_bundle(bundle: Path, model: str = ONNX_FILE) -> Bundle:

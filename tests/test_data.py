@@ -1,5 +1,6 @@
 import pytest
 
+from compress import data
 from compress.config import DataConfig
 from compress.data import LengthGroupedBatches, generate_sentiment, load_split
 from compress.errors import CompressError
@@ -13,21 +14,23 @@ def test_tsv_folder_is_read_with_quotes_kept(tmp_path):
 
 def test_jsonl_and_csv(tmp_path):
     (tmp_path / "test.jsonl").write_text('{"text": "x", "y": 1}\n{"text": "z", "y": 0}\n')
+    (tmp_path / "train.jsonl").write_text('{"text": "a", "y": 0}\n')  # every split's labels are read as the training split's
     split = load_split(DataConfig(source=str(tmp_path), text_column="text", label_column="y"), "test", 2)
     assert split.labels == [1, 0]
     (tmp_path / "dev.csv").write_text("sentence,label\nhello,1\n")
+    (tmp_path / "train.jsonl").write_text('{"sentence": "a", "label": 0}\n')
     assert load_split(DataConfig(source=str(tmp_path)), "dev", 2).texts == ["hello"]
 
 
 def test_missing_column_lists_the_columns_found(tmp_path):
     (tmp_path / "train.tsv").write_text("text\tlabel\nx\t1\n")
-    with pytest.raises(CompressError, match=r"column 'sentence' not in split 'train' \(columns found: text, label\)"):
+    with pytest.raises(CompressError, match=r"column 'sentence' not in split 'train' \(.*train.tsv; columns found: text, label\)"):
         load_split(DataConfig(source=str(tmp_path)), "train", 2)
 
 
 def test_labels_outside_the_label_set(tmp_path):
     (tmp_path / "train.tsv").write_text("sentence\tlabel\nx\t1\ny\t3\nz\tpos\n")
-    with pytest.raises(CompressError, match=r"2 label\(s\) in split 'train' are not integers in 0..1"):
+    with pytest.raises(CompressError, match=r"2 label\(s\) in split 'train' \(.*train.tsv\) are not integers in 0..1"):
         load_split(DataConfig(source=str(tmp_path)), "train", 2)
 
 
@@ -78,8 +81,9 @@ def test_hub_dataset_id_goes_through_datasets(monkeypatch):
         return datasets.Dataset.from_dict({"idx": [0, 1], "sentence": ["fine", "dull"], "label": [1, 0]})
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    monkeypatch.setattr(data, "_LABEL_SETS", {})  # decided once per training split and process
     split = load_split(DataConfig(source="glue", subset="sst2"), "validation", 2)
-    assert calls == [("glue", "sst2", "validation")]
+    assert calls == [("glue", "sst2", "validation"), ("glue", "sst2", "train")]  # the labels: as the training split's
     assert split.texts == ["fine", "dull"] and split.labels == [1, 0]
 
 

@@ -1,6 +1,6 @@
 """The package is a stack of layers, and imports only run down it (module-level and function-level alike):
 
-    errors, io  <  config  <  layout, records  <  the library  <  tasks  <  pipeline, verify  <  sweep  <  cli
+    errors, io  <  config  <  layout, records  <  the library  <  tasks  <  pipeline, verify, validate  <  sweep  <  cli
 
 The library is everything else (data, models, distill/, quant/, bench/, reports/, ...). Besides the layers:
 no import cycle between modules; no stage imports another stage (stages meet in the run folder, through
@@ -25,7 +25,7 @@ LAYERS = [
     {"compress.layout", "compress.records"},
     None,  # the library: every module not named in another layer
     {"compress.tasks"},
-    {"compress.pipeline", "compress.verify"},
+    {"compress.pipeline", "compress.verify", "compress.validate"},
     {"compress.sweep"},
     {"compress.cli", "compress.__main__"},
 ]

@@ -34,7 +34,12 @@ A pipeline is a YAML file. Defaults < the file < `key=value` overrides on the co
 (`compress run pipelines/tiny.yaml distill.temperature=2`); an override names a key by its dotted path,
 and an item of a list by its position (`quantize.variants.0.budget=2`). Unknown keys are refused, and
 so are settings that are valid one by one but cannot work together: `compress validate FILE` reports
-every problem at once, one line each, before anything runs.
+every problem at once, one line each, before anything runs. It reads the data as `compress run` does
+(columns, labels, splits of a local folder or the generated task; a hub dataset is left to the run, which
+downloads it) and writes nothing. It takes several files, `compress validate pipelines/*.yaml`: an
+argument naming an existing file or ending in `.yaml`/`.yml` is a pipeline, any other a `key=value`
+override applied to every file; each file gets its own `ok` line or `error: FILE: ...` lines (one file:
+the lines `compress run` would print), and the exit code is 2 when any failed.
 """
 
 _BOUNDS = ((annotated_types.Gt, "gt", ">"), (annotated_types.Ge, "ge", ">="),

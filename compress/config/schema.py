@@ -11,7 +11,7 @@ import hashlib
 import json
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from compress.config.base import Precision, StrictModel
 from compress.config.deploy import (
@@ -60,7 +60,14 @@ class TrainConfig(StrictModel):
 
 
 class DataConfig(StrictModel):
-    """Where the task data comes from and how it is tokenized."""
+    """Where the task data comes from and how it is tokenized. A classifier's labels (data.label_column) are
+    integer ids or names, decided once on the whole training split: when every training label is text and none is
+    an integer, they are names (`positive`, `Sports`) and become ids in sorted order, or in the order of
+    data.labels when it lists them; integer ids stay as they are, named by data.labels or by a hub dataset's
+    ClassLabel where there is one. Every split is read the same way. The names go into the teacher's config
+    (id2label / label2id), the student, report.json/.md/.html and the bundle (config.json, manifest.json, and
+    `load_bundle(path).predict(text)`). A label of any split outside the set is one error naming the file, the
+    row, the value and the valid labels."""
 
     source: str = Field(
         description="A local folder holding <split>.tsv/.csv/.jsonl files, a hub dataset id (e.g. glue), "
@@ -68,7 +75,13 @@ class DataConfig(StrictModel):
     )
     subset: str | None = Field(None, description="Hub dataset configuration, e.g. sst2 for glue.")
     text_column: str = Field("sentence", description="Column holding the text.")
-    label_column: str = Field("label", description="Column holding integer class labels.")
+    label_column: str = Field("label", description="Column holding the class labels: integer ids (0, 1, ...) or "
+                              "names (positive, Sports); names become ids in sorted order unless data.labels "
+                              "lists them.")
+    labels: list[str] | None = Field(None, description="The class names, in id order (e.g. [negative, positive]): "
+                                     "labels that are these names get their position as id, integer labels are "
+                                     "named by it; every split's labels must be among them. null = names sorted "
+                                     "as found in the training split, or integer ids. Length: teacher.num_labels.")
     train_split: str = Field("train", description="Split used for fine-tuning and distillation.")
     eval_split: str = Field("test", description="Split every variant is evaluated on (never trained on).")
     validation_split: str | None = Field(None, description="Split evaluated after every training epoch to keep the "
@@ -84,6 +97,27 @@ class DataConfig(StrictModel):
     packing: bool = Field(True, description="task causal-lm: true = the token stream is cut into blocks of "
                           "data.max_length tokens (no padding); false = one row per paragraph, padded per batch "
                           "(masked in every loss).")
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _names(cls, labels: Any) -> Any:
+        if not isinstance(labels, list):
+            return labels
+        if any(isinstance(n, bool) for n in labels):
+            raise ValueError(f"{labels}: YAML reads yes/no, true/false and on/off as booleans, not names; quote "
+                             "them: ['yes', 'no']")
+        labels = [str(n) if isinstance(n, int) else n for n in labels]  # a rating 1..5 is the name "1"
+        if not all(isinstance(n, str) for n in labels):
+            return labels  # the type check says what is wrong
+        names = [n.strip() for n in labels]
+        if len(names) < 2:
+            raise ValueError(f"at least two class names, got {labels}")
+        if any(not n for n in names):
+            raise ValueError(f"a class name is empty: {labels}")
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"each class name once, got {', '.join(twice)} more than once")
+        return names
 
 
 class TeacherConfig(StrictModel):

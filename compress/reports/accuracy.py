@@ -178,7 +178,20 @@ def data_lines(data: dict | None) -> list[str]:
             seen = f", {split['train_duplicates']} also in the training split" if "train_duplicates" in split else ""
             parts.append(f"{name} {split['rows']} sentences, {split['truncated']} truncated (longest "
                          f"{split['longest_tokens']} tokens){seen}")
-    return ["", f"Data (data.max_length {data['max_length']} tokens): " + "; ".join(parts) + "."]
+    return ["", f"Data (data.max_length {data['max_length']} tokens): " + "; ".join(parts) + "."] + label_lines(data)
+
+
+def label_lines(data: dict) -> list[str]:
+    """The class names, id by id, and where they come from (the data's names, data.labels, the teacher's config)."""
+    labels = data.get("labels") or {}
+    if not labels.get("names"):
+        return []
+    if labels.get("values") == "names":
+        how = "the data's names, " + ("in the order of data.labels" if labels.get("from") == "data.labels"
+                                      else "sorted, as found in the training split")
+    else:
+        how = f"the data's integer ids, named by {labels.get('from')}"
+    return ["", f"Labels ({how}): " + ", ".join(f"{i} = `{n}`" for i, n in enumerate(labels["names"])) + "."]
 
 
 def fusion_lines(fusions: dict[str, dict[str, int]]) -> list[str]:

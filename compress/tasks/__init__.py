@@ -10,6 +10,8 @@ Hooks (each optional but ``stages``):
 
     rules(cfg) -> list[str]                   what the task refuses at load, one line each (validate and run)
     check_models(cfg) -> None                 the model files the config names (compress validate, before a run)
+    check_data(cfg, console) -> dict          the data read as the stages read it, nothing written (compress validate,
+                                              the preflight)
     preflight(cfg, console, device) -> dict   the data and memory checks made before a run writes anything
     summary(console, run_dir, report)         the terminal table at the end of compress run (report: a Report)
     markdown(report) -> str                   report.md of a Report record (compress report)

@@ -33,16 +33,17 @@ def folder(tmp_path, train=None, test=None, name="data"):
 # (id, train file, test file, overrides, what the error line must contain)
 BAD = [
     ("missing-text-column", tsv(ROWS, "text\tlabel"), tsv(ROWS), [],
-     "data.text_column: column 'sentence' not in split 'train' (columns found: text, label)"),
+     "data.text_column: column 'sentence' not in split 'train' ({data}/train.tsv; columns found: text, label)"),
     ("misnamed-label-column", tsv(ROWS, "sentence\ty"), tsv(ROWS), [],
-     "data.label_column: column 'label' not in split 'train' (columns found: sentence, y)"),
+     "data.label_column: column 'label' not in split 'train' ({data}/train.tsv; columns found: sentence, y)"),
     ("column-setting-wrong", tsv(ROWS), tsv(ROWS), ["data.text_column=review"],
-     "data.text_column: column 'review' not in split 'train' (columns found: sentence, label)"),
+     "data.text_column: column 'review' not in split 'train' ({data}/train.tsv; columns found: sentence, label)"),
     ("empty-train-split", "sentence\tlabel\n", tsv(ROWS), [], "split 'train' of"),
     ("zero-byte-eval-split", tsv(ROWS), "", [], "data: split 'test' of"),
     ("missing-eval-file", tsv(ROWS), None, [], "data: no file for split 'test'"),
     ("label-outside-label-set", tsv(ROWS + [("x", 2)]), tsv(ROWS), [],
-     "data: 1 label(s) in split 'train' are not integers in 0..1 (teacher.num_labels: 2); first: row 41: '2'"),
+     "data: 1 label(s) in split 'train' ({data}/train.tsv) are not integers in 0..1 (teacher.num_labels: 2); first: "
+     "row 41: '2'"),
     ("label-not-an-integer", tsv(ROWS), tsv(ROWS + [("x", "positive")]), [], "first: row 41: 'positive'"),
     ("label-negative", tsv(ROWS + [("x", -1)]), tsv(ROWS), [], "not integers in 0..1"),
     ("label-missing-in-row", tsv(ROWS) + "no tab here\n", tsv(ROWS), [], "first: row 41: None"),
@@ -53,15 +54,18 @@ BAD = [
 
 @pytest.mark.parametrize("train, test, overrides, expected", [b[1:] for b in BAD], ids=[b[0] for b in BAD])
 def test_bad_data_is_one_line_exit_2_before_anything_is_written(tmp_path, train, test, overrides, expected):
+    """compress validate finds it as compress run does, with the same line; neither writes anything."""
     data = folder(tmp_path, train, test)
+    before = sorted(tmp_path.rglob("*"))
     runs = tmp_path / "runs"
-    result = invoke("run", TINY, f"data.source={data}", f"ship.dir={tmp_path / 'exports'}", *overrides, "--runs-dir", runs)
-    assert result.exit_code == 2, result.output + (result.stderr or "")
-    lines = result.stderr.strip().splitlines()
-    assert all(line.startswith("error: ") for line in lines), lines
-    assert any(expected in line for line in lines), lines
-    assert "Traceback" not in result.output + result.stderr
-    assert not (runs / "tiny").exists() and not (tmp_path / "exports").exists()
+    for command in (["validate"], ["run", "--runs-dir", runs]):
+        result = invoke(*command, TINY, f"data.source={data}", f"ship.dir={tmp_path / 'exports'}", *overrides)
+        assert result.exit_code == 2, result.output + (result.stderr or "")
+        lines = result.stderr.strip().splitlines()
+        assert all(line.startswith("error: ") for line in lines), lines
+        assert any(expected.format(data=data) in line for line in lines), lines
+        assert "Traceback" not in result.output + result.stderr
+        assert sorted(tmp_path.rglob("*")) == before  # no run folder, no bundle, nothing beside the data
 
 
 def test_non_utf8_names_the_file_and_byte(tmp_path):
@@ -163,7 +167,7 @@ ODD = [  # (file name, content, None when it loads, else what the error line con
     ("train.jsonl", '{"sentence": "a", "label": 1e400}\n', "first: row 1: inf"),
     ("train.jsonl", '{"sentence": "a", "label": NaN}\n', "first: row 1: nan"),
     ("train.jsonl", '{"sentence": ["a"], "label": 1}\n', "data.text_column: 1 value(s) of column 'sentence' in split "
-                                                         "'train' are not text; first: row 1: list"),
+                                                         "'train' ("),
     ("train.json", "3", "train.json: expected a JSON list of objects"),
     ("train.json", "[1, 2]", "train.json: item 0 is a JSON int"),
     ("train.json", '{"data": [{"sentence": "a", "label": 0}]}', None),
@@ -184,6 +188,8 @@ def test_odd_files_load_or_are_one_line_naming_the_file(tmp_path, name, content,
     with pytest.raises(CompressError) as info:
         load_split(DataConfig(source=str(tmp_path)), "train", 2)
     assert any(expected in p for p in info.value.problems), info.value.problems
+    if "value(s) of column" in expected:  # the file, then what is wrong with it
+        assert info.value.problems == [f"{expected}{tmp_path / name}) are not text; first: row 1: list"]
 
 
 def test_random_split_files_give_only_compress_errors(tmp_path_factory):

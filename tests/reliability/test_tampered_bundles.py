@@ -40,11 +40,13 @@ def test_a_fresh_bundle_loads_and_gives_its_golden_logits(tiny_shipped):
     _, bundle, _ = tiny_shipped
     model = load_bundle(bundle)
     golden = read_json(bundle / "golden.json")
-    logits = model.predict([s["text"] for s in golden["samples"]])
+    logits = model.logits([s["text"] for s in golden["samples"]])
     want = np.asarray([s["logits"] for s in golden["samples"]], dtype=np.float32)
     assert np.abs(logits - want).max() <= golden["atol"]
-    assert model.labels == {0: "LABEL_0", 1: "LABEL_1"}
-    assert load_bundle(bundle, "model.ort").predict(["a good film"]).shape == (1, 2)
+    assert model.labels == {0: "LABEL_0", 1: "LABEL_1"}  # the generated task's integer labels, unnamed
+    rows = model.predict([s["text"] for s in golden["samples"]])
+    assert [r.label for r in rows] == [s["predicted"] for s in golden["samples"]]
+    assert load_bundle(bundle, "model.ort").logits(["a good film"]).shape == (1, 2)
 
 
 @pytest.mark.parametrize("kind", KINDS)

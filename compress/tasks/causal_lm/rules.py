@@ -18,6 +18,9 @@ def refuse(cfg: PipelineConfig) -> list[str]:
     src = cfg.data.source
     if src != "generated" and is_local_path(src) and not Path(src).expanduser().exists():
         problems.append(f"data.source: not found: {src} (a text file, a folder of .txt files, a hub id, or 'generated')")
+    if cfg.data.labels is not None:
+        problems.append(f"data.labels: class names are for classifiers; {WHY} reads text without labels (set it to "
+                        "null)")
     if cfg.vocab_trim.enabled:
         problems.append(f"vocab_trim.enabled: not for {WHY}: the vocabulary is the output layer of a language model, "
                         "trimming it changes what it can generate; set vocab_trim.enabled: false")
@@ -80,8 +83,13 @@ def check_models(cfg: PipelineConfig) -> None:
     checks.check_models(cfg)
 
 
-def preflight(cfg: PipelineConfig, console, device: str) -> dict:
-    """The model folders, then the text: found, UTF-8, long enough to hold some out (raises naming the file)."""
-    check_models(cfg)
+def check_data(cfg: PipelineConfig, console) -> dict:
+    """The text, read as the stages read it: found, UTF-8, long enough to hold some out (raises naming the file)."""
     text = load_text(cfg)
-    return {"data": {"train_characters": len(text.train), "eval_characters": len(text.eval), "source": text.source}}
+    return {"train_characters": len(text.train), "eval_characters": len(text.eval), "source": text.source}
+
+
+def preflight(cfg: PipelineConfig, console, device: str) -> dict:
+    """The model folders, then the text."""
+    check_models(cfg)
+    return {"data": check_data(cfg, console)}

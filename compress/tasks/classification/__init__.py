@@ -28,6 +28,7 @@ TASK = Task(
     hooks={
         "rules": f"{_HERE}.rules:refuse",
         "check_models": f"{_HERE}.rules:check_models",
+        "check_data": f"{_HERE}.rules:check_data",
         "preflight": f"{_HERE}.rules:preflight",
         "summary": f"{_HERE}.summary:summary",
         "markdown": "compress.reports.accuracy:markdown",

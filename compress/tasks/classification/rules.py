@@ -15,6 +15,9 @@ def refuse(cfg: PipelineConfig) -> list[str]:
     if src != "generated" and is_local_path(src) and not Path(src).expanduser().is_dir():
         problems.append(f"data.source: folder not found: {src} (a folder of <split>.tsv/.csv/.jsonl files, a hub id, "
                         "or 'generated')")
+    if cfg.data.labels is not None and len(cfg.data.labels) != cfg.teacher.num_labels:
+        problems.append(f"data.labels: {len(cfg.data.labels)} names ({', '.join(cfg.data.labels)}), but "
+                        f"teacher.num_labels is {cfg.teacher.num_labels}; give one name per class")
     if cfg.distill.sequence.mode != "off":
         problems.append(f"distill.sequence.mode: {cfg.distill.sequence.mode}: sequence-level distillation is for "
                         "task: causal-lm (a classifier generates no text); set it to off")
@@ -37,9 +40,15 @@ def check_models(cfg: PipelineConfig) -> None:
     checks.check_models(cfg, num_labels=cfg.teacher.num_labels)
 
 
+def check_data(cfg: PipelineConfig, console) -> dict:
+    """Every split the run reads, read as the stages read them: columns, labels, empty splits raise naming the
+    file; doubtful data is warned about (compress validate and the preflight)."""
+    return checks.check_data(cfg, console)
+
+
 def preflight(cfg: PipelineConfig, console, device: str) -> dict:
     """The labelled data (every split the run reads), the model folders, and whether training fits in memory."""
-    data = checks.check_data(cfg, console)
+    data = check_data(cfg, console)
     check_models(cfg)
     memory = checks.check_memory(cfg, data["train_rows"], console, device)
     return {"data": data, "memory": memory}

@@ -111,7 +111,8 @@ def golden_set(cfg, bundle: Path, labels: dict[str, str]) -> dict:
                                 f"evaluation sentence {i} ({text[:60]!r}): {enc.ids[:12]} vs {expected[:12]}")
         ids, mask = np.asarray([enc.ids], dtype=np.int64), np.asarray([enc.attention_mask], dtype=np.int64)
         logits = sess.run(["logits"], onnxrun.feeds(sess, ids, mask))[0][0]
-        samples.append({"text": text, "label": label, "input_ids": enc.ids, "attention_mask": enc.attention_mask,
+        samples.append({"text": text, "label": label, "label_name": labels.get(str(label), str(label)),
+                        "input_ids": enc.ids, "attention_mask": enc.attention_mask,
                         "logits": [float(x) for x in logits],
                         "predicted": labels.get(str(int(logits.argmax())), str(int(logits.argmax())))})
     return {

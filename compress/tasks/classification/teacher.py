@@ -25,10 +25,12 @@ def run(cfg, ctx) -> dict:
     else:
         model, tokenizer = models.build_random(tcfg, train.texts, cfg.data.max_length)
         source = f"random {tcfg.architecture}"
+    if train.names:  # the data's class names, in the recorded order, name the head's outputs
+        models.name_labels(model, train.names)
     ctx.console.print(f"teacher: {source} ({models.count_parameters(model) / 1e6:.1f}M parameters, "
                       f"{model.config.model_type}), {len(train)} training sentences")
     metrics = {"source": source, "model_type": model.config.model_type, "parameters": models.count_parameters(model),
-               "data": data_summary(cfg, tokenizer, train, ctx.console)}
+               "data": {**data_summary(cfg, tokenizer, train, ctx.console), "labels": label_summary(train, model)}}
     if tcfg.finetune:
         data = encode(tokenizer, train, cfg.data.max_length)
         metrics["train"] = fit(model, data, tokenizer.pad_token_id, tcfg.train, accelerator_for(tcfg.train, ctx), cfg.seed,
@@ -53,4 +55,15 @@ def data_summary(cfg, tokenizer, train, console) -> dict:
             console.print(f"[yellow]warning[/] data: {split['truncated']} of {split['rows']} {name} sentences are longer "
                           f"than data.max_length ({limit} tokens; the longest has {split['longest_tokens']}) and are "
                           f"truncated", soft_wrap=True)
+    return out
+
+
+def label_summary(train, model) -> dict:
+    """How the labels were read (ids or names) and what the classes are called: the data's names, else those the
+    teacher's own config gives (a pretrained classifier), else none."""
+    out = train.label_set.to_dict() if train.label_set else {"values": "ids", "names": None, "from": None}
+    if not out["names"]:
+        out.update(names=models.label_names(model.config), **{"from": "the teacher's config"})
+        if not out["names"]:
+            out["from"] = None
     return out
