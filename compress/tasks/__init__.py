@@ -11,7 +11,8 @@ Hooks (each optional but ``stages``):
     rules(cfg) -> list[str]                   what the task refuses at load, one line each (validate and run)
     check_models(cfg) -> None                 the model files the config names (compress validate, before a run)
     preflight(cfg, console, device) -> dict   the data and memory checks made before a run writes anything
-    summary(console, run_dir, report)         the terminal table at the end of compress run (report: a Report)
+    summary(console, run_dir, report, wide)   the terminal table of compress run and compress report (a Report;
+                                              wide: every column, compress/reports/terminal.py)
     markdown(report) -> str                   report.md of a Report record (compress report)
     html(report) -> str                       report.html of a Report record (compress report)
     sweep_figures(report) -> dict             a sweep point's figures from its Report: {"metric", "teacher",
