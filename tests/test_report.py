@@ -175,7 +175,8 @@ def test_report_compares_two_runs_on_the_same_plots(tiny_shipped, tmp_path, monk
     result = invoke("report", base, new)
     assert result.exit_code == 0, result.output
     page = (tmp_path / "compare.html").read_text()
-    assert page.count("<svg") == 2 and not EXTERNAL.search(page)
+    cases = [c for t in read_json(base / "report.json")["targets"] for c in t["cases"]]
+    assert page.count("<svg") == 1 + len(cases) and not EXTERNAL.search(page)  # size, and latency per target case
     assert "compress comparison: tiny vs tiny-fast" in page
     rows = read_json(base / "report.json")["variants"]
     assert page.count('<span class="swatch"') == 2 + 2 * len(rows)  # a run table row and a row per variant, each run

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 
 from compress.records import Report, Variant
+from compress.reports import labels
 
 AXES = {  # axis -> (x label, x value of a report.json variant)
     "size": ("size on disk (MB, log scale)", lambda v: v.size_bytes / 1e6),
@@ -224,8 +225,6 @@ def _place_labels(ax, points: list[tuple[Point, float]], lines: list[tuple[float
     from matplotlib.font_manager import FontProperties
     from matplotlib.textpath import TextToPath
 
-    from compress.reports import labels
-
     fig = ax.figure
     renderer = fig.canvas.get_renderer()
     scale = 72.0 / fig.dpi  # display pixels -> points
@@ -301,9 +300,7 @@ def _leader(ax, rect, lab) -> None:
 
 def _text(ax, where, colour: str) -> None:
     """A placed label drawn at its rectangle (in points from the figure's lower left corner)."""
-    from compress.reports.labels import anchor
-
-    ax.annotate(where.text, anchor(where), xycoords="figure points", ha=where.ha, va="bottom",
+    ax.annotate(where.text, labels.anchor(where), xycoords="figure points", ha=where.ha, va="bottom",
                 fontsize=LABEL_SIZE, color=colour, zorder=5, annotation_clip=False)
 
 
