@@ -84,8 +84,8 @@ def render_comparison(runs: list[tuple[str, Report]]) -> str:
         rec, evaluation = r.get("recommended") or {}, r.get("eval")
         rows.append([f'<span class="name">{_swatch(colours[label])}{_e(label)}</span>', _e(r.created.replace("T", " ")),
                      _e(f"{evaluation['sentences']} sentences of {evaluation['split']}"), _e(_target(r)),
-                     _e(plots.shipped_name(r) or "-"), _e((rec.get("size") or {}).get("name", "-")),
-                     _e((rec.get("latency") or {}).get("name", "-")),
+                     *(f'<span class="name">{_e(name or "-")}</span>' for name in (
+                         plots.shipped_name(r), (rec.get("size") or {}).get("name"), (rec.get("latency") or {}).get("name"))),
                      _e(f"{rec['retention_floor']:.0%}" if rec.get("retention_floor") else "-")])
     runs_table = _table(["run", "created", "evaluation", "target", "shipped", "recommended (size)",
                          "recommended (latency)", "retention floor"], [False] * 8, rows)
