@@ -30,11 +30,17 @@ def recommendation_sentence(report: Report) -> str:
 
 
 def _slower(report: Report, name: str) -> str:
-    """``; SLOWER than the teacher (0.05x its speed)`` for a variant whose p50 is above the teacher's, else ''."""
+    """``; but 20x slower than the teacher`` for a variant whose p50 is above the teacher's, else ''."""
     v = report.variant(name)
     if v is None or v.speedup is None or v.speedup >= 1:
         return ""
-    return f"; but slower than the teacher: {v.speedup:.2f}x its speed"
+    return f"; but {times_slower(v.speedup)} slower than the teacher"
+
+
+def times_slower(speedup: float) -> str:
+    """0.05 -> ``20x``, 0.8 -> ``1.2x``: how many times slower a speedup under 1 is."""
+    slower = 1 / speedup if speedup > 0 else float("inf")
+    return f"{slower:.1f}x" if slower < 10 else f"{slower:.0f}x"
 
 
 def shipped_sentence(report: Report) -> str:
@@ -54,7 +60,7 @@ def shipped_sentence(report: Report) -> str:
     picks = [what for what, key in (("smallest", "size"), ("fastest", "latency"))
              if (rec.get(key) or {}).get("name") == name]
     speed = (f"{v.speedup:.2f}x the teacher's speed" if v.speedup >= 1
-             else f"slower than the teacher: {v.speedup:.2f}x its speed")
+             else f"{times_slower(v.speedup)} slower than the teacher")
     sentence = (f"Shipped: {name}, chosen by ship.variant ({v.format} {v.precision}: {v.size_bytes / 1e6:.1f} MB, "
                 f"{v.latency_ms.p50:.2f} ms p50, {speed}, {v.retention:.1%} of the teacher's accuracy)")
     if floor is None:
