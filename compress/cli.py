@@ -89,6 +89,18 @@ def _main(
 
 
 OverridesArg = typer.Argument(None, help="key=value settings that win over the YAML, e.g. distill.temperature=2")
+WideOption = typer.Option(False, "--wide", help="Every column of the summary table, however narrow the terminal "
+                          "(otherwise columns are left out, in a stated order, to fit it).")
+
+
+def _console(**kwargs):
+    """A rich Console for tables: the terminal's width; in logs and CI (not a terminal) COLUMNS when set, else 150."""
+    from rich.console import Console
+
+    console = Console(**kwargs)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = max(console.width, 150)
+    return console
 
 
 @app.command()
@@ -97,6 +109,7 @@ def run(
     pipeline: Path = typer.Argument(..., help="Pipeline YAML, e.g. pipelines/distilbert.yaml"),
     overrides: Optional[List[str]] = OverridesArg,
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Run folders go to RUNS_DIR/<name>/."),
+    wide: bool = WideOption,
 ) -> None:
     """Run a pipeline: teacher, student, distill, refine, baseline, trim, export, quantize, mobile, bench, report, ship.
 
@@ -108,24 +121,20 @@ def run(
 
     cfg = load_config(pipeline, overrides or [])
     _quiet_libraries()
-    from rich.console import Console
-
     from compress import pipeline as recipe
 
     main_process = int(os.environ.get("RANK", "0")) == 0  # under accelerate launch / torchrun only rank 0 speaks
-    console = Console(quiet=not main_process)
-    if not console.is_terminal:  # logs and CI: wide enough for the summary table
-        console.width = max(console.width, 150)
+    console = _console(quiet=not main_process)
     if cfg.sweep is not None:
         from compress import sweep
 
         sweep_dir = sweep.run(pipeline, overrides or [], cfg, runs_dir, console)
         if main_process:
-            _sweep_summary(console, sweep_dir)
+            _sweep_summary(console, sweep_dir, wide)
         return
     run_dir = recipe.run(cfg, runs_dir, console)
     if main_process:
-        _summary(console, run_dir)
+        _summary(console, run_dir, wide)
 
 
 @app.command()
@@ -226,12 +235,14 @@ def report_command(
     run_dirs: List[Path] = typer.Argument(..., help="Finished run folders (runs/<name>) or their report.json files."),
     out: Optional[Path] = typer.Option(None, "--out", help="Where the HTML goes: with one run, instead of "
                                        "RUN_DIR/report.html; with several, default compare.html here."),
+    wide: bool = WideOption,
 ) -> None:
     """Render reports again from report.json, without recomputing anything.
 
-    With one run: report.md and report.html in its folder (after a compress upgrade, say). With
-    several: one comparison page, every run's variants on the same plots (a colour per run) and in
-    one table.
+    With one run: report.md and report.html in its folder (after a compress upgrade, say), and the
+    summary table compress run ends with. With several: one comparison page, every run's variants on
+    the same plots (a colour per run) and in one table; runs with the same name are named by their
+    folders.
     """
     from compress import tasks
     from compress.io import write_text
@@ -246,7 +257,10 @@ def report_command(
         task, target = tasks.get(report.task), out or where.report_html
         write_text(where.report_md, task.hook("markdown")(report))
         write_text(target, task.hook("html")(report))
-        typer.echo(f"report: {where.report_md}, {target}")
+        if task.has("summary"):  # the table, then where report.md, report.html and report.json are
+            task.hook("summary")(_console(highlight=False), run_.path, report, wide=wide)
+        if target != where.report_html or not task.has("summary"):
+            typer.echo(f"report: {where.report_md}, {target}")
         return
     target = out or Path("compare.html")
     write_text(target, render_comparison([(r.label, r.record) for r in runs]))
@@ -299,7 +313,7 @@ def compare(
                   f"p50 latency increase <= {max_latency_increase:g}%)")
 
 
-def _summary(console, run_dir: Path) -> None:
+def _summary(console, run_dir: Path, wide: bool = False) -> None:
     """The task's table of every variant, at the end of a run, then where the bundle went (when one was shipped)."""
     from compress import tasks
     from compress.layout import RunLayout
@@ -307,7 +321,7 @@ def _summary(console, run_dir: Path) -> None:
 
     where = RunLayout(run_dir)
     report = read_report(where.report_json)
-    tasks.get(report.task).hook("summary")(console, run_dir, report)
+    tasks.get(report.task).hook("summary")(console, run_dir, report, wide=wide)
     ship = where.record("ship")
     bundle = read_stage(ship).metrics.get("bundle") if ship.is_file() else None
     if bundle:
@@ -326,25 +340,28 @@ def _readable(report: dict, path: Path) -> str | None:
             "its tables are in report.md")
 
 
-def _sweep_summary(console, sweep_dir: Path) -> None:
-    from rich.table import Table
-
+def _sweep_summary(console, sweep_dir: Path, wide: bool = False) -> None:
+    """The sweep's table; on a narrow terminal T and alpha (in the point's name) go first, then size and the
+    student; --wide keeps every column."""
     from compress.io import read_json
     from compress.layout import SWEEP_JSON
+    from compress.reports.terminal import Column, table
 
     summary = read_json(sweep_dir / SWEEP_JSON)
-    table = Table(title=f"{summary['name']}: every point of the sweep (accuracy: the fp32 student; size, p50: its "
-                  "deployed variant)")
-    for col in ("point", "T", "alpha", "student", "accuracy", "retention", "variant", "size MB", "p50 ms", "status"):
-        table.add_column(col, justify="left" if col in ("point", "student", "variant", "status") else "right")
+    columns = [Column("point", right=False), Column("T", drop=1), Column("alpha", drop=2),
+               Column("student", right=False, drop=4), Column("accuracy"), Column("retention", drop=5),
+               Column("variant", right=False, drop=6), Column("size MB", drop=3), Column("p50 ms", drop=7),
+               Column("status", right=False)]
+    rows = []
     for p in summary["points"]:
         if "accuracy" in p:
-            table.add_row(p["name"], f"{p['temperature']:g}", f"{p['alpha']:g}", p["student"], f"{p['accuracy']:.4f}",
-                          f"{p['retention']:.1%}" if p["retention"] is not None else "-", p["variant"], f"{p['size_bytes'] / 1e6:.1f}", f"{p['p50_ms']:.2f}",
-                          p["status"])
+            rows.append([p["name"], f"{p['temperature']:g}", f"{p['alpha']:g}", p["student"], f"{p['accuracy']:.4f}",
+                         f"{p['retention']:.1%}" if p["retention"] is not None else "-", p["variant"],
+                         f"{p['size_bytes'] / 1e6:.1f}", f"{p['p50_ms']:.2f}", p["status"]])
         else:
-            table.add_row(p["name"], *["-"] * 8, p["status"])
-    console.print(table)
+            rows.append([p["name"], *["-"] * 8, p["status"]])
+    table(console, f"{summary['name']}: every point of the sweep (accuracy: the fp32 student; size, p50: its "
+          "deployed variant)", columns, rows, wide)
     console.print(f"sweep: {sweep_dir / 'sweep.md'}, {sweep_dir / 'sweep.html'} (data: {sweep_dir / 'sweep.json'})")
 
 

@@ -128,11 +128,18 @@ def check(name: str, inputs: list[Shape], reference: list[np.ndarray], got: list
 
 
 def print_checklist(console, title: str, rows: list[dict]) -> None:
-    console.print(f"parity: {title}")
+    """The title, the bounds every row is held to (one line: they are the same for all), then one line per shape
+    that fits an 80-column terminal: ``  [ok  ] batch 32 x length 16   max diff 3.58e-07  top-1 100.0%  cos 1.000000``."""
+    from rich.markup import escape
+
+    console.print(f"parity: {escape(title)}", soft_wrap=True)
+    bounds = dict.fromkeys(r["tolerance"] for r in rows)  # one Tolerance per checklist; in order if ever several
+    if bounds:
+        console.print(f"  bounds: {escape('; '.join(bounds))}", soft_wrap=True)
     for r in rows:
         mark = "[green]ok[/]  " if r["ok"] else "[red]FAIL[/]"
-        console.print(f"  [{mark}] {r['shape']:<22} max diff {r['max_abs_diff']:.2e}  top-1 {r['top1_agreement']:.1%}  "
-                      f"cosine {r['cosine']:.6f}  ({r['tolerance']})")
+        console.print(f"  [{mark}] {escape(r['shape']):<21} max diff {r['max_abs_diff']:.2e}  "
+                      f"top-1 {r['top1_agreement']:>6.1%}  cos {r['cosine']:.6f}", soft_wrap=True)
 
 
 def failures(rows: list[dict], what: str, path: Path | str) -> list[str]:

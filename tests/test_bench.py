@@ -165,6 +165,6 @@ def test_repeatability_and_per_target_report(tiny_shipped):
     page = (run_dir / "report.html").read_text()
     cases = [c for t in report["targets"] for c in t["cases"]]
     assert page.count("<svg") == 1 + len(cases)  # size, and latency on each target case
-    assert "Accuracy against p50 latency: mobile, sequence length 16" in page
+    assert "Accuracy against p50 latency\ntiny on mobile, batch 1, sequence length 16" in page  # the plot's title
     card = (Path(read_json(run_dir / "ship" / "stage.json")["metrics"]["bundle"]) / "README.md").read_text()
     assert "one thread, batch 1 (the bench's mobile target, `model.ort`)" in card

@@ -7,8 +7,10 @@ from __future__ import annotations
 from compress.records import Report, Variant
 
 
-def recommendation_sentence(rec: dict | None) -> str:
-    """report.md's and report.html's sentence naming the recommended variants."""
+def recommendation_sentence(report: Report) -> str:
+    """report.md's and report.html's sentence naming the recommended variants: the smallest and the fastest
+    keeping report.retention_floor of the teacher's accuracy. A pick slower than the teacher says so."""
+    rec = report.get("recommended")
     if not rec:
         return ""
     floor = rec["retention_floor"]
@@ -17,13 +19,63 @@ def recommendation_sentence(rec: dict | None) -> str:
         return f"No variant keeps {floor:.0%} of the teacher's accuracy (report.retention_floor): nothing is recommended."
 
     def figures(v):
-        return f"{v['size_bytes'] / 1e6:.1f} MB, {v['p50_ms']:.2f} ms p50, {v['retention']:.1%} of the teacher's accuracy"
+        return (f"{v['size_bytes'] / 1e6:.1f} MB, {v['p50_ms']:.2f} ms p50, {v['retention']:.1%} of the teacher's "
+                f"accuracy{_slower(report, v['name'])}")
 
     if size["name"] == latency["name"]:
         return (f"Recommended: {size['name']} ({figures(size)}), both the smallest and the fastest variant that "
                 f"keeps at least {floor:.0%} of the teacher's accuracy.")
     return (f"Recommended, keeping at least {floor:.0%} of the teacher's accuracy: {size['name']} where size "
             f"matters most ({figures(size)}); {latency['name']} where latency does ({figures(latency)}).")
+
+
+def _slower(report: Report, name: str) -> str:
+    """``; but 20x slower than the teacher`` for a variant whose p50 is above the teacher's, else ''."""
+    v = report.variant(name)
+    if v is None or v.speedup is None or v.speedup >= 1:
+        return ""
+    return f"; but {times_slower(v.speedup)} slower than the teacher"
+
+
+def times_slower(speedup: float) -> str:
+    """0.05 -> ``20x``, 0.8 -> ``1.2x``: how many times slower a speedup under 1 is."""
+    slower = 1 / speedup if speedup > 0 else float("inf")
+    return f"{slower:.1f}x" if slower < 10 else f"{slower:.0f}x"
+
+
+def shipped_sentence(report: Report) -> str:
+    """Which variant the bundle holds and why: ship.variant, its figures, and where it stands against the
+    recommended variants. '' for a report.json from before the record (no ``shipped``)."""
+    shipped = report.get("shipped")
+    if not shipped:
+        return ""
+    if not shipped.get("enabled", True):
+        return "Nothing shipped (ship.enabled: false)."
+    name = shipped["variant"]
+    v = report.variant(name)
+    if v is None:
+        return f"Shipped: {name} (ship.variant), not measured in this run."
+    rec = report.get("recommended") or {}
+    floor = rec.get("retention_floor")
+    picks = [what for what, key in (("smallest", "size"), ("fastest", "latency"))
+             if (rec.get(key) or {}).get("name") == name]
+    speed = (f"{v.speedup:.2f}x the teacher's speed" if v.speedup >= 1
+             else f"{times_slower(v.speedup)} slower than the teacher")
+    sentence = (f"Shipped: {name}, chosen by ship.variant ({v.format} {v.precision}: {v.size_bytes / 1e6:.1f} MB, "
+                f"{v.latency_ms.p50:.2f} ms p50, {speed}, {v.retention:.1%} of the teacher's accuracy)")
+    if floor is None:
+        return sentence + "."
+    if picks:
+        return sentence + f"; the {' and the '.join(picks)} variant keeping {floor:.0%} of the teacher's accuracy."
+    if v.retention is None or v.retention < floor:
+        return sentence + f"; it keeps less than the {floor:.0%} floor (report.retention_floor)."
+    better: dict[str, list[str]] = {}  # recommended variant -> smaller, faster
+    for what, key in (("smaller", "size"), ("faster", "latency")):
+        better.setdefault((rec.get(key) or {}).get("name"), []).append(what)
+    notes = [f"{other} is {' and '.join(words)}" + ("" if report.variant(other).format == "onnx" else
+                                                    " but runs only in PyTorch (a bundle holds an ONNX model)")
+             for other, words in better.items() if other and report.variant(other)]
+    return sentence + f"; it keeps the {floor:.0%} floor" + "".join(f"; {n}" for n in notes) + "."
 
 
 def markdown(report: Report) -> str:
@@ -42,8 +94,8 @@ def markdown(report: Report) -> str:
         "|" + "|".join("---:" if right else "---" for right in TABLE_RIGHT) + "|",
     ]
     lines += ["| " + " | ".join(row) + " |" for row in table_rows(report.variants)]
-    sentence = recommendation_sentence(report.get("recommended"))
-    lines += ["", sentence] if sentence else []
+    for sentence in (shipped_sentence(report), recommendation_sentence(report)):
+        lines += ["", sentence] if sentence else []
     return "\n".join(lines + details_markdown(report))
 
 

@@ -87,14 +87,27 @@ def load_runs(paths: list[Path], readable: Callable[[dict, Path], str | None] | 
     if problems:
         raise CompressError(*problems)
     names = [r.label for r in runs]
-    for r in runs:
-        if names.count(r.label) > 1:
-            r.label = f"{r.label} ({r.path})"
+    for name in set(names):
+        same = [r for r in runs if r.label == name]
+        if len(same) > 1:
+            for r, folder in zip(same, folder_names([r.path for r in same])):
+                r.label = folder if folder.endswith(name) else f"{name} ({folder})"
     labels = [r.label for r in runs]
     for i, r in enumerate(runs):  # the same folder given twice
         if labels.count(r.label) > 1:
             r.label = f"{r.label} #{labels[:i + 1].count(r.label)}"
     return runs
+
+
+def folder_names(paths: list[Path]) -> list[str]:
+    """The shortest trailing parts of each folder that tell them apart: runs/a/tiny and runs/b/tiny are a/tiny
+    and b/tiny; the same folder twice stays the same (its whole path)."""
+    parts = [Path(p).resolve().parts for p in paths]
+    for n in range(1, max(len(p) for p in parts) + 1):
+        tails = ["/".join(p[-n:]) for p in parts]
+        if len(set(tails)) == len(set(parts)):
+            return tails
+    return [str(Path(*p)) for p in parts]
 
 
 def retention(report: Report, variant: Variant) -> float | None:

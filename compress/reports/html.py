@@ -19,29 +19,33 @@ from compress.reports import plots
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
        color: #222; margin: 24px auto; max-width: 1180px; padding: 0 16px; line-height: 1.45; font-size: 14px; }
-h1 { font-size: 24px; margin: 0 0 4px; }
+h1 { font-size: 24px; margin: 0 0 4px; overflow-wrap: anywhere; }
 h2 { font-size: 18px; margin: 28px 0 8px; border-bottom: 1px solid #ddd; padding-bottom: 4px; }
-.sub { color: #666; margin: 0 0 12px; }
+.sub { color: #666; margin: 0 0 12px; overflow-wrap: anywhere; }
 dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 2px 16px; margin: 12px 0; }
 dl.facts dt { color: #555; font-weight: 600; }
-dl.facts dd { margin: 0; }
+dl.facts dd { margin: 0; min-width: 0; overflow-wrap: anywhere; }
 .callout { background: #eef7ee; border-left: 5px solid #2ca02c; padding: 10px 14px; margin: 16px 0; font-size: 15px; }
+.callout p { margin: 4px 0; }
 .callout.none { background: #fdf0ef; border-left-color: #d62728; }
 .plots { display: flex; flex-wrap: wrap; gap: 16px; }
-.plots figure { flex: 1 1 540px; margin: 0; border: 1px solid #e4e4e4; border-radius: 4px; padding: 6px; }
+.plots figure { flex: 1 1 540px; min-width: 0; margin: 0; border: 1px solid #e4e4e4; border-radius: 4px; padding: 6px; }
 .plots svg { width: 100%; height: auto; display: block; }
 figcaption { color: #555; font-size: 12px; padding: 4px 6px 0; }
-table { border-collapse: collapse; margin: 8px 0 12px; font-size: 13px; }
-th, td { padding: 4px 9px; border-bottom: 1px solid #e6e6e6; text-align: left; vertical-align: top; }
+.scroll { max-width: 100%; overflow-x: auto; }
+table { border-collapse: collapse; margin: 8px 0 12px; font-size: 12.5px; }
+th, td { padding: 3px 6px; border-bottom: 1px solid #e6e6e6; text-align: left; vertical-align: top; }
 th { background: #f4f4f4; font-weight: 600; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num { white-space: nowrap; }
 tr.recommended td { background: #fff5d6; }
 .name { white-space: nowrap; }
 .swatch { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin-right: 6px; }
-.tag { font-size: 11px; color: #8a6d00; margin-left: 6px; }
+.tag { display: block; font-size: 11px; color: #8a6d00; }
+.tag.shipped { color: #111; font-weight: 600; }
 code { background: #f4f4f4; padding: 0 3px; border-radius: 3px; font-size: 12px; word-break: break-all; }
 ul { margin: 6px 0; padding-left: 22px; }
-p { margin: 8px 0; }
+p { margin: 8px 0; overflow-wrap: anywhere; }
 """
 _CODE = re.compile(r"`([^`]+)`")
 
@@ -49,16 +53,17 @@ _CODE = re.compile(r"`([^`]+)`")
 def render_run(report: Report) -> str:
     """report.html of one run."""
     rec = report.get("recommended")
-    sentence = stage.recommendation_sentence(rec)
-    callout = (f'<div class="callout{"" if rec and rec.get("size") else " none"}">{_inline(sentence)}</div>'
-               if sentence else "")
+    sentences = [x for x in (stage.shipped_sentence(report), stage.recommendation_sentence(report)) if x]
+    callout = (f'<div class="callout{"" if rec and rec.get("size") else " none"}">'
+               + "".join(f"<p>{_inline(x)}</p>" for x in sentences) + "</div>" if sentences else "")
     body = [
         f"<header><h1>compress report: {_e(report.name)}</h1>",
         f'<p class="sub">{_e(_provenance(report))}</p>',
         _facts(report), "</header>",
         callout,
-        _plots([("size", [plots.series(report, "size")], "Accuracy against size on disk")]
-               + [("latency", [plots.series(report, "latency", case=key)], title) for key, title in _latency_plots(report)]),
+        _plots([("size", [plots.series(report, "size")], f"Accuracy against size on disk\n{report.name}: every variant")]
+               + [("latency", [plots.series(report, "latency", case=key)],
+                   f"Accuracy against p50 latency\n{report.name} on {where}") for key, where in _latency_cases(report)]),
         "<h2>Variants</h2>",
         _variants_table([(None, report)], recommended=_recommended_names(rec)),
         markdown_html(stage.details_markdown(report)),
@@ -70,23 +75,28 @@ def render_comparison(runs: list[tuple[str, Report]]) -> str:
     """compare.html: several runs' variants on the same plots, a colour per run, and one table."""
     colours = {label: plots.RUN_COLOURS[i % len(plots.RUN_COLOURS)] for i, (label, _) in enumerate(runs)}
     size = [plots.series(r, "size", colours[label], label) for label, r in runs]
-    latency = [plots.series(r, "latency", colours[label], label) for label, r in runs]
+    cases: dict[str, list[plots.Series]] = {}  # a latency plot per target case, with the runs measured there
+    for label, r in runs:
+        for key, title in _latency_cases(r):
+            cases.setdefault(title, []).append(plots.series(r, "latency", colours[label], label, case=key))
     rows = []
     for label, r in runs:
         rec, evaluation = r.get("recommended") or {}, r.get("eval")
-        rows.append([_swatch(colours[label]) + _e(label), _e(r.created),
+        rows.append([f'<span class="name">{_swatch(colours[label])}{_e(label)}</span>', _e(r.created.replace("T", " ")),
                      _e(f"{evaluation['sentences']} sentences of {evaluation['split']}"), _e(_target(r)),
-                     _e((rec.get("size") or {}).get("name", "-")), _e((rec.get("latency") or {}).get("name", "-")),
+                     *(f'<span class="name">{_e(name or "-")}</span>' for name in (
+                         plots.shipped_name(r), (rec.get("size") or {}).get("name"), (rec.get("latency") or {}).get("name"))),
                      _e(f"{rec['retention_floor']:.0%}" if rec.get("retention_floor") else "-")])
-    runs_table = _table(["run", "created", "evaluation", "target", "recommended (size)", "recommended (latency)",
-                         "retention floor"], [False] * 7, rows)
+    runs_table = _table(["run", "created", "evaluation", "target", "shipped", "recommended (size)",
+                         "recommended (latency)", "retention floor"], [False] * 8, rows)
     names = " vs ".join(label for label, _ in runs)
     body = [
         f"<header><h1>compress comparison: {_e(names)}</h1>",
         '<p class="sub">Each run\'s figures are relative to its own teacher; latencies compare only between runs '
         "measured on the same target.</p></header>",
         runs_table,
-        _plots([("size", size, "Accuracy against size on disk"), ("latency", latency, "Accuracy against p50 latency")]),
+        _plots([("size", size, "Accuracy against size on disk\nevery variant of each run")]
+               + [("latency", series, f"Accuracy against p50 latency\n{where}") for where, series in cases.items()]),
         "<h2>Variants</h2>",
         _variants_table([(label, r) for label, r in runs], colours=colours,
                         recommended={(label, n) for label, r in runs for n in _recommended_names(r.get("recommended"))}),
@@ -137,25 +147,29 @@ def _facts(report: Report) -> str:
     return '<dl class="facts">' + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in items) + "</dl>"
 
 
-def _latency_plots(report: Report) -> list[tuple[str, str]]:
-    """(case key, title) of each latency plot of report.html: one per measured target case; a report.json from
-    before targets has one, of its variants' own latencies (key None)."""
+def _latency_cases(report: Report) -> list[tuple[str | None, str]]:
+    """(case key, what the plot's title says of it) of each latency plot: one per measured target case; a
+    report.json from before targets has one, of its variants' own latencies (key None)."""
     cases = [c for t in report.get("targets", []) for c in t["cases"]
              if any(c["key"] in v.measurements for v in report.variants)]
     if not cases:
-        return [(None, "Accuracy against p50 latency")]
-    return [(c["key"], f"Accuracy against p50 latency: {stage.case_label(c)}") for c in cases]
+        t = report.get("target")
+        return [(None, f"{t['name']}, batch {t['batch_size']}, sequence length {t['sequence_length']}")]
+    return [(c["key"], f"{c['target']}, batch {c['batch_size']}, sequence length {c['sequence_length']}") for c in cases]
 
 
 def _plots(figures: list[tuple[str, list[plots.Series], str]]) -> str:
-    """The plots, each (axis, its series, title), side by side where the page is wide enough."""
+    """The plots, each (axis, its series, title), side by side where the page is wide enough; a caption under
+    each, with the key of its numbered points."""
     caption = ("Error bars: 95% bootstrap interval of the accuracy. Step line: the Pareto frontier (no variant "
                "there is beaten by one at most as {0} and at least as accurate). Dashed: the teacher's accuracy.")
     out = []
     for axis, series, title in figures:
-        svg = plots.tradeoff_svg(series, axis, title)
-        out.append(f"<figure>{svg}<figcaption>{_e(caption.format('large' if axis == 'size' else 'slow'))}"
-                   "</figcaption></figure>")
+        svg, key = plots.tradeoff_svg(series, axis, title)
+        text = caption.format("large" if axis == "size" else "slow")
+        if key:
+            text += " Numbered: " + "; ".join(key) + "."
+        out.append(f"<figure>{svg}<figcaption>{_e(text)}</figcaption></figure>")
     return '<div class="plots">' + "".join(out) + "</div>"
 
 
@@ -176,6 +190,8 @@ def _variants_table(runs: list[tuple[str | None, Report]], recommended, colours:
             cells[0] = f'<span class="name">{cells[0]}</span>'
             if key in recommended:
                 cells[0] += '<span class="tag">recommended</span>'
+            if v.name == plots.shipped_name(r):
+                cells[0] += '<span class="tag shipped">shipped</span>'
             if label is not None:
                 cells.insert(0, f'<span class="name">{_swatch(colours[label])}{_e(label)}</span>')
             rows.append(cells)
@@ -195,7 +211,7 @@ def _table(header: list[str], right: list[bool], rows: list[list[str]], marks: l
     for n, row in enumerate(rows):
         tr = '<tr class="recommended">' if marks and marks[n] else "<tr>"
         body.append(tr + "".join(f"<td{cls(i)}>{c}</td>" for i, c in enumerate(row)) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 
 def _swatch(colour: str) -> str:

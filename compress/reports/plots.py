@@ -1,8 +1,10 @@
 """The trade-off plots of report.html and compare.html, as SVG text to inline: accuracy against size
-on disk and against p50 latency (in report.html one latency plot per target case), on a log x axis. Every variant is a point with its 95% accuracy
-interval and its name; the teacher's accuracy is a dashed reference line; the Pareto frontier is a step
-line; the recommended variant is ringed. matplotlib draws without pyplot (no global state, no display)
-and writes text as paths, so the SVG needs no font and nothing from the network.
+on disk and against p50 latency (one latency plot per target case), on a log x axis. Every variant is a point
+with its 95% accuracy interval and its name, placed where it covers nothing else (compress/reports/labels.py;
+a name with no free place becomes a number the caption explains); the teacher's accuracy is a dashed reference
+line; the Pareto frontier is a step line; the recommended variant is ringed and the shipped one (ship.variant)
+boxed. matplotlib draws without pyplot (no global state, no display) and writes text as paths, so the SVG needs
+no font and nothing from the network.
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ import re
 from dataclasses import dataclass, field
 
 from compress.records import Report, Variant
+from compress.reports import labels
 
 AXES = {  # axis -> (x label, x value of a report.json variant)
     "size": ("size on disk (MB, log scale)", lambda v: v.size_bytes / 1e6),
-    "latency": ("p50 latency (ms, log scale)", lambda v: v.latency_ms.p50),
+    "latency": ("p50 latency per query (ms, log scale)", lambda v: v.latency_ms.p50),
 }
+Y_LABEL = "accuracy (%; bars: 95% interval)"
 KINDS = {  # kind -> (marker, colour in a single-run plot, legend text)
     "teacher": ("*", "#333333", "teacher"),
     "student": ("o", "#1f77b4", "student fp32"),
@@ -26,6 +30,7 @@ KINDS = {  # kind -> (marker, colour in a single-run plot, legend text)
 }
 RUN_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
 RING = "#d62728"
+SHIPPED = "#111111"
 LABEL_SIZE = 7.5  # points
 FOCUS = 0.15  # the accuracy axis shows the variants within 15 points of the best; lower ones sit on its floor
 
@@ -38,6 +43,7 @@ class Point:
     ci95: tuple[float, float] | None
     kind: str
     colour: str
+    shipped: bool = False  # the variant in the bundle (report.json's shipped.variant)
 
 
 @dataclass
@@ -74,13 +80,20 @@ def series(report: Report, axis: str, colour: str | None = None, name: str | Non
         value = lambda v: v.measurements[case].latency_ms.p50  # noqa: E731
         found = next((c for t in report.get("targets", []) for c in t["cases"] if c["key"] == case), {})
         recommended = (found.get("recommended") or {}).get("name")
+    shipped = shipped_name(report)
     points = [Point(v.name, value(v), v.accuracy, tuple(v.get("accuracy_ci95")) if v.get("accuracy_ci95") else None,
-                    kind(v), colour or KINDS[kind(v)][1]) for v in variants]
+                    kind(v), colour or KINDS[kind(v)][1], v.name == shipped) for v in variants]
     ref = report.variant(report.reference)
     floor = rec.get("retention_floor")
     teacher = ref.accuracy if ref else None
     return Series(name or report.name, colour or "#333333", points, teacher,
                   teacher * floor if teacher is not None and floor else None, floor, recommended)
+
+
+def shipped_name(report: Report) -> str | None:
+    """The variant the run's bundle holds; None when nothing was shipped or the report predates the record."""
+    shipped = report.get("shipped") or {}
+    return shipped.get("variant") if shipped.get("enabled", True) else None
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
@@ -92,25 +105,33 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return sorted(front, key=lambda i: points[i])
 
 
-def tradeoff_svg(all_series: list[Series], axis: str, title: str) -> str:
-    """The plot of ``axis`` ("size" or "latency") as an <svg> element (no XML prolog)."""
+def tradeoff_svg(all_series: list[Series], axis: str, title: str) -> tuple[str, list[str]]:
+    """The plot of ``axis`` ("size" or "latency") as an <svg> element (no XML prolog), and the lines of its key:
+    what each numbered point names (points whose names found no free place) for the caption."""
+    key: list[str] = []
 
     def draw(fig):
+        fig.set_layout_engine("constrained")  # the axes sized around their tick labels, axis labels and legend
         ax = fig.add_subplot()
-        _draw(ax, all_series, axis)
-        ax.set_title(title, fontsize=10)
+        placing = _draw(ax, all_series, axis)
+        ax.set_title(title, fontsize=9)
         _legend(fig, all_series)
+        fig.draw_without_rendering()
+        fig.set_layout_engine("none")  # keep those positions: the labels are placed against them
+        key.extend(placing())
 
-    return svg(draw, title, f"compress-{axis}-{title}")
+    return svg(draw, title, f"compress-{axis}-{title}"), key
 
 
 def svg(draw, title: str, salt: str, size: tuple[float, float] = (5.6, 4.4)) -> str:
     """``draw(figure)`` on a fresh figure, as an <svg> element: text as paths, no metadata, ids seeded by ``salt``."""
     import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     with matplotlib.rc_context({"svg.fonttype": "path", "svg.hashsalt": salt, "font.size": 9}):
         fig = Figure(figsize=size)  # drawn ~560 px wide in the page: text close to the page's own size
+        FigureCanvasAgg(fig)  # a renderer to measure the labels with before they are placed
         fig.subplots_adjust(left=0.13, right=0.97, top=0.92, bottom=0.24)
         draw(fig)
         buf = io.StringIO()
@@ -137,7 +158,9 @@ def log_x_percent_y(ax, xlabel: str, ylabel: str) -> None:
     ax.set_axisbelow(True)
 
 
-def _draw(ax, all_series: list[Series], axis: str) -> None:
+def _draw(ax, all_series: list[Series], axis: str):
+    """The points, intervals, frontiers, reference lines and rings; returns ``placing()``, which names the points
+    and lines once the figure's layout is settled and returns the key lines of the caption."""
     single = len(all_series) == 1
     lines = []  # (accuracy, text, colour) of the horizontal reference lines, named once the axes are settled
     bottom, top, floor_y = _accuracy_range(all_series)
@@ -152,6 +175,9 @@ def _draw(ax, all_series: list[Series], axis: str) -> None:
             ax.errorbar([p.x], [drawn[id(p)]], yerr=yerr, fmt="v" if off else KINDS[p.kind][0], color=p.colour,
                         ecolor=p.colour, elinewidth=0.9, capsize=2.5, markersize=9 if p.kind == "teacher" else 5.5,
                         zorder=3)
+            if p.shipped:
+                ax.scatter([p.x], [drawn[id(p)]], s=340, marker="s", facecolors="none", edgecolors=SHIPPED,
+                           linewidths=1.3, zorder=4)
         front = [s.points[i] for i in pareto_front([(p.x, p.accuracy) for p in s.points])]
         if len(front) > 1:
             ax.step([p.x for p in front], [p.accuracy for p in front], where="post", color=s.colour, alpha=0.55,
@@ -169,9 +195,9 @@ def _draw(ax, all_series: list[Series], axis: str) -> None:
                        linewidths=1.8, zorder=4)
     ax.margins(x=0.12)
     ax.set_ylim(bottom - (bottom - floor_y) * 2 if floor_y < bottom else bottom, top)
-    log_x_percent_y(ax, AXES[axis][0], "accuracy (95% interval)")
+    log_x_percent_y(ax, AXES[axis][0], Y_LABEL)
     ringed = {id(p) for s in all_series for p in s.points if p.label == s.recommended}
-    _place_labels(ax, [(p, drawn[id(p)]) for s in all_series for p in s.points], lines, ringed)
+    return lambda: _place_labels(ax, [(p, drawn[id(p)]) for s in all_series for p in s.points], lines, ringed)
 
 
 def _accuracy_range(all_series: list[Series]) -> tuple[float, float, float]:
@@ -191,74 +217,91 @@ def _accuracy_range(all_series: list[Series]) -> tuple[float, float, float]:
 
 
 def _place_labels(ax, points: list[tuple[Point, float]], lines: list[tuple[float, str, str]],
-                  ringed: set[int]) -> None:
-    """Name the reference lines (at the left or the right edge, above or below: wherever they cover least),
-    then every point, at the offset around it where its label covers the least of the other labels, markers
-    and intervals and stays inside the axes. Points drawn below the axis range have their accuracy in the label."""
+                  ringed: set[int]) -> list[str]:
+    """Name the reference lines (above or below, at the left edge, the right edge or the middle), then every
+    point (the ringed and shipped ones first), each where it covers no marker, interval or other label
+    (compress/reports/labels.py). Points drawn below the axis range have their accuracy in the label. Returns
+    the caption's key: what each number names, and any label with no free place."""
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import TextToPath
+
     fig = ax.figure
-    ax.get_xlim()  # settle autoscaling before data -> display transforms
+    renderer = fig.canvas.get_renderer()
     scale = 72.0 / fig.dpi  # display pixels -> points
     box = ax.get_window_extent()
     frame = (box.x0 * scale, box.y0 * scale, box.x1 * scale, box.y1 * scale)
+    ylim = ax.get_ylim()
 
     def at(x, y):
         return tuple(c * scale for c in ax.transData.transform((x, y)))
 
-    height = LABEL_SIZE * 1.25
-    taken = []
+    def size(text):  # width as the SVG's text paths are drawn (Agg's hinted width is ~3% short), height of a line
+        probe = ax.annotate(text, (0, 0), xycoords="figure points", fontsize=LABEL_SIZE)
+        height = probe.get_window_extent(renderer).height * scale
+        probe.remove()
+        width = TextToPath().get_text_width_height_descent(text, FontProperties(size=LABEL_SIZE), ismath=False)[0]
+        return width + 1.0, height
+
+    taken, order = [], []
     for p, y in points:
         cx, cy = at(p.x, y)
-        r = 9.5 if id(p) in ringed else 7.0 if p.kind == "teacher" else 5.0
+        r = 10.5 if p.shipped else 9.5 if id(p) in ringed else 7.0 if p.kind == "teacher" else 4.5
         taken.append((cx - r, cy - r, cx + r, cy + r))
         if p.ci95 and y == p.accuracy:
-            lo, hi = at(p.x, max(p.ci95[0], ax.get_ylim()[0]))[1], at(p.x, min(p.ci95[1], ax.get_ylim()[1]))[1]
+            lo, hi = at(p.x, max(p.ci95[0], ylim[0]))[1], at(p.x, min(p.ci95[1], ylim[1]))[1]
             taken.append((cx - 3, lo, cx + 3, hi))
-    for y, text, colour in lines:  # above or below the line, at the left edge, the right edge or the middle
-        ly = at(1.0, y)[1]
-        width = 4 + _width(text)
-        middle = (frame[0] + frame[2]) / 2
-        sides = []
-        for dy, y0 in ((1, ly + 1), (-1 - height, ly - 1 - height)):
-            sides += [(0.0, 4, dy, "left", (frame[0], y0, frame[0] + width, y0 + height)),
-                      (1.0, -4, dy, "right", (frame[2] - width, y0, frame[2], y0 + height)),
-                      (0.5, 0, dy, "center", (middle - width / 2, y0, middle + width / 2, y0 + height))]
-        x, dx, dy, ha, rect = min(sides, key=lambda o: sum(_overlap_area(o[4], t) for t in taken))
-        taken.append(rect)
-        ax.annotate(text, (x, y), xycoords=ax.get_yaxis_transform(), xytext=(dx, dy), textcoords="offset points",
-                    ha=ha, va="bottom", fontsize=LABEL_SIZE, color=colour, zorder=5)
-    options = []
-    for dy in (4, -4 - height, 12, -12 - height, 20, -20 - height):
-        options += [(6, dy, "left"), (-6, dy, "right")]
-    for p, y in sorted(points, key=lambda py: (-py[1], py[0].x)):
-        cx, cy = at(p.x, y)
         label = p.label if y == p.accuracy else f"{p.label} ({p.accuracy:.1%}, off scale)"
-        width = _width(label)
+        order.append((0 if p.shipped or id(p) in ringed else 1, labels.Label(label, cx, cy, r, size(label), size("⑩"))))
+    key = []
+    for y, text, colour in lines:  # above or below the line, at the left edge, the right edge or the middle
+        ly, (w, h) = at(1.0, y)[1], size(text)
+        middle = (frame[0] + frame[2]) / 2
+        spots = [(rect, ha) for y0 in (ly + 1, ly - 1 - h) for rect, ha in (
+            ((frame[0] + 3, y0, frame[0] + 3 + w, y0 + h), "left"), ((frame[2] - 3 - w, y0, frame[2] - 3, y0 + h), "right"),
+            ((middle - w / 2, y0, middle + w / 2, y0 + h), "center"))]
+        slide = [frame[0] + 3 + 12 * i for i in range(int((frame[2] - frame[0] - w - 6) / 12) + 1)]  # then along it
+        spots += [((x0, y0, x0 + w, y0 + h), "left") for y0 in (ly + 1, ly - 1 - h) for x0 in slide]
+        spot = next(((rect, ha) for rect, ha in spots if labels.free(rect, taken, frame)), None)
+        if spot is None:
+            key.append(f"{text} (dashed line, no room to name it on the plot)")
+            continue
+        taken.append(spot[0])
+        _text(ax, labels.Placed(text, *spot, False, text), colour)
+    placed = labels.place([lab for _, lab in sorted(order, key=lambda o: o[0])], taken, frame)
+    for lab, where in zip([lab for _, lab in sorted(order, key=lambda o: o[0])], placed):
+        if where.rect is None:
+            key.append(f"{where.name} (no room to name it on the plot)")
+            continue
+        _text(ax, where, "#222222")
+        if where.text != where.name:
+            key.append(f"{where.text} {where.name}")
+        if where.leader:
+            _leader(ax, where.rect, lab)
+    return key
 
-        def cost(option):  # area covered of other things, and anything outside the axes counted ten times
-            dx, dy, ha = option
-            x0 = cx + dx if ha == "left" else cx + dx - width
-            rect = (x0, cy + dy, x0 + width, cy + dy + height)
-            outside = width * height - _overlap_area(rect, frame)
-            return sum(_overlap_area(rect, t) for t in taken) + 10 * outside, rect
 
-        dx, dy, ha = min(options, key=lambda o: cost(o)[0])  # the first of equally good offsets
-        taken.append(cost((dx, dy, ha))[1])
-        ax.annotate(label, (p.x, y), xytext=(dx, dy), textcoords="offset points", ha=ha, va="bottom",
-                    fontsize=LABEL_SIZE, color="#222222", zorder=5)
+def _leader(ax, rect, lab) -> None:
+    """A thin line from a far label's box to the edge of its point's marker (a line, not an annotation: the
+    page test takes every text of the SVG for a label, and a leader is none)."""
+    from matplotlib.lines import Line2D
+    from matplotlib.transforms import Affine2D
 
-
-def _width(text: str) -> float:
-    """Width in points of ``text`` at LABEL_SIZE, near enough for DejaVu Sans."""
-    return 0.6 * LABEL_SIZE * len(text)
-
-
-def _overlap(a: tuple, b: tuple) -> bool:
-    return _overlap_area(a, b) > 0
+    x0, y0, x1, y1 = rect
+    tx, ty = min(max(lab.x, x0), x1), min(max(lab.y, y0), y1)  # the nearest point of the label's box
+    dx, dy = lab.x - tx, lab.y - ty
+    length = (dx * dx + dy * dy) ** 0.5
+    if length <= lab.radius:
+        return
+    end = (lab.x - dx / length * lab.radius, lab.y - dy / length * lab.radius)
+    points = Affine2D().scale(1 / 72) + ax.figure.dpi_scale_trans  # points from the figure's lower left corner
+    ax.add_artist(Line2D([tx, end[0]], [ty, end[1]], transform=points, color="#888888", linewidth=0.6, zorder=4,
+                         clip_on=False))
 
 
-def _overlap_area(a: tuple, b: tuple) -> float:
-    """Area shared by two (x0, y0, x1, y1) rectangles."""
-    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+def _text(ax, where, colour: str) -> None:
+    """A placed label drawn at its rectangle (in points from the figure's lower left corner)."""
+    ax.annotate(where.text, labels.anchor(where), xycoords="figure points", ha=where.ha, va="bottom",
+                fontsize=LABEL_SIZE, color=colour, zorder=5, annotation_clip=False)
 
 
 def _legend(fig, all_series: list[Series]) -> None:
@@ -278,4 +321,8 @@ def _legend(fig, all_series: list[Series]) -> None:
         text = "recommended" + (f" (>= {floors.pop():.0%} retention)" if len(floors) == 1 else "")
         handles.append(Line2D([], [], marker="o", linestyle="", markersize=12, markerfacecolor="none",
                               markeredgecolor=RING if single else "#555555", markeredgewidth=1.8, label=text))
-    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=7.5, frameon=False, bbox_to_anchor=(0.5, 0.0))
+    if any(p.shipped for s in all_series for p in s.points):
+        handles.append(Line2D([], [], marker="s", linestyle="", markersize=13, markerfacecolor="none",
+                              markeredgecolor=SHIPPED, markeredgewidth=1.3, label="shipped (ship.variant)"))
+    long = max(len(h.get_label()) for h in handles) > 30  # runs named by their folders
+    fig.legend(handles=handles, loc="outside lower center", ncol=2 if long else 3, fontsize=7.5, frameon=False)

@@ -222,9 +222,11 @@ def render(s: dict) -> str:
     m = s.get("metric")
     figures_ = []
     if done and s["teacher"] and m:
-        figures_.append(_figure(frontier_svg(s), "Every point's ONNX variants (circles fp32, diamonds int8 or int4; a "
+        svg, key = frontier_svg(s)
+        figures_.append(_figure(svg, "Every point's ONNX variants (circles fp32, diamonds int8 or int4; a "
                                 "colour per student) by " + m["retention_axis"] + ". Step line: the Pareto frontier, "
-                                "its points named. Star: the teacher's ONNX graph."))
+                                "its points named. Star: the teacher's ONNX graph."
+                                + (" Numbered: " + "; ".join(key) + "." if key else "")))
         lines_, _ = curves(done, m["key"])
         if any(len(line) > 1 for line in lines_.values()):
             ci = m.get("ci95")
@@ -251,8 +253,10 @@ def _e(text) -> str:
     return html.escape(str(text), quote=True)
 
 
-def frontier_svg(s: dict) -> str:
-    """Retention against size on disk (log scale) of every point's ONNX variants, with the Pareto frontier."""
+def frontier_svg(s: dict) -> tuple[str, list[str]]:
+    """Retention against size on disk (log scale) of every point's ONNX variants, with the Pareto frontier; and
+    the key of its numbered points (names with no free place on the plot)."""
+    key: list[str] = []
     colours = _colours(s["points"])
     teacher = s["teacher"]
     on_front = {(f["point"], f["variant"]) for f in s["frontier"]}
@@ -287,7 +291,7 @@ def frontier_svg(s: dict) -> str:
         ax.margins(x=0.15, y=0.1)
         plots.log_x_percent_y(ax, "size on disk (MB, log scale)", s["metric"]["retention_axis"])
         ax.set_title(title, fontsize=10)
-        plots._place_labels(ax, [(p, p.accuracy) for p in named], [], set())
+        key.extend(plots._place_labels(ax, [(p, p.accuracy) for p in named], [], set()))
         handles = [Line2D([], [], marker="o", linestyle="", color=c, label=st) for st, c in colours.items()]
         handles += [Line2D([], [], marker="D", linestyle="", color="#555555", label="ONNX int8 / int4"),
                     Line2D([], [], marker="o", linestyle="", color="#555555", label="ONNX fp32"),
@@ -295,7 +299,7 @@ def frontier_svg(s: dict) -> str:
                     Line2D([], [], color="#555555", alpha=0.6, drawstyle="steps-post", label="Pareto frontier")]
         fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=7.5, frameon=False, bbox_to_anchor=(0.5, 0.0))
 
-    return plots.svg(draw, title, "compress-sweep-frontier")
+    return plots.svg(draw, title, "compress-sweep-frontier"), key
 
 
 def temperature_svg(s: dict) -> str:

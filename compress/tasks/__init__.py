@@ -13,7 +13,8 @@ Hooks (each optional but ``stages``):
     check_data(cfg, console) -> dict          the data read as the stages read it, nothing written (compress validate,
                                               the preflight)
     preflight(cfg, console, device) -> dict   the data and memory checks made before a run writes anything
-    summary(console, run_dir, report)         the terminal table at the end of compress run (report: a Report)
+    summary(console, run_dir, report, wide)   the terminal table of compress run and compress report (a Report;
+                                              wide: every column, compress/reports/terminal.py)
     markdown(report) -> str                   report.md of a Report record (compress report)
     html(report) -> str                       report.html of a Report record (compress report)
     sweep_figures(report) -> dict             a sweep point's figures from its Report: {"metric", "teacher",

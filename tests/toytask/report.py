@@ -30,5 +30,5 @@ def refuse(cfg) -> list[str]:
     return ["quantize.enabled: word-count quantizes nothing; set it to false"] if cfg.quantize.enabled else []
 
 
-def summary(console, run_dir: Path, report: records.Report) -> None:
+def summary(console, run_dir: Path, report: records.Report, wide: bool = False) -> None:
     console.print(f"word-count: {report.get('words')} words")

@@ -1,4 +1,6 @@
-"""The table compress run prints at the end of a causal-LM run: perplexity and generation speed per variant."""
+"""The table compress run prints at the end of a causal-LM run: perplexity and generation speed per variant.
+On a narrow terminal the columns go in the order of ``drop``; ``--wide`` shows every one
+(compress.reports.terminal)."""
 
 from __future__ import annotations
 
@@ -6,23 +8,24 @@ from pathlib import Path
 
 from compress.layout import RunLayout
 from compress.records import Report
+from compress.reports.terminal import Column, table
+
+COLUMNS = [Column("variant", right=False), Column("format", right=False, drop=2),
+           Column("precision", right=False, drop=3), Column("size MB", drop=5), Column("perplexity"),
+           Column("retention", drop=6), Column("first token ms", drop=1), Column("tokens/s"),
+           Column("peak MiB", drop=4)]
 
 
-def summary(console, run_dir: Path, report: Report) -> None:
-    from rich.table import Table  # rich's tables are only needed here
+def rows(report: Report) -> list[list[str]]:
+    return [[v.name, v.format, v.precision, f"{v.size_bytes / 1e6:.1f}", f"{v.perplexity:.3f}",
+             f"{v.perplexity_retention:.1%}", _fmt(v.time_to_first_token_ms, ".1f"), _fmt(v.tokens_per_second, ".1f"),
+             _fmt(v.peak_memory_bytes / 2**20 if v.peak_memory_bytes else None, ".0f")] for v in report.variants]
 
+
+def summary(console, run_dir: Path, report: Report, wide: bool = False) -> None:
     where = RunLayout(run_dir)
-    table = Table(title=f"{report.name}: every variant against the teacher (perplexity on held-out text; "
-                  "generation at batch 1, cpu)")
-    for col in ("variant", "format", "precision", "size MB", "perplexity", "retention", "first token ms", "tokens/s",
-                "peak MiB"):
-        table.add_column(col, justify="left" if col in ("variant", "format", "precision") else "right")
-    for v in report.variants:
-        table.add_row(v.name, v.format, v.precision, f"{v.size_bytes / 1e6:.1f}", f"{v.perplexity:.3f}",
-                      f"{v.perplexity_retention:.1%}", _fmt(v.time_to_first_token_ms, ".1f"),
-                      _fmt(v.tokens_per_second, ".1f"),
-                      _fmt(v.peak_memory_bytes / 2**20 if v.peak_memory_bytes else None, ".0f"))
-    console.print(table)
+    table(console, f"{report.name}: every variant against the teacher (perplexity on held-out text; generation at "
+          "batch 1, cpu)", COLUMNS, rows(report), wide)
     console.print(f"report: {where.report_md} (data: {where.report_json})")
 
 

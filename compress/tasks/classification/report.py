@@ -17,9 +17,10 @@ from compress.reports.html import render_run
 from compress.tasks.classification import TASK, ort
 
 NAME = "report"
-VERSION = 3  # 2: per-target tables, plots and recommendations; retention intervals; repeatability; 3: data checks
+VERSION = 4  # 2: per-target tables, plots and recommendations; retention intervals; repeatability; 3: data checks;
+# 4: the shipped variant
 DEPENDS = ("teacher", "student", "distill", "refine", "baseline", "trim", "export", "quantize", "mobile", "bench")
-CONFIG = ("name", "report")
+CONFIG = ("name", "report", "ship.variant", "ship.enabled")  # the report says which variant the bundle holds
 REFERENCE = "teacher"  # ratios are against the teacher in PyTorch fp32
 
 
@@ -82,6 +83,7 @@ def build(cfg, ctx) -> dict:
         "environment": read_json(ctx.layout.env),
         "variants": variants,
         "recommended": recommend(variants, cfg.report.retention_floor),
+        "shipped": {"enabled": cfg.ship.enabled, "variant": cfg.ship.variant},
     }
 
 
