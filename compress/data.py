@@ -1,4 +1,4 @@
-"""Task data: local files (tsv/csv/jsonl), a hub dataset, or a generated sentiment task.
+"""Task data: local files (tsv/csv/jsonl), a hub dataset, or the generated sentiment task (compress.generated).
 
 A split is two lists, ``texts`` and ``labels``. Tokenized splits are lists of token ids,
 padded per batch, and batches are grouped by length so that little time goes to padding.
@@ -15,6 +15,7 @@ from typing import Any, Iterator
 
 from compress.config import DataConfig, is_local_path
 from compress.errors import CompressError
+from compress.generated import generate_sentiment
 
 _SUFFIXES = (".tsv", ".csv", ".jsonl", ".json")
 
@@ -32,9 +33,10 @@ class Split:
 def load_split(cfg: DataConfig, split: str, num_labels: int, seed: int = 0, limit: int | None = None,
                shuffle: bool = False) -> Split:
     """Read ``split``; optionally a seeded shuffle, then the first ``limit`` rows."""
-    if cfg.source == "generated":
-        size = cfg.generated_size if split == cfg.train_split else max(200, cfg.generated_size // 5)
-        rows = generate_sentiment(size, seed=hash_seed(split, seed))
+    if cfg.source == "generated":  # noisy labels for training, the rule's own for evaluation (compress.generated)
+        train = split == cfg.train_split
+        size = cfg.generated_size if train else max(200, cfg.generated_size // 2)
+        rows = generate_sentiment(size, seed=hash_seed(split, seed), label_noise=cfg.generated_label_noise if train else 0.0)
     elif is_local_path(cfg.source):
         rows = _read_local(Path(cfg.source).expanduser(), split)
     else:
@@ -169,30 +171,6 @@ def _read_hub(cfg: DataConfig, split: str) -> list[dict[str, Any]]:
     except Exception as exc:  # the hub raises many kinds; one sentence is what the user needs
         raise CompressError(f"data.source: could not load hub dataset {cfg.source!r} (subset {cfg.subset!r}, split {split!r}): {exc}") from None
     return list(ds)
-
-
-# ----------------------------------------------------------------------------- generated data
-
-_POSITIVE = "good great fine lovely superb brilliant charming moving funny delightful sharp warm".split()
-_NEGATIVE = "bad awful dull boring weak messy tedious flat clumsy bland stale lifeless".split()
-_NEUTRAL = ("the a film movie story plot cast director scene script actor it this was is and but with "
-            "of in an its very rather quite somewhat end start music score pace ending").split()
-
-
-def generate_sentiment(size: int, seed: int) -> list[dict[str, Any]]:
-    """A learnable two-class task: label 1 when positive words outnumber negative ones."""
-    rng = random.Random(seed)
-    rows = []
-    for _ in range(size):
-        label = rng.randint(0, 1)
-        major, minor = (_POSITIVE, _NEGATIVE) if label else (_NEGATIVE, _POSITIVE)
-        n_major = rng.randint(1, 3)
-        words = [rng.choice(major) for _ in range(n_major)]
-        words += [rng.choice(minor) for _ in range(rng.randint(0, n_major - 1))]
-        words += [rng.choice(_NEUTRAL) for _ in range(rng.randint(2, 10))]
-        rng.shuffle(words)
-        rows.append({"sentence": " ".join(words), "label": label})
-    return rows
 
 
 # ----------------------------------------------------------------------------- tokenized batches
