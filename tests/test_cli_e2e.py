@@ -109,7 +109,8 @@ def test_bad_config_writes_nothing(run_tiny, tmp_path):
 
 def test_tiny_distilbert_student_jsd_vocab_trim_and_transfer_set(run_tiny):
     result, run_dir = run_tiny("student.architecture=distilbert", "distill.divergence=jsd", "vocab_trim.enabled=true",
-                               "baselines.enabled=false", "quantize.variants.0.per_channel=false", "distill.augment.copies=1")
+                               "baselines.enabled=false", WITH_TORCH_INT8, "quantize.variants.0.per_channel=false",
+                               "distill.augment.copies=1")
     assert result.exit_code == 0, result.output + (result.stderr or "")
     train = read_json(run_dir / "distill" / "stage.json")["metrics"]["train"]
     rows = train["sentences"] / train["epochs"]
