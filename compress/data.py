@@ -1,4 +1,4 @@
-"""Task data: local files (tsv/csv/jsonl), a hub dataset, or a generated sentiment task.
+"""Task data: local files (tsv/csv/jsonl), a hub dataset, or the generated sentiment task (compress.generated).
 
 A split is two lists, ``texts`` and ``labels``. Tokenized splits are lists of token ids,
 padded per batch, and batches are grouped by length so that little time goes to padding.
@@ -15,6 +15,7 @@ from typing import Any, Iterator
 
 from compress.config import DataConfig, is_local_path
 from compress.errors import CompressError
+from compress.generated import generate_sentiment
 from compress.labels import LabelSet, decide
 from compress.labels import problem as label_problem
 
@@ -63,9 +64,11 @@ def load_split(cfg: DataConfig, split: str, num_labels: int, seed: int = 0, limi
 
 def read_rows(cfg: DataConfig, split: str, seed: int = 0) -> Rows:
     """The rows of ``split`` as the source holds them; an empty split is an error."""
-    if cfg.source == "generated":
-        size = cfg.generated_size if split == cfg.train_split else max(200, cfg.generated_size // 5)
-        rows = Rows(generate_sentiment(size, seed=hash_seed(split, seed)), "generated data")
+    if cfg.source == "generated":  # noisy labels for training, the rule's own for evaluation (compress.generated)
+        train = split == cfg.train_split
+        size = cfg.generated_size if train else max(200, cfg.generated_size // 2)
+        rows = Rows(generate_sentiment(size, seed=hash_seed(split, seed),
+                                       label_noise=cfg.generated_label_noise if train else 0.0), "generated data")
     elif is_local_path(cfg.source):
         path = _local_file(Path(cfg.source).expanduser(), split)
         rows = Rows(_read_local(path), str(path))
@@ -210,30 +213,6 @@ def _read_hub(cfg: DataConfig, split: str) -> Rows:
     names = getattr(feature, "names", None)  # a ClassLabel names its integer classes
     where = f"hub dataset {cfg.source}" + (f" ({cfg.subset})" if cfg.subset else "")
     return Rows(list(ds), where, list(names) if names else None)
-
-
-# ----------------------------------------------------------------------------- generated data
-
-_POSITIVE = "good great fine lovely superb brilliant charming moving funny delightful sharp warm".split()
-_NEGATIVE = "bad awful dull boring weak messy tedious flat clumsy bland stale lifeless".split()
-_NEUTRAL = ("the a film movie story plot cast director scene script actor it this was is and but with "
-            "of in an its very rather quite somewhat end start music score pace ending").split()
-
-
-def generate_sentiment(size: int, seed: int) -> list[dict[str, Any]]:
-    """A learnable two-class task: label 1 when positive words outnumber negative ones."""
-    rng = random.Random(seed)
-    rows = []
-    for _ in range(size):
-        label = rng.randint(0, 1)
-        major, minor = (_POSITIVE, _NEGATIVE) if label else (_NEGATIVE, _POSITIVE)
-        n_major = rng.randint(1, 3)
-        words = [rng.choice(major) for _ in range(n_major)]
-        words += [rng.choice(minor) for _ in range(rng.randint(0, n_major - 1))]
-        words += [rng.choice(_NEUTRAL) for _ in range(rng.randint(2, 10))]
-        rng.shuffle(words)
-        rows.append({"sentence": " ".join(words), "label": label})
-    return rows
 
 
 # ----------------------------------------------------------------------------- tokenized batches

@@ -149,6 +149,10 @@ def run(cfg: PipelineConfig, runs_dir: Path, console, run_dir: Path | None = Non
     from accelerate import PartialState
 
     device = resolve_device(cfg.device)
+    if cfg.threads:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
     state = PartialState(cpu=device == "cpu")
     main = state.is_main_process
     run_dir = run_dir or runs_dir / cfg.name

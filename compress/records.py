@@ -102,6 +102,11 @@ class Variant(Record):
     path: str | None = Field(None, description="The model file or folder in the run.")
     accuracy: float | None = Field(None, description="Accuracy on the evaluation split (classification).")
     retention: float | None = Field(None, description="accuracy / the reference's accuracy.")
+    accuracy_batch1: float | None = Field(None, description="Accuracy scored one sentence at a time, unpadded, as a "
+                                          "device runs it (classification: the shipped variant and every int8 one; "
+                                          "absent for the others and in reports from before it was measured).")
+    retention_batch1: float | None = Field(None, description="accuracy_batch1 / the reference's accuracy: what "
+                                           "retention targets (report.retention_floor) are judged on where present.")
     speedup: float | None = Field(None, description="The reference's p50 latency over this one's (home target).")
     latency_ms: Latency | None = Field(None, description="On the home target.")
     perplexity: float | None = Field(None, description="On the held-out text (causal LM).")

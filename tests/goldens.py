@@ -2,7 +2,8 @@
 
 ``figures(report)`` keeps the accuracies, perplexities and parity results of a report.json; the files in
 tests/golden/ hold them as the code before the issue-24 redesign produced them (tiny.json: pipelines/tiny.yaml
-with the SHIPPED settings of conftest; tiny-lm.json: pipelines/tiny-lm.yaml as it is). ``compare`` allows what a
+with the SHIPPED settings of conftest, regenerated for issue 26's harder generated task and trimmed demo;
+tiny-lm.json: pipelines/tiny-lm.yaml as it is). ``compare`` allows what a
 different CPU may move (one or two evaluation rows, a small relative change of a perplexity), nothing more.
 Regenerate only for an intended change of behaviour: ``python -m tests.goldens RUN_DIR NAME``.
 """

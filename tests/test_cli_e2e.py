@@ -1,12 +1,19 @@
 """The real CLI on pipelines/tiny.yaml: a whole run, a rerun that skips, an override that reruns."""
 
+import json
 import os
 import subprocess
 import sys
 
+import yaml
+
 from .conftest import ROOT, read_json
 
 VARIANTS = ["teacher", "teacher-onnx", "student", "student-onnx", "student-int8", "student-int8-static", "student-torch-int8", "student-init", "student-ce"]
+# tiny.yaml's quantized variants and a PyTorch int8 one (the demo leaves it out to stay under a minute): every
+# method that runs on a CPU goes through the whole loop
+_TINY_VARIANTS = yaml.safe_load((ROOT / "pipelines" / "tiny.yaml").read_text())["quantize"]["variants"]
+WITH_TORCH_INT8 = "quantize.variants=" + json.dumps([*_TINY_VARIANTS, {"name": "student-torch-int8", "method": "torch_dynamic"}])
 STAGES = ("teacher", "student", "distill", "refine", "baseline", "trim", "export", "quantize", "mobile", "bench", "report",
           "ship")
 FIELDS = ["format", "precision", "parameters", "size_bytes", "accuracy", "retention", "speedup", "latency_ms",
@@ -31,7 +38,7 @@ def test_console_script_is_ours():
 
 
 def test_tiny_run_end_to_end_then_skip_then_rerun_from_distill(run_tiny, tmp_path):
-    result, run_dir = run_tiny()
+    result, run_dir = run_tiny(WITH_TORCH_INT8)
     assert result.exit_code == 0, result.output + (result.stderr or "")
     report = read_json(run_dir / "report.json")
     names = [v["name"] for v in report["variants"]]
@@ -45,7 +52,14 @@ def test_tiny_run_end_to_end_then_skip_then_rerun_from_distill(run_tiny, tmp_pat
         assert v["peak_memory_bytes"] > 10 * 2**20
     by = {v["name"]: v for v in report["variants"]}
     assert by["teacher"]["retention"] == 1.0 and by["teacher"]["speedup"] == 1.0
-    assert by["teacher"]["accuracy"] > 0.9  # the generated task is learnable: the loop really trains
+    assert by["teacher"]["accuracy"] > 0.85  # the generated task is learnable from its noisy labels: the loop trains
+    # the demo's point, from real training: the distilled student beats the same student trained on the noisy
+    # labels alone (same data, steps and rate), by more than the paired interval's width around zero
+    gain = report["distillation_gain"]["student vs student-ce"]
+    assert by["student"]["accuracy"] > by["student-ce"]["accuracy"] and gain["ci95"][0] > 0, gain
+    for name in ("student-int8", "student-int8-static", "student-torch-int8"):  # shipped and int8: also at batch 1
+        assert 0 < by[name]["accuracy_batch1"] <= 1 and by[name]["retention_batch1"] is not None
+    assert "accuracy_batch1" not in by["student-onnx"] and "## Accuracy as deployed" in (run_dir / "report.md").read_text()
     assert by["student"]["parameters"] < by["teacher"]["parameters"]
     assert by["student-int8"]["size_bytes"] < by["student-onnx"]["size_bytes"]
     # ONNX variants are measured without torch in the process: far less memory than a torch process
@@ -71,12 +85,12 @@ def test_tiny_run_end_to_end_then_skip_then_rerun_from_distill(run_tiny, tmp_pat
     assert "report:" in result.output
 
     stamps = {s: read_json(run_dir / s / "stage.json")["finished"] for s in ("teacher", "distill", "bench")}
-    again, _ = run_tiny()
+    again, _ = run_tiny(WITH_TORCH_INT8)
     assert again.exit_code == 0, again.output
     assert again.output.count("skip ") == len(STAGES)
     assert {s: read_json(run_dir / s / "stage.json")["finished"] for s in stamps} == stamps
 
-    changed, _ = run_tiny("distill.temperature=2")
+    changed, _ = run_tiny(WITH_TORCH_INT8, "distill.temperature=2")
     assert changed.exit_code == 0, changed.output
     skipped = {line.split()[1] for line in changed.output.splitlines() if line.startswith("skip ")}
     assert skipped == {"teacher", "student", "baseline"}
@@ -95,7 +109,8 @@ def test_bad_config_writes_nothing(run_tiny, tmp_path):
 
 def test_tiny_distilbert_student_jsd_vocab_trim_and_transfer_set(run_tiny):
     result, run_dir = run_tiny("student.architecture=distilbert", "distill.divergence=jsd", "vocab_trim.enabled=true",
-                               "baselines.enabled=false", "quantize.variants.0.per_channel=false", "distill.augment.copies=1")
+                               "baselines.enabled=false", WITH_TORCH_INT8, "quantize.variants.0.per_channel=false",
+                               "distill.augment.copies=1")
     assert result.exit_code == 0, result.output + (result.stderr or "")
     train = read_json(run_dir / "distill" / "stage.json")["metrics"]["train"]
     rows = train["sentences"] / train["epochs"]
@@ -159,7 +174,7 @@ def test_tiny_refine_prunes_the_distilled_student_and_distils_it_again(run_tiny)
     assert "Refined: the distilled student pruned (num_attention_heads 2 -> 1, intermediate_size 64 -> 16" in (
         run_dir / "report.md").read_text()
 
-    assert (metrics["alpha"], metrics["temperature"]) == (0.5, 4.0)  # distill's (pipelines/tiny.yaml)
+    assert (metrics["alpha"], metrics["temperature"]) == (0.2, 4.0)  # distill's (pipelines/tiny.yaml)
 
     again, _ = run_tiny(*fast, *refine, "refine.teacher=teacher", "refine.alpha=0.0", "refine.temperature=1.0")
     assert again.exit_code == 0, again.output + (again.stderr or "")
@@ -169,7 +184,7 @@ def test_tiny_refine_prunes_the_distilled_student_and_distils_it_again(run_tiny)
     assert metrics["taught_by"] == "teacher" and metrics["cache"]["hit"] is True  # the distill stage's entry
     assert (metrics["alpha"], metrics["temperature"]) == (0.0, 1.0) and "refine: forward_kl T=1.0, alpha=0.0" in again.output
     distilled = read_json(run_dir / "distill" / "stage.json")["metrics"]
-    assert (distilled["alpha"], distilled["temperature"]) == (0.5, 4.0)  # the first round's, untouched
+    assert (distilled["alpha"], distilled["temperature"]) == (0.2, 4.0)  # the first round's, untouched
 
     # refine.hidden: only the second round pulls hidden states, block by block towards the unpruned student
     hidden, _ = run_tiny(*fast, *refine, "refine.hidden.weight=1.0")

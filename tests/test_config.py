@@ -41,7 +41,7 @@ def test_every_shipped_pipeline_validates():
 def test_three_mistakes_three_lines(tmp_path):
     text = TINY.read_text()
     text = text.replace("temperature: 4.0", "temperature: -1")
-    text = text.replace("  alpha: 0.5", "  alpha: 0.5\n  alpah: 0.3")
+    text = text.replace("  alpha: 0.2", "  alpha: 0.2\n  alpah: 0.3")
     text = text.replace("  queries: 20", "  queries: lots")
     problems = errors_of(write(tmp_path, text))
     assert len(problems) == 3, problems

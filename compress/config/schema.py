@@ -90,7 +90,12 @@ class DataConfig(StrictModel):
     max_train_samples: int | None = Field(None, gt=0, description="Use the first N training rows after a seeded shuffle.")
     max_eval_samples: int | None = Field(None, gt=0, description="Evaluate on the first N rows only (null = the whole split).")
     max_length: int = Field(128, gt=1, le=4096, description="Tokens per sentence in training; longer ones are truncated.")
-    generated_size: int = Field(2000, gt=0, description="Rows in the generated training split (source: generated).")
+    generated_size: int = Field(2000, gt=0, description="Rows in the generated training split (source: generated); "
+                                "the evaluation split gets half as many, at least 200.")
+    generated_label_noise: float = Field(
+        0.2, ge=0, lt=0.5, description="source: generated: training labels noisy as a crowd's (close calls often "
+        "labelled against the rule, and this share of all labels flipped at random on top); 0 = the rule's own "
+        "labels. Evaluation labels are always the rule's (compress/generated.py).")
     holdout_fraction: float = Field(0.1, gt=0, lt=1, description="task causal-lm, one text file (or a folder without "
                                     "<eval_split>.txt): the share of the text at its end held out for evaluation "
                                     "(perplexity, parity, prompts); never trained on.")
@@ -376,6 +381,10 @@ class PipelineConfig(StrictModel):
         "distilled per token (perplexity, generation speed). An unknown name is refused with the registered ones.")
     seed: int = Field(0, ge=0, lt=2**32, description="Seeds data order, initialisation and dropout (numpy takes 0..2^32-1).")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when available, else cpu.")
+    threads: int | None = Field(None, gt=0, description="PyTorch's CPU threads in the run's own process (training, "
+                                "evaluation, export); null = PyTorch's default, one per core. A tiny model gains "
+                                "nothing from more than one, and on a shared machine loses much to waiting threads. "
+                                "bench.threads sets the latency measurements'.")
     targets: list[Literal["cpu", "mobile", "gpu"]] = Field(
         default_factory=lambda: ["cpu"], min_length=1, description="Where the variants will run: decides which "
         "quantization methods make sense (fp16 and bitsandbytes need gpu; int8 ONNX needs cpu or mobile).")

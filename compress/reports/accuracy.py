@@ -202,9 +202,33 @@ def gain_sentences(report: Report) -> list[str]:
     return out
 
 
+def deployed_markdown(report: Report) -> list[str]:
+    """Accuracy as deployed: the shipped and the int8 variants scored one sentence at a time, unpadded, beside
+    their batched figure (a report.json from before this has none: nothing is written)."""
+    scored = [v for v in report.variants if v.accuracy_batch1 is not None]
+    if not scored:
+        return []
+    shipped = (report.get("deployed") or {}).get("shipped")
+    floor = (report.get("recommended") or {}).get("retention_floor")
+    judged = f" The retention floor ({floor:.0%}) is judged on it." if floor else ""
+    lines = ["", "## Accuracy as deployed", "",
+             "A device runs one sentence at a time, unpadded. The table above scores padded batches, and dynamic int8 "
+             "computes its activation ranges over the whole batch, padding included: the shipped and the int8 "
+             f"variants are also scored one sentence at a time.{judged}", "",
+             "| variant | accuracy (batched) | accuracy (batch 1) | 95% CI (batch 1) | retention (batch 1) | "
+             "sentences answered differently |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for v in scored:
+        ci, kept = v.get("accuracy_batch1_ci95"), v.retention_batch1
+        lines.append(f"| {v.name}{' (shipped)' if v.name == shipped else ''} | {v.accuracy:.4f} | {v.accuracy_batch1:.4f} | "
+                     + (f"{ci[0]:.4f}-{ci[1]:.4f}" if ci else "-") + " | "
+                     + (f"{kept:.1%}" if kept is not None else "-") + f" | {v.get('changed_at_batch1', '-')} |")
+    return lines
+
+
 def details_markdown(report: Report) -> list[str]:
     """Everything of report.md after the table and the recommendation; report.html renders the same lines."""
-    lines = targets_markdown(report)
+    lines = deployed_markdown(report) + targets_markdown(report)
     for sentence in gain_sentences(report):
         lines += ["", sentence]
     lines += fusion_lines(report.get("fusions", {}))
@@ -272,7 +296,8 @@ def quantization_section(report: Report) -> list[str]:
             else "without VNNI: int8 products are summed in int16, so weights keep 7 bits (reduce_range)")
     lines = ["", "## Quantization", "",
              f"int8 settings chosen for `{q['isa']}` ({vnni}). Each variant's accuracy budget is judged against its "
-             f"fp32 parent on {q['held_out']['source']} ({q['held_out']['rows']} rows, never the evaluation split); "
+             f"fp32 parent on {q['held_out']['source']} ({q['held_out']['rows']} rows, never the evaluation split"
+             + (f"; {q['held_out']['batch']}" if q["held_out"].get("batch") else "") + "); "
              "over budget, an ONNX int8 variant walks a ladder (per-channel, then the most sensitive nodes kept in fp32, "
              "then dynamic) and keeps the fastest setting inside the budget.", "",
              "| variant | method | kept setting | graph | held-out accuracy | parent | drop (points) | budget | latency (ms) |",

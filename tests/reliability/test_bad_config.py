@@ -28,7 +28,7 @@ BAD = [
     ("duplicate-key", _tiny("seed: 0", "seed: 0\nseed: 1"), [], ":8: seed: duplicate key (first set on line 7)"),
     # unknown keys, with the closest valid key
     ("unknown-top-key", _tiny("seed: 0", "sed: 0"), [], "sed: unknown key; did you mean 'seed'?"),
-    ("unknown-nested-key", _tiny("  alpha: 0.5", "  alpah: 0.5"), [], "distill.alpah: unknown key; did you mean 'alpha'?"),
+    ("unknown-nested-key", _tiny("  alpha: 0.2", "  alpah: 0.2"), [], "distill.alpah: unknown key; did you mean 'alpha'?"),
     ("unknown-override-key", TINY, ["distill.temperture=2"], "distill.temperture: unknown key; did you mean 'temperature'?"),
     ("unknown-deep-key", TINY, ["distill.train.batchsize=8"], "distill.train.batchsize: unknown key; did you mean 'batch_size'?"),
     # wrong types
@@ -107,7 +107,7 @@ def test_bad_config_is_one_line_exit_2_and_writes_nothing(tmp_path, text, overri
 
 def test_every_problem_at_once(tmp_path):
     """Three unrelated mistakes: three lines, in one go."""
-    text = _tiny("temperature: 4.0", "temperature: -1").replace("  alpha: 0.5", "  alpah: 0.5")
+    text = _tiny("temperature: 4.0", "temperature: -1").replace("  alpha: 0.2", "  alpah: 0.2")
     path = tmp_path / "p.yaml"
     path.write_text(text.replace("  queries: 20", "  queries: lots"))
     result = invoke("validate", path)

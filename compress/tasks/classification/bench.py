@@ -1,5 +1,6 @@
-"""Bench: accuracy of every variant on the whole evaluation split (with a 95% bootstrap interval), then latency,
-load time and peak memory of each on every target of ``bench.targets`` (compress.bench.targets), each
+"""Bench: accuracy of every variant on the whole evaluation split (with a 95% bootstrap interval), the shipped and
+every int8 variant also one sentence at a time, unpadded, as a device runs them (compress.bench.deployed); then
+latency, load time and peak memory of each on every target of ``bench.targets`` (compress.bench.targets), each
 measurement in a fresh process, size on disk, and one measurement repeated to show how far two agree."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from compress import models, onnxrun
-from compress.bench import targets
+from compress.bench import deployed, targets
 from compress.bench.accuracy import accuracy_interval
 from compress.bench.latency import LatencyStats, latency_input, measure
 from compress.bench.torch_model import torch_logits
@@ -22,9 +23,10 @@ from compress.quant.gpu import load_bnb
 from compress.quant.torch_int8 import load, weight_files
 
 NAME = "bench"
-VERSION = 3  # 2: targets (cpu, mobile, gpu), min_seconds, accuracy intervals, repeatability; 3: the repeat right after
+VERSION = 4  # 2: targets (cpu, mobile, gpu), min_seconds, accuracy intervals, repeatability; 3: the repeat right after
+# the first measurement; 4: the shipped and the int8 variants also scored at batch 1, unpadded
 DEPENDS = ("teacher", "student", "distill", "refine", "baseline", "trim", "export", "quantize", "mobile")
-CONFIG = ("bench", "data")
+CONFIG = ("bench", "data", "ship.variant")
 
 
 @dataclass
@@ -106,16 +108,20 @@ def run(cfg, ctx) -> dict:
         tokenizer = AutoTokenizer.from_pretrained(v.tokenizer_dir)
         limit = min(tokenizer.model_max_length, 512)
         encoded = Encoded(tokenizer(split.texts, truncation=True, max_length=limit)["input_ids"], split.labels)
-        with ctx.console.status(f"accuracy of {v.name} on {len(split)} {split.name} sentences"):
+        batch1 = deployed.scored_at_batch1(v.name, v.precision, cfg.ship.variant)
+        with ctx.console.status(f"accuracy of {v.name} on {len(split)} {split.name} sentences"
+                                + (", batched and one at a time" if batch1 else "")):
             if v.format == "pytorch":
                 model, _ = v.load_torch()
                 # packed int8 weights are not parameters: a quantized model has its parent's count
                 params[v.name] = params[v.parent] if v.parent else models.count_parameters(model)
                 logits = torch_logits(model, encoded.input_ids, tokenizer.pad_token_id, v.device, bcfg.eval_batch_size)
+                alone = deployed.torch_logits(model, encoded.input_ids, v.device) if batch1 else None
                 del model
             else:
                 sess = onnxrun.session(v.path, threads=bcfg.threads, providers=v.providers)
                 logits = onnxrun.logits(sess, encoded.input_ids, tokenizer.pad_token_id, bcfg.eval_batch_size)
+                alone = deployed.onnx_logits(sess, encoded.input_ids) if batch1 else None
                 params[v.name] = params[v.parent]
                 del sess
         pred = logits.argmax(-1)
@@ -130,6 +136,7 @@ def run(cfg, ctx) -> dict:
             "accuracy_ci95": [round(lo, 5), round(hi, 5)],
             "agreement_with_teacher": round(float((pred == teacher_pred).mean()), 5),
             "eval_sentences": len(split),
+            **(deployed.figures(alone.argmax(-1), pred, labels) if batch1 else {}),
             "measurements": {},
         }
         for target, cases in by_target.items():
@@ -158,7 +165,10 @@ def run(cfg, ctx) -> dict:
         row.update({"measured_on": home, **{k: row["measurements"][home][k] for k in HOME_FIELDS}})
         row["predictions"] = pred.tolist()
         results.append(row)
-        ctx.console.print(f"{v.name:<13} acc {row['accuracy']:.4f} [{lo:.4f}, {hi:.4f}]  size {row['size_bytes'] / 1e6:.1f} MB")
+        ctx.console.print(f"{v.name:<13} acc {row['accuracy']:.4f} [{lo:.4f}, {hi:.4f}]"
+                          + (f", batch 1 unpadded {row['accuracy_batch1']:.4f} ({row['changed_at_batch1']} sentences "
+                             "classified otherwise)" if batch1 else "")
+                          + f"  size {row['size_bytes'] / 1e6:.1f} MB")
     write_json(ctx.out / RESULTS_FILE, {
         "target": "cpu", "eval_split": split.name, "labels": split.labels,
         "targets": [{"name": t, "status": "skipped" if t in skipped else "measured", "reason": skipped.get(t),

@@ -2,7 +2,8 @@
 
 A variant's accuracy is measured against its fp32 parent (``student-onnx``, the fused graph, for
 ONNX variants; the PyTorch ``student`` for torch ones) on held-out rows that are never the
-evaluation split, so that the figures in the report are not the ones a setting was picked on. An
+evaluation split, so that the figures in the report are not the ones a setting was picked on; both
+score the rows one sentence at a time, unpadded, as a device runs them (compress.bench.deployed). An
 ONNX int8 variant over its budget walks the fallback ladder (``compress.quant.ladder``). Every
 produced variant also passes a parity checklist against the fp32 PyTorch student at the shapes
 the export saved. GPU-only methods are skipped, with the reason, where there is no CUDA.
@@ -20,8 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from compress import models, onnxrun, parity
+from compress.bench import deployed
 from compress.bench.latency import latency_input
-from compress.bench.torch_model import median_ms, torch_forward, torch_latency, torch_logits
+from compress.bench.torch_model import median_ms, torch_forward, torch_latency
 from compress.config import ONNX_INT8
 from compress.data import train_split
 from compress.envinfo import int8_isa
@@ -34,9 +36,10 @@ from compress.quant.ladder import Rung
 from compress.quant.onnx_int8 import Settings
 
 NAME = "quantize"
-VERSION = 7  # 3: parity cosine on centred logits; 4: over the whole batch, not the smallest row; 5: static
+VERSION = 8  # 3: parity cosine on centred logits; 4: over the whole batch, not the smallest row; 5: static
 # int8 from the unfused graph when the fused one has Attention (QDQ would leave its projections fp32); 6: int4
-# embeddings asymmetric, with zero points and a clipping search; 7: first-token last layer (optimize.first_token_only)
+# embeddings asymmetric, with zero points and a clipping search; 7: first-token last layer (optimize.first_token_only);
+# 8: accuracy one sentence at a time, unpadded (dynamic int8 ranges no longer see other rows' padding)
 DEPENDS = ("export", "trim")
 CONFIG = ("quantize", "optimize", "targets", "seed", "data", "bench.sequence_length", "bench.threads")
 SENSITIVITY_ROWS = 64  # held-out rows the one-node-at-a-time measurement runs on
@@ -97,8 +100,7 @@ class Job:
 
     def onnx_accuracy(self, path: Path, providers: list[str] | None = None) -> float:
         sess = onnxrun.session(path, threads=self.cfg.bench.threads, providers=providers)
-        logits = onnxrun.logits(sess, self.held_ids, self.tokenizer.pad_token_id, self.cfg.bench.eval_batch_size)
-        return float((logits.argmax(-1) == self.labels).mean())
+        return float((deployed.onnx_logits(sess, self.held_ids).argmax(-1) == self.labels).mean())
 
     def onnx_latency(self, path: Path, providers: list[str] | None = None) -> float:
         sess = onnxrun.session(path, threads=self.cfg.bench.threads, providers=providers)
@@ -125,8 +127,7 @@ class Job:
     # -- PyTorch measurements
 
     def torch_accuracy(self, model, device: str) -> float:
-        logits = torch_logits(model, self.held_ids, self.tokenizer.pad_token_id, device, self.cfg.bench.eval_batch_size)
-        return float((logits.argmax(-1) == self.labels).mean())
+        return float((deployed.torch_logits(model, self.held_ids, device).argmax(-1) == self.labels).mean())
 
     def measure_torch(self, rung: Rung, label: str, model, device: str) -> Rung:
         got = [torch_forward(model, s.input_ids, s.attention_mask, device) for s in self.parity_inputs]
@@ -158,7 +159,8 @@ def run(cfg, ctx) -> dict:
         records.append(make(job, variant, f"quantize.variants.{i}"))
     write_json(ctx.out / VARIANTS_FILE, [r.pop("manifest") for r in records if r["status"] == "produced"])
     return {"enabled": True, "isa": job.isa, "vnni": job.isa in ("avx512_vnni", "arm64"),
-            "reduce_range": job.reduce_range, "held_out": {"source": job.held.source, "rows": len(job.held_ids)},
+            "reduce_range": job.reduce_range,
+            "held_out": {"source": job.held.source, "rows": len(job.held_ids), "batch": "one sentence at a time, unpadded"},
             "parity_tolerance": job.tolerance.describe(), "targets": cfg.targets, "variants": records}
 
 

@@ -18,7 +18,7 @@ from compress.tasks.classification import TASK, ort
 
 NAME = "report"
 VERSION = 4  # 2: per-target tables, plots and recommendations; retention intervals; repeatability; 3: data checks;
-# 4: the shipped variant
+# 4: the shipped variant; accuracy at batch 1 (the shipped and the int8 variants), which the retention floor is judged on
 DEPENDS = ("teacher", "student", "distill", "refine", "baseline", "trim", "export", "quantize", "mobile", "bench")
 CONFIG = ("name", "report", "ship.variant", "ship.enabled")  # the report says which variant the bundle holds
 REFERENCE = "teacher"  # ratios are against the teacher in PyTorch fp32
@@ -53,6 +53,7 @@ def build(cfg, ctx) -> dict:
             "cpu_mem_arena": r["cpu_mem_arena"], "measured_on": r["measured_on"],
             "measurements": {key: measurement(m) for key, m in r["measurements"].items()},
             "path": r["path"],
+            **batch1_figures(r, labels, correct[REFERENCE], ref["accuracy"]),
         })
     stages = {name: records.read_stage(ctx.layout.record(name)) for name in DEPENDS}
     first = next(r for r in rows)
@@ -67,6 +68,7 @@ def build(cfg, ctx) -> dict:
         "repeatability": bench["repeatability"],
         "eval": {"split": bench["eval_split"], "sentences": first["eval_sentences"]},
         "distill": {"temperature": cfg.distill.temperature, "alpha": cfg.distill.alpha},
+        "deployed": {"shipped": cfg.ship.variant, "scored": [r["name"] for r in rows if "accuracy_batch1" in r]},
         "quantize": stages["quantize"].metrics,
         "export_parity": {name: e.get("parity", []) for name, e in stages["export"].metrics.items()},
         "fusions": {name: e["fusions"] for name, e in stages["export"].metrics.items() if "fusions" in e},
@@ -85,6 +87,25 @@ def build(cfg, ctx) -> dict:
         "recommended": recommend(variants, cfg.report.retention_floor),
         "shipped": {"enabled": cfg.ship.enabled, "variant": cfg.ship.variant},
     }
+
+
+def batch1_figures(r: dict, labels: np.ndarray, correct_ref: np.ndarray, ref_accuracy: float) -> dict:
+    """A bench row's accuracy one sentence at a time, unpadded (compress.bench.deployed), and its retention with a
+    paired interval against the teacher's batched answers; {} for a variant not scored that way."""
+    if "accuracy_batch1" not in r:
+        return {}
+    correct = (np.asarray(r["predictions_batch1"]) == labels).astype(np.int8)
+    kept = retention_interval(correct, correct_ref)
+    return {"accuracy_batch1": r["accuracy_batch1"], "accuracy_batch1_ci95": r["accuracy_batch1_ci95"],
+            "retention_batch1": round(r["accuracy_batch1"] / ref_accuracy, 5) if ref_accuracy else None,
+            "retention_batch1_ci95": [round(kept[0], 5), round(kept[1], 5)] if kept else None,
+            "changed_at_batch1": r["changed_at_batch1"]}
+
+
+def judged_retention(v: dict) -> float | None:
+    """The retention a target is judged on (report.retention_floor): one sentence at a time, unpadded, as a device
+    runs it, where the variant was scored that way; else the batched figure."""
+    return v["retention_batch1"] if v.get("retention_batch1") is not None else v["retention"]
 
 
 def measurement(m: dict) -> dict:
@@ -117,17 +138,19 @@ def per_target(targets: list[dict], variants: list[dict], floor: float) -> list[
 
 
 def recommend(variants: list[dict], floor: float) -> dict:
-    """The smallest and the fastest variant that keep at least ``floor`` of the teacher's accuracy: what to
-    ship when disk, or when latency, is what is scarce. Ties go to the more accurate; None when no variant
-    keeps enough (only when the teacher itself scored 0)."""
-    keep = [v for v in variants if v["retention"] is not None and v["retention"] >= floor]
+    """The smallest and the fastest variant that keep at least ``floor`` of the teacher's accuracy (at batch 1 where
+    the variant was scored so: ``judged_retention``): what to ship when disk, or when latency, is what is scarce.
+    Ties go to the more accurate; None when no variant keeps enough (only when the teacher itself scored 0)."""
+    keep = [v for v in variants if judged_retention(v) is not None and judged_retention(v) >= floor]
 
     def pick(cost) -> dict | None:
         if not keep:
             return None
         best = min(keep, key=lambda v: (cost(v), -v["accuracy"]))
+        at_batch1 = best.get("retention_batch1") is not None
         return {"name": best["name"], "size_bytes": best["size_bytes"], "p50_ms": best["latency_ms"]["p50"],
-                "accuracy": best["accuracy"], "retention": best["retention"]}
+                "accuracy": best["accuracy_batch1"] if at_batch1 else best["accuracy"],
+                "retention": judged_retention(best), "judged_at_batch1": at_batch1}
 
     return {"retention_floor": floor, "size": pick(lambda v: v["size_bytes"]),
             "latency": pick(lambda v: v["latency_ms"]["p50"])}
