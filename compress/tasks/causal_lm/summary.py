@@ -6,6 +6,7 @@ from pathlib import Path
 
 from compress.layout import RunLayout
 from compress.records import Report
+from compress.reports.perplexity import generation_flag
 
 
 def summary(console, run_dir: Path, report: Report) -> None:
@@ -19,10 +20,14 @@ def summary(console, run_dir: Path, report: Report) -> None:
         table.add_column(col, justify="left" if col in ("variant", "format", "precision") else "right")
     for v in report.variants:
         table.add_row(v.name, v.format, v.precision, f"{v.size_bytes / 1e6:.1f}", f"{v.perplexity:.3f}",
-                      f"{v.perplexity_retention:.1%}", _fmt(v.time_to_first_token_ms, ".1f"),
-                      _fmt(v.tokens_per_second, ".1f"),
+                      f"{v.perplexity_retention:.1%}", _fmt(v.time_to_first_token_ms, ".1f") + ("!" if v.flags else ""),
+                      _fmt(v.tokens_per_second, ".1f") + ("!" if v.flags else ""),
                       _fmt(v.peak_memory_bytes / 2**20 if v.peak_memory_bytes else None, ".0f"))
     console.print(table)
+    for v in report.variants:
+        for target, m in v.measurements.items():
+            if m.flags:
+                console.print(f"! {generation_flag(v.name, target, m)}", highlight=False)
     console.print(f"report: {where.report_md} (data: {where.report_json})")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from compress.bench import rounds
 from compress.layout import RunLayout
 from compress.records import Report
 
@@ -17,7 +18,16 @@ def summary(console, run_dir: Path, report: Report) -> None:
         table.add_column(col, justify="left" if col in ("variant", "format", "precision") else "right")
     for v in report.variants:
         table.add_row(v.name, v.format, v.precision, f"{v.size_bytes / 1e6:.1f}", f"{v.accuracy:.4f}",
-                      f"{v.retention:.1%}", f"{v.speedup:.2f}x", f"{v.latency_ms.p50:.2f}",
+                      f"{v.retention:.1%}", speedup_cell(v), f"{v.latency_ms.p50:.2f}",
                       f"{v.latency_ms.p99:.2f}", f"{v.peak_memory_bytes / 2**20:.0f}")
     console.print(table)
+    for line in rounds.flagged_lines(report.variants, report.latency_rounds and report.latency_rounds.noise_tolerance):
+        console.print(f"! {line}", highlight=False)
     console.print(f"report: {where.report_md}, {where.report_html} (data: {where.report_json})")
+
+
+def speedup_cell(v) -> str:
+    """``2.31x (2.10-2.52)``: the speedup and its interval over rounds; ``!`` after it when it is flagged (its
+    variant's or its reference's rounds disagree, or are under the timer's resolution): the lines under the
+    table say which and why."""
+    return rounds.speedup_text(v.speedup, v.speedup_range, None) + ("!" if v.speedup_flags else "")
