@@ -57,7 +57,7 @@ def test_a_speedup_has_its_interval_over_rounds_and_the_flags_of_both_sides():
     s = rounds.speedup(noisy_teacher, steady)
     assert s["speedup_flags"] == ["reference noisy"] and s["speedup_range"] == [1.89, pytest.approx(418.855, abs=1e-3)]
     assert rounds.speedup(noisy_teacher, noisy_teacher, same=True) == {
-        "speedup": 1.0, "speedup_range": [1.0, 1.0], "speedup_flags": ["noisy"]}  # its own flag, once
+        "speedup": 1.0, "speedup_range": None, "speedup_flags": ["noisy"]}  # 1x by definition; its own flag, once
     old = {"latency_ms": {"p50": 2.0}}  # a measurement from before rounds: no interval, no flags
     assert rounds.speedup(old, {"latency_ms": {"p50": 1.0}}) == {"speedup": 2.0, "speedup_range": None,
                                                                   "speedup_flags": []}
@@ -89,10 +89,15 @@ def _report(teacher_flags=(), student_flags=()) -> Report:
 def test_flagged_lines_name_each_flagged_figure_and_why():
     report = _report(teacher_flags=["noisy"])
     assert rounds.flagged_lines(report.variants, 0.25) == [
-        "teacher: noisy: p50 1.89-460.74 ms over 3 rounds (spread 58.16 of the median > 0.25)",
-        "student-int8: speedup 7187.39x (0.01-7199.00) rests on a noisy reference",
+        "teacher: noisy: p50 1.89-460.74 ms over 3 rounds, 5816% of the median apart (tolerance 25%)",
+        "the speedup of student-int8 rests on a noisy reference: read each with its interval",
     ]
     assert rounds.flagged_lines(_report().variants, 0.25) == []
+    both = _report(teacher_flags=["noisy"], student_flags=["below-resolution"]).variants
+    assert rounds.flagged_lines(both) == [
+        "teacher: noisy: p50 1.89-460.74 ms over 3 rounds, 5816% of the median apart",
+        "student-int8: below timer resolution: p50 0.001 ms per query, under the timer's floor",
+        "the speedup of student-int8 rests on a noisy reference: read each with its interval"]
     # the terminal's speedup cell: the interval, and "!" pointing at the lines under the table
     assert [speedup_cell(v) for v in report.variants] == ["1.00x (0.01-7199.00)!", "7187.39x (0.01-7199.00)!"]
     assert speedup_cell(_report().variants[1]) == "7187.39x (0.01-7199.00)"
@@ -143,3 +148,15 @@ def test_rounds_and_noise_tolerance_are_validated():
         with pytest.raises(ConfigError) as info:
             load_config(ROOT / "pipelines" / "tiny.yaml", overrides)
         assert any(p.startswith(expected) for p in info.value.problems), info.value.problems
+
+
+def test_speedups_resting_on_a_flagged_reference_are_named_in_one_line():
+    variants = _report(teacher_flags=["noisy"]).variants
+    assert rounds.flagged_lines(variants, reference="teacher")[-1] == \
+        "the speedup of student-int8 rests on a noisy reference: read each with its interval"  # one of one
+    three = Report.model_validate({**_report(teacher_flags=["noisy"]).dump(), "variants": [
+        *(v.dump() for v in variants), {**variants[1].dump(), "name": "student-onnx"}]})
+    assert rounds.flagged_lines(three.variants, reference="teacher")[-1] == \
+        "every speedup against teacher rests on a noisy reference: read each with its interval"
+    assert rounds.flagged_lines(three.variants[:2] + three.variants[2:], reference=None)[-1] == \
+        "the speedups of student-int8, student-onnx rest on a noisy reference: read each with its interval"

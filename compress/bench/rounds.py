@@ -1,8 +1,9 @@
 """Latency measured in interleaved rounds, as a benchmark tool measures it, and what the rounds say about noise.
 
 The bench measures every (variant, target case) ``bench.rounds`` times: round r measures every variant once, in
-order, before round r+1 starts, each measurement in a fresh process. A burst of load on a shared machine then
-lands on several variants and on several rounds of each, not on whichever variant was being measured at the time.
+order, before round r+1 starts, each measurement in a fresh process. A burst of load on a shared machine then lands
+on one round of several variants, which the median over rounds sets aside and the spread shows, not on all of
+whichever variant was being measured at the time.
 Per measurement:
 
 - ``latency_ms``: each figure (p50, p90, p99, mean) the median over the rounds of that round's figure;
@@ -13,8 +14,9 @@ Per measurement:
   the model and a scheduler tick weigh as much as the model does.
 
 A speedup is the reference's p50 over the variant's (both medians over rounds), with its interval: the per-round
-ratios (the reference's round-r p50 over the variant's round-r p50), min..max. A speedup carries the variant's own
-flags and the reference's (as ``reference noisy``...): one whose reference is flagged is never shown without it.
+ratios (the reference's round-r p50 over the variant's round-r p50), min..max (none for the reference itself, 1x by
+definition). A speedup carries the variant's own flags and the reference's (as ``reference noisy``...): one whose
+reference is flagged is never shown without it.
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ def speedup(ref: dict, m: dict, same: bool = False) -> dict:
     own = list(m.get("flags") or [])
     theirs = [] if same else [REFERENCE + f for f in ref.get("flags") or []]
     return {"speedup": round(point, 3),
-            "speedup_range": [round(min(ratios), 3), round(max(ratios), 3)] if ratios else None,
+            "speedup_range": [round(min(ratios), 3), round(max(ratios), 3)] if ratios and not same else None,
             "speedup_flags": own + theirs}
 
 
@@ -151,24 +153,31 @@ def p50_text(p50: float, flags_: list[str] | None) -> str:
     return f"{p50:.2f}" + tag(flags_)
 
 
-def flagged_lines(variants, tolerance: float | None = None) -> list[str]:
-    """One line per flagged measurement or speedup of the variants (report Variant records, home target):
-    what is flagged, and the rounds that say so."""
-    out = []
+def flagged_lines(variants, tolerance: float | None = None, reference: str | None = None) -> list[str]:
+    """One line per variant whose own measurement (home target) is flagged, with the rounds that say so; then one
+    line naming the speedups that rest on a flagged reference (``every speedup`` when that is all of them but the
+    ``reference``'s own)."""
+    out, borrowed = [], {}
     for v in variants:
         own = v.get("flags") or []
         rng = v.get("p50_range_ms")
         if own:
             why = []
             if NOISY in own and rng:
-                limit = f" > {tolerance:g}" if tolerance is not None else ""
-                why.append(f"p50 {rng[0]:.2f}-{rng[1]:.2f} ms over {len(v.get('p50_rounds_ms'))} rounds "
-                           f"(spread {v.get('relative_spread'):.2f} of the median{limit})")
+                limit = f" (tolerance {tolerance:.0%})" if tolerance is not None else ""
+                why.append(f"p50 {rng[0]:.2f}-{rng[1]:.2f} ms over {len(v.get('p50_rounds_ms'))} rounds, "
+                           f"{v.get('relative_spread'):.0%} of the median apart{limit}")
             if BELOW_RESOLUTION in own:
-                why.append(f"p50 {v.latency_ms.p50:.3f} ms per query, under the timer floor")
+                why.append(f"p50 {v.latency_ms.p50:.3f} ms per query, under the timer's floor")
             out.append(f"{v.name}: {', '.join(label(f) for f in own)}: {'; '.join(why)}")
-        borrowed = [f for f in v.get("speedup_flags") or [] if f.startswith(REFERENCE)]
-        if borrowed:
-            out.append(f"{v.name}: speedup {speedup_text(v.speedup, v.get('speedup_range'), None)} rests on a "
-                       f"{' and '.join(label(f) for f in borrowed)}")
+        for f in v.get("speedup_flags") or []:
+            if f.startswith(REFERENCE):
+                borrowed.setdefault(f, []).append(v.name)
+    others = [v.name for v in variants if v.name != reference]
+    for f, names in borrowed.items():
+        many = len(names) > 1
+        which = (f"every speedup against {reference}" if reference and many and names == others else
+                 f"the speedup{'s' if many else ''} of {', '.join(names)}")
+        out.append(f"{which} rest{'' if many and which.startswith('the') else 's'} on a {label(f)}: read each with its "
+                   "interval")
     return out

@@ -149,7 +149,7 @@ def rounds_markdown(report: Report) -> list[str]:
              f"{before.get('cpus')} CPUs; CPU frequency governor {before.get('governor', 'unknown')}"
              + (f" before, {after.get('governor')} after" if after.get("governor") != before.get("governor") else "")
              + "."]
-    flagged = rounds.flagged_lines(report.variants, how.noise_tolerance)
+    flagged = rounds.flagged_lines(report.variants, how.noise_tolerance, report.reference)
     flagged += [f"{v.name} on {key}: {', '.join(rounds.label(f) for f in m.flags)} (p50 {m.p50_range_ms[0]:.2f}-"
                 f"{m.p50_range_ms[1]:.2f} ms over rounds)"
                 for v in report.variants for key, m in v.measurements.items()

@@ -139,7 +139,7 @@ def mobile_figures(variant: records.Variant) -> list[str]:
     if not mobile:
         return []
     return ["- one thread, batch 1 (the bench's mobile target, `" + mobile[0].get("model_file") + "`): p50 "
-            + ", ".join(f"{m.latency_ms.p50:.2f} ms at length {m.sequence_length}" for m in mobile)]
+            + ", ".join(f"{m.latency_ms.p50:.2f} ms at length {m.sequence_length}{rounds.tag(m.flags)}" for m in mobile)]
 
 
 def model_card(cfg, report: records.Report, variant: records.Variant, spec: dict, labels: dict, golden: dict,
@@ -159,7 +159,7 @@ def model_card(cfg, report: records.Report, variant: records.Variant, spec: dict
         "",
         f"- accuracy {variant.accuracy:.4f} on {evaluation['sentences']} `{evaluation['split']}` sentences, "
         f"{variant.retention:.1%} of the teacher's",
-        f"- {speed_figure(variant, report)} the teacher's speed (PyTorch fp32), p50 {lat.p50:.2f} ms at batch "
+        f"- {speed_figure(variant, report)}, p50 {lat.p50:.2f} ms at batch "
         f"{target['batch_size']}, length {target['sequence_length']}, {target['threads']} CPU threads",
         *speed_warning(variant, report),
         *mobile_figures(variant),
@@ -207,12 +207,13 @@ def model_card(cfg, report: records.Report, variant: records.Variant, spec: dict
 
 
 def speed_figure(variant: records.Variant, report: records.Report) -> str:
-    """``2.31x (2.10-2.52 over 3 rounds)`` and its flags: the speedup as the model card writes it."""
-    text = f"{variant.speedup:.2f}x"
-    if variant.speedup_range:
+    """``2.31x the teacher's speed (PyTorch fp32; 2.10-2.52x in 3 rounds)`` and its flags: the speedup as the model
+    card writes it."""
+    text = f"{variant.speedup:.2f}x the teacher's speed (PyTorch fp32"
+    if variant.speedup_range and report.latency_rounds:
         lo, hi = variant.speedup_range
-        text += f" ({lo:.2f}-{hi:.2f} over {report.latency_rounds.rounds if report.latency_rounds else '?'} rounds)"
-    return text + rounds.tag(variant.speedup_flags)
+        text += f"; {lo:.2f}-{hi:.2f}x in {report.latency_rounds.rounds} rounds"
+    return text + ")" + rounds.tag(variant.speedup_flags)
 
 
 def speed_warning(variant: records.Variant, report: records.Report) -> list[str]:

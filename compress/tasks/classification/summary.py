@@ -21,7 +21,8 @@ def summary(console, run_dir: Path, report: Report) -> None:
                       f"{v.retention:.1%}", speedup_cell(v), f"{v.latency_ms.p50:.2f}",
                       f"{v.latency_ms.p99:.2f}", f"{v.peak_memory_bytes / 2**20:.0f}")
     console.print(table)
-    for line in rounds.flagged_lines(report.variants, report.latency_rounds and report.latency_rounds.noise_tolerance):
+    tolerance = report.latency_rounds.noise_tolerance if report.latency_rounds else None
+    for line in rounds.flagged_lines(report.variants, tolerance, report.reference):
         console.print(f"! {line}", highlight=False)
     console.print(f"report: {where.report_md}, {where.report_html} (data: {where.report_json})")
 
