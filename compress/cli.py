@@ -282,12 +282,14 @@ def compare(
     Every variant present in both runs is compared: accuracy, retention, p50 latency, size and peak
     memory; p50 latency also on every target case (cpu, mobile at each length, gpu) both runs measured.
     A variant whose retention fell by more than --max-retention-drop points, or whose p50 latency grew
-    by more than --max-latency-increase percent on any of them, is a regression, one line each.
-    Variants present in only one run are listed, never a failure.
+    by more than --max-latency-increase percent and by more than both runs' spread over their latency
+    rounds on any of them, is a regression, one line each. A variant whose model files have the same
+    sha256 in both runs is unchanged, never a regression. Variants present in only one run are listed,
+    never a failure.
     """
     from rich.console import Console
 
-    from compress.reports.compare import changes, load_runs, regressions, table, target_differences
+    from compress.reports.compare import changes, load_runs, regressions, table, target_differences, within_noise
 
     base_run, new_run = load_runs([base, new], _readable)
     common, only_base, only_new = changes(base_run.record, new_run.record)
@@ -301,6 +303,11 @@ def compare(
     for label, names in (("only in base", only_base), ("only in new", only_new)):
         if names:
             console.print(f"{label} (not compared): {', '.join(names)}")
+    same = [c.name for c in common if c.unchanged]
+    if same:
+        console.print(f"unchanged (the same model file sha256 in both runs; never a regression): {', '.join(same)}")
+    for line in within_noise(common, max_latency_increase):
+        console.print(f"noise, not a regression: {line}")
     differ = target_differences(base_run.record, new_run.record)
     if differ:
         console.print(f"note: measured on different targets ({'; '.join(differ)}): latencies may not compare")
@@ -309,8 +316,10 @@ def compare(
         typer.echo(f"regression: {line}", err=True)
     if failures:
         raise typer.Exit(1)
-    console.print(f"ok: {len(common)} variants within limits (retention drop <= {max_retention_drop:g} points, "
-                  f"p50 latency increase <= {max_latency_increase:g}%)")
+    changed = len(common) - len(same)
+    console.print(f"ok: {changed} changed variant{'' if changed == 1 else 's'} within limits (retention drop <= "
+                  f"{max_retention_drop:g} points, p50 latency increase <= {max_latency_increase:g}% or within the "
+                  f"runs' spread), {len(same)} unchanged")
 
 
 def _summary(console, run_dir: Path, wide: bool = False) -> None:

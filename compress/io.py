@@ -76,6 +76,15 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def files_sha256(paths: list[Path]) -> str:
+    """What identifies a model on disk: the sha256 of its one file, or for several files the sha256 of their
+    ``name sha256`` lines (sorted by name)."""
+    if len(paths) == 1:
+        return sha256_file(paths[0])
+    lines = sorted(f"{p.name} {sha256_file(p)}\n" for p in paths)
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
 def file_index(folder: Path) -> dict[str, dict]:
     """{name: {sha256, bytes}} of every file directly in ``folder``: a bundle manifest's file list."""
     return {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in sorted(folder.iterdir()) if p.is_file()}

@@ -1,8 +1,9 @@
 """The recipe: plan which stages must run, run them in order, skip what is finished.
 
-A stage is finished when ``runs/<name>/<stage>/stage.json`` says ``done`` and its
+A stage is finished when ``runs/<name>/<stage>/stage.json`` is a whole record (its stage, ``done``,
+the inputs hash, start and finish times, seconds; compress.records.whole_stage) and its
 ``inputs_hash`` (its slice of the config plus the hashes of the stages it reads) is
-unchanged. Each stage writes into a temporary folder that replaces the old one only when
+unchanged: a truncated or partial stage.json means the stage runs again. Each stage writes into a temporary folder that replaces the old one only when
 the stage succeeds, with ``stage.json`` written last: a killed run leaves either the old
 result or none, never half of one.
 """
@@ -87,11 +88,8 @@ def finished(stage: ModuleType, cfg: PipelineConfig, run_dir: Path, expected_has
         return False
     if not all(p.exists() for p in getattr(stage, "outputs", lambda cfg, run_dir: [])(cfg, run_dir)):
         return False
-    try:
-        done = records.read_stage(record)
-    except (OSError, ValueError):  # unreadable or not a stage record (pydantic's ValidationError is a ValueError)
-        return False
-    return done.inputs_hash == expected_hash
+    done = records.whole_stage(record, stage.NAME)  # None: truncated, partial, or another stage's record
+    return done is not None and done.inputs_hash == expected_hash
 
 
 def plan(cfg: PipelineConfig, run_dir: Path) -> list[tuple[ModuleType, str, bool]]:

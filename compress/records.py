@@ -17,10 +17,11 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from compress.io import read_json, write_json
 
@@ -50,17 +51,27 @@ class FileDigest(BaseModel):
 
 
 class StageRecord(Record):
-    """runs/<name>/<stage>/stage.json, written last: its presence means the stage finished."""
+    """runs/<name>/<stage>/stage.json, written last: its presence, whole (see whole_stage), means the stage finished."""
 
-    stage: str = Field(description="The stage's name.")
+    stage: str = Field(min_length=1, description="The stage's name.")
     status: Literal["done"] = Field(description="Only finished stages write a record.")
-    inputs_hash: str = Field(description="sha256 of the stage's config slice and the hashes of the stages it reads.")
+    inputs_hash: str = Field(min_length=1, description="sha256 of the stage's config slice and the hashes of the "
+                             "stages it reads.")
     started: str = Field(description="UTC, ISO 8601.")
     finished: str = Field(description="UTC, ISO 8601.")
-    seconds: float = Field(description="Wall time of the stage.")
+    seconds: float = Field(ge=0, description="Wall time of the stage.")
     metrics: dict[Any, Any] = Field(default_factory=dict, description="What the stage measured or decided.")
     files: dict[str, FileDigest] = Field(default_factory=dict, description="Every file it wrote, by relative path.")
     shared_from: str | None = Field(None, description="The run folder this stage was linked from (a sweep point).")
+
+    @field_validator("started", "finished")
+    @classmethod
+    def _iso_time(cls, value: str) -> str:
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"not an ISO 8601 time: {value!r}") from None
+        return value
 
 
 class Latency(Record):
@@ -71,8 +82,24 @@ class Latency(Record):
     min: float | None = Field(None, description="Fastest, ms.")
 
 
-class Measurement(Record):
-    """One variant on one target, timed in a fresh process."""
+class RoundsFields(Record):
+    """What the bench's interleaved rounds say about one measurement (compress.bench.rounds); absent from a
+    report.json written before rounds, so every field has a default."""
+
+    rounds: int | None = Field(None, description="Rounds the measurement was taken in, each in a fresh process.")
+    p50_rounds_ms: list[float] = Field(default_factory=list, description="Each round's p50, ms, in round order.")
+    p50_range_ms: list[float] | None = Field(None, description="Min and max of the rounds' p50s, ms: the spread.")
+    relative_spread: float | None = Field(None, description="(max - min) / median of the rounds' p50s.")
+    flags: list[str] = Field(default_factory=list, description="noisy (relative_spread over bench.noise_tolerance), "
+                             "below-resolution (p50 under the timer floor).")
+    speedup_range: list[float] | None = Field(None, description="Min and max over rounds of the reference's round "
+                                              "p50 over this one's: the speedup's interval.")
+    speedup_flags: list[str] = Field(default_factory=list, description="This one's flags and the reference's "
+                                     "(as 'reference noisy'...): the speedup is never shown without them.")
+
+
+class Measurement(RoundsFields):
+    """One variant on one target, timed in a fresh process (one per round)."""
 
     runtime: str | None = Field(None, description="What ran it: onnxruntime, torch <version> eager, ...")
     device: str | None = Field(None, description="cpu or cuda.")
@@ -89,8 +116,9 @@ class Measurement(Record):
     speedup: float | None = Field(None, description="The reference's p50 latency over this one's, same target.")
 
 
-class Variant(Record):
-    """One row of a report: a model file and its figures, against the reference (the teacher in PyTorch fp32)."""
+class Variant(RoundsFields):
+    """One row of a report: a model file and its figures, against the reference (the teacher in PyTorch fp32); the
+    rounds fields are those of its home target case."""
 
     name: str = Field(description="teacher, teacher-onnx, student, student-onnx, a quantized variant, a baseline...")
     role: str = Field(description="teacher, student or baseline.")
@@ -100,6 +128,9 @@ class Variant(Record):
     parameters: int = Field(description="Parameters of the model.")
     size_bytes: int = Field(description="Bytes on disk.")
     path: str | None = Field(None, description="The model file or folder in the run.")
+    sha256: str | None = Field(None, description="sha256 of the model's file (an .onnx), or of its files' names and "
+                               "sha256s (a PyTorch folder's config.json and weights): the same in two runs means the "
+                               "same model (compress compare calls it unchanged).")
     accuracy: float | None = Field(None, description="Accuracy on the evaluation split (classification).")
     retention: float | None = Field(None, description="accuracy / the reference's accuracy.")
     accuracy_batch1: float | None = Field(None, description="Accuracy scored one sentence at a time, unpadded, as a "
@@ -118,6 +149,17 @@ class Variant(Record):
     measurements: dict[str, Measurement] = Field(default_factory=dict, description="By target case (cpu@32, ...).")
 
 
+class LatencyRounds(Record):
+    """How the bench stage took its latencies (compress.bench.rounds)."""
+
+    rounds: int = Field(description="Interleaved rounds (bench.rounds).")
+    noise_tolerance: float = Field(description="Relative spread over which a measurement is flagged noisy.")
+    timer: dict[str, Any] = Field(default_factory=dict, description="The clock, its resolution and the floor under "
+                                  "which a p50 is flagged below-resolution (floor_ms).")
+    machine: dict[str, Any] = Field(default_factory=dict, description="before and after the measurements: load "
+                                    "average (1, 5, 15 min), CPU frequency governor ('unknown' where not exposed).")
+
+
 class Report(Record):
     """runs/<name>/report.json."""
 
@@ -130,6 +172,8 @@ class Report(Record):
     variants: list[Variant] = Field(description="Every variant the run measured.")
     stage_seconds: dict[str, float] = Field(default_factory=dict, description="Wall time of each stage.")
     environment: dict[str, Any] = Field(default_factory=dict, description="CPU, threads, library versions.")
+    latency_rounds: LatencyRounds | None = Field(None, description="How latency was measured: rounds, noise "
+                                                 "tolerance, timer, the machine's load before and after.")
 
     def variant(self, name: str) -> Variant | None:
         return next((v for v in self.variants if v.name == name), None)
@@ -183,6 +227,17 @@ def read_report(path: Path) -> Report:
 
 def read_stage(path: Path) -> StageRecord:
     return StageRecord.model_validate(read_json(path))
+
+
+def whole_stage(path: Path, name: str) -> StageRecord | None:
+    """The record at ``path`` when it is whole: valid JSON holding every field of a StageRecord (stage, status,
+    inputs hash, start and finish times, seconds), for the stage ``name``. None for a missing, truncated, partial
+    or another stage's stage.json: that stage has not finished, and runs again."""
+    try:
+        record = read_stage(path)
+    except (OSError, ValueError):  # unreadable, not JSON, or not a whole record (ValidationError is a ValueError)
+        return None
+    return record if record.stage == name else None
 
 
 SCHEMAS = {"report": Report, "manifest": Manifest, "stage": StageRecord}

@@ -1,12 +1,13 @@
-"""The bench stage: targets (cpu, mobile, gpu), accuracy and retention intervals, repeatability; units on
-hand-made data, then the shared tiny run's results.json, report.json and report.md."""
+"""The bench stage: targets (cpu, mobile, gpu), accuracy and retention intervals, latency in interleaved rounds
+and its flags; units on hand-made data, then the shared tiny run's results.json, report.json and report.md, and a
+copy of it with a noisy teacher: the flags in the terminal, report.md, report.html and the model card."""
 
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from compress.bench import targets
+from compress.bench import rounds, targets
 from compress.bench.accuracy import accuracy_interval, retention_interval
 from compress.errors import ConfigError
 from compress.tasks import load_config
@@ -135,21 +136,35 @@ def test_results_have_every_target(tiny_shipped):
         assert rows[name]["cpu_mem_arena"] is None
 
 
-def test_repeatability_and_per_target_report(tiny_shipped):
+def test_interleaved_rounds_and_per_target_report(tiny_shipped):
     run_dir, _, _ = tiny_shipped
-    repeat = read_json(run_dir / "bench" / "results.json")["repeatability"]
-    assert repeat["variant"] == "student-onnx" and repeat["case"] == "cpu@32"
-    first, second = repeat["p50_first_ms"], repeat["p50_second_ms"]
-    assert first > 0 and second > 0 and repeat["relative_difference"] == round(abs(second - first) / first, 4)
-    assert repeat["within_10pct"] == (repeat["relative_difference"] <= 0.10)  # recorded, never a failure
+    results = read_json(run_dir / "bench" / "results.json")
+    how = results["latency_rounds"]
+    assert how["rounds"] == 2 and how["noise_tolerance"] == 0.25 and how["timer"]["floor_ms"] >= rounds.FLOOR_MS
+    assert set(how["machine"]) == {"before", "after"}
+    assert all(s["governor"] and len(s["load_average"]) == 3 for s in how["machine"].values())
+    for v in results["variants"]:
+        assert len(v["sha256"]) == 64
+        for m in v["measurements"].values():  # every measurement in every round, combined from them
+            p50s = m["p50_rounds_ms"]
+            assert m["rounds"] == 2 and len(p50s) == 2 and m["p50_range_ms"] == [min(p50s), max(p50s)]
+            assert m["latency_ms"]["p50"] == pytest.approx(sum(p50s) / 2, abs=1e-3)  # the median of two
+            assert m["flags"] == rounds.flags(p50s, 0.25, how["timer"]["floor_ms"])
+            assert m["queries"] >= 2 * 10  # bench.queries in each round
 
     report = read_json(run_dir / "report.json")
-    assert report["repeatability"] == repeat
+    assert report["latency_rounds"] == how and "repeatability" not in report
     by = {v["name"]: v for v in report["variants"]}
+    teacher_flags = by["teacher"]["measurements"]["cpu@32"].get("flags", [])
     for v in by.values():
         lo, hi = v["retention_ci95"]
         assert lo <= v["retention"] <= hi
-    assert by["teacher"]["retention_ci95"] == [1.0, 1.0]
+        assert v["sha256"] == next(r["sha256"] for r in results["variants"] if r["name"] == v["name"])
+        if v["name"] != "teacher":  # a speedup carries its reference's flags
+            want = v.get("flags", []) + [f"reference {f}" for f in teacher_flags]
+            assert v.get("speedup_flags", []) == want
+            assert len(v["speedup_range"]) == 2
+    assert by["teacher"]["retention_ci95"] == [1.0, 1.0] and by["teacher"].get("speedup_flags", []) == teacher_flags
     mobile = next(t for t in report["targets"] if t["name"] == "mobile")
     for case in mobile["cases"]:
         assert case["reference"] == "teacher-onnx"  # the teacher in PyTorch does not run there
@@ -158,7 +173,7 @@ def test_repeatability_and_per_target_report(tiny_shipped):
         assert by["teacher-onnx"]["measurements"][case["key"]]["speedup"] == 1.0
     md = (run_dir / "report.md").read_text()
     assert "## Latency per target" in md and "### mobile" in md and "### gpu" in md
-    assert md.count("Repeatability: student-onnx measured twice on cpu@32") == 1
+    assert "## How latency was measured" in md and "2 interleaved rounds" in md and "CPU frequency governor" in md
     assert "| student-int8 | 16 | onnxruntime | `model.ort` |" in md
     assert "Recommended for mobile, sequence length 32: " in md
     assert "enable_cpu_mem_arena=1" in md
@@ -168,3 +183,59 @@ def test_repeatability_and_per_target_report(tiny_shipped):
     assert "Accuracy against p50 latency\ntiny on mobile, batch 1, sequence length 16" in page  # the plot's title
     card = (Path(read_json(run_dir / "ship" / "stage.json")["metrics"]["bundle"]) / "README.md").read_text()
     assert "one thread, batch 1 (the bench's mobile target, `model.ort`)" in card
+
+
+def test_a_noisy_reference_is_flagged_in_all_four_places(tiny_shipped, tmp_path):
+    """A teacher like the issue's (p50 1.89 then 460.74 ms in the run's two rounds) put into a copy of the shared
+    run's bench results: the report and the bundle made again from them flag it, and every speedup against it."""
+    import json
+    import shutil
+
+    from compress.io import sha256_file
+
+    from .conftest import invoke
+
+    run_dir, _, overrides = tiny_shipped
+    shutil.copytree(run_dir.parent, tmp_path / "runs")
+    copy = tmp_path / "runs" / "tiny"
+    path = copy / "bench" / "results.json"
+    results = read_json(path)
+    teacher = next(v for v in results["variants"] if v["name"] == "teacher")
+    noisy = {"p50_rounds_ms": [1.89, 460.74], "p50_range_ms": [1.89, 460.74], "relative_spread": 1.9836,
+             "flags": ["noisy"], "latency_ms": {**teacher["latency_ms"], "p50": 231.32}}
+    teacher.update(noisy)
+    teacher["measurements"]["cpu@32"].update(noisy)
+    path.write_text(json.dumps(results))
+    record = read_json(copy / "bench" / "stage.json")  # what the bench stage wrote, as a later run checks it
+    record["files"]["results.json"] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+    (copy / "bench" / "stage.json").write_text(json.dumps(record))
+    (copy / "report.json").unlink()  # the report and the bundle are made again
+
+    kept = [o for o in overrides if not o.startswith("ship.dir=")]
+    result = invoke("run", TINY, "--runs-dir", tmp_path / "runs", f"ship.dir={tmp_path / 'exports'}", *kept)
+    assert result.exit_code == 0, result.output + (result.stderr or "")
+    assert {line.split()[1] for line in result.output.splitlines() if line.startswith("done ")} == {"report", "ship"}
+    # the terminal: "!" on every speedup resting on the teacher, and the lines saying why
+    assert "! teacher: noisy: p50 1.89-460.74 ms over 2 rounds, 198% of the median apart (tolerance 25%)" \
+        in result.output
+    report = read_json(copy / "report.json")
+    shipped = next(v for v in report["variants"] if v["name"] == "student-int8")
+    assert all("reference noisy" in v["speedup_flags"] for v in report["variants"] if v["name"] != "teacher")
+    assert "! every speedup against teacher rests on a noisy reference: read each with its interval" in result.output
+    lo, hi = shipped["speedup_range"]
+    assert f"{shipped['speedup']:.2f}x ({lo:.2f}-{hi:.2f})!" in result.output  # its cell in the table
+    written = f"{shipped['speedup']:.2f}x ({lo:.2f}-{hi:.2f}) ["
+    # report.md and report.html: the teacher's p50 and every speedup against it carry the flag
+    md = (copy / "report.md").read_text()
+    assert "| 231.32 [noisy] |" in md and md.count("noisy reference]") >= 2 and written in md
+    assert "- teacher: noisy: p50 1.89-460.74 ms over 2 rounds" in md
+    page = (copy / "report.html").read_text()
+    assert "231.32 [noisy]" in page and written in page and "noisy reference" in page
+    # the model card: the speedup with its interval and flag, and the line saying why
+    card = (tmp_path / "exports" / "tiny" / "README.md").read_text()
+    assert f"- {shipped['speedup']:.2f}x the teacher's speed (PyTorch fp32; {lo:.2f}-{hi:.2f}x in 2 rounds) [" in card
+    assert "noisy reference], p50 " in card
+    assert "flagged, do not quote this speedup without its flag: teacher: noisy: p50 1.89-460.74 ms" in card
+    assert "the speedup of student-int8 rests on a noisy reference" in card
+    manifest = read_json(tmp_path / "exports" / "tiny" / "manifest.json")
+    assert "reference noisy" in manifest["metrics"]["speedup_flags"]

@@ -208,7 +208,8 @@ def test_plan_reruns_what_reads_a_deleted_stage(tmp_path):
     for stage, h, _ in plan(cfg, run_dir):  # pretend every stage finished
         (run_dir / stage.NAME).mkdir(parents=True)
         records.write(run_dir / stage.NAME / "stage.json", records.StageRecord(
-            stage=stage.NAME, status="done", inputs_hash=h, started="", finished="", seconds=0.0))
+            stage=stage.NAME, status="done", inputs_hash=h, started="2025-01-01T00:00:00+00:00",
+            finished="2025-01-01T00:00:01+00:00", seconds=1.0))  # a whole record: times included
     (run_dir / "report.json").write_text("{}")
     (run_dir / "report.md").write_text("")
     (run_dir / "report.html").write_text("")

@@ -241,7 +241,18 @@ def test_tiny_lm_run_end_to_end(tmp_path):
     assert list(by) == ["teacher", "teacher-onnx", "student", "student-onnx", "student-int8", "student-init", "student-ce"]
     for v in by.values():
         assert v["perplexity"] > 1 and v["tokens_per_second"] > 0 and v["peak_memory_bytes"] > 0
-        assert len(v["generations"]) == 3
+        assert len(v["generations"]) == 3 and len(v["sha256"]) == 64
+        for m in v["measurements"].values():  # generation speed in bench.rounds interleaved rounds, flagged if noisy
+            assert m["rounds"] == 2 and len(m["p50_rounds_ms"]) == 2 and len(m["tokens_per_second_rounds"]) == 2
+            assert ("noisy" in m["flags"]) == (m["relative_spread"] > 0.25 or
+                                               max(m["tokens_per_second_rounds"]) - min(m["tokens_per_second_rounds"])
+                                               > 0.25 * m["tokens_per_second"])
+    assert report["latency_rounds"]["rounds"] == 2 and set(report["latency_rounds"]["machine"]) == {"before", "after"}
+    # the end-of-run summary: the table, a line per flagged figure, then where the bundle went
+    assert f"bundle: {tmp_path / 'exports' / 'tiny-lm'}/" in result.stdout
+    flagged = [f"{v['name']} on {t}: noisy" for v in by.values() for t, m in v["measurements"].items() if m["flags"]]
+    assert all(f"! {line}" in result.stdout for line in flagged)
+    assert "Generation speed: 2 interleaved rounds" in (tmp_path / "runs" / "tiny-lm" / "report.md").read_text()
     assert by["teacher-onnx"]["perplexity"] == pytest.approx(by["teacher"]["perplexity"], rel=1e-3)
     assert by["student-onnx"]["generations"] == by["student"]["generations"]
     assert all(g["equal"] for g in report["greedy_parity"]["student"])

@@ -37,6 +37,19 @@ def variant(report, name):
     return next(v for v in report["variants"] if v["name"] == name)
 
 
+def rebuilt(report, name):
+    """Mark a variant of an edited copy as another model (a copy's files have the same sha256 as the original's,
+    so compress compare would call them unchanged)."""
+    variant(report, name)["sha256"] = "0" * 64
+    return variant(report, name)
+
+
+def steady(p50, m):
+    """Rounds of ``p50`` 2% apart in measurement ``m``: a spread far under any change a test makes."""
+    m["latency_ms"]["p50"] = p50
+    m.update(p50_rounds_ms=[p50 * 0.99, p50, p50 * 1.01], p50_range_ms=[p50 * 0.99, p50 * 1.01])
+
+
 # ----------------------------------------------------------------------------- units
 
 
@@ -228,7 +241,7 @@ def test_compare_fails_on_a_retention_drop(tiny_shipped, tmp_path):
     new = copy_run(tiny_shipped, tmp_path / "new")
     base_acc = variant(read_json(run_dir / "report.json"), "student-int8")["accuracy"]
     teacher = variant(read_json(run_dir / "report.json"), "teacher")["accuracy"]
-    edit_report(new, lambda r: variant(r, "student-int8").update(accuracy=round(base_acc - 0.05, 5)))
+    edit_report(new, lambda r: rebuilt(r, "student-int8").update(accuracy=round(base_acc - 0.05, 5)))
     result = invoke("compare", run_dir, new)
     assert result.exit_code == 1
     failures = result.stderr.strip().splitlines()
@@ -241,29 +254,45 @@ def test_compare_fails_on_a_retention_drop(tiny_shipped, tmp_path):
 
 def test_compare_fails_on_a_latency_increase(tiny_shipped, tmp_path):
     run_dir, _, _ = tiny_shipped
-    new = copy_run(tiny_shipped, tmp_path / "new")
+    base, new = copy_run(tiny_shipped, tmp_path / "base"), copy_run(tiny_shipped, tmp_path / "new")
     p50 = variant(read_json(run_dir / "report.json"), "student-onnx")["latency_ms"]["p50"]
-    edit_report(new, lambda r: variant(r, "student-onnx")["latency_ms"].update(p50=p50 * 1.5))
-    result = invoke("compare", run_dir, new)
+    edit_report(base, lambda r: steady(p50, variant(r, "student-onnx")))
+    edit_report(new, lambda r: steady(p50 * 1.5, rebuilt(r, "student-onnx")))
+    result = invoke("compare", base, new)
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines() == [
         f"regression: student-onnx: p50 latency grew 50.0% ({p50:.2f} ms -> {p50 * 1.5:.2f} ms), more than the 10% "
-        "allowed by --max-latency-increase"]
-    assert invoke("compare", run_dir, new, "--max-latency-increase", "60").exit_code == 0
-    faster = invoke("compare", new, run_dir)  # a faster new run is no regression
+        f"allowed by --max-latency-increase and than the runs' spread over rounds ({p50 * 0.99:.2f}-{p50 * 1.01:.2f} "
+        f"ms; {p50 * 1.5 * 0.99:.2f}-{p50 * 1.5 * 1.01:.2f} ms)"]
+    assert invoke("compare", base, new, "--max-latency-increase", "60").exit_code == 0
+    faster = invoke("compare", new, base)  # a faster new run is no regression
     assert faster.exit_code == 0, faster.output
+    # the same 50% inside the runs' own spread over rounds: noise, said so, exit 0
+    edit_report(new, lambda r: variant(r, "student-onnx").update(p50_range_ms=[p50 * 0.5, p50 * 2.2]))
+    noise = invoke("compare", base, new)
+    assert noise.exit_code == 0, noise.output
+    assert "noise, not a regression: student-onnx: p50 " in noise.stdout and "within the runs' spread" in noise.stdout
+    # the same model file in both runs: unchanged, whatever its figures did
+    edit_report(new, lambda r: variant(r, "student-onnx").update(sha256=variant(r, "student-int8")["sha256"],
+                                                                 p50_range_ms=[p50 * 1.49, p50 * 1.51]))
+    edit_report(base, lambda r: variant(r, "student-onnx").update(sha256=variant(r, "student-int8")["sha256"]))
+    same = invoke("compare", base, new)
+    assert same.exit_code == 0, same.output
+    assert "unchanged (the same model file sha256 in both runs; never a regression): " in same.stdout
 
 
 def test_compare_fails_on_a_latency_increase_on_one_target_case(tiny_shipped, tmp_path):
     run_dir, _, _ = tiny_shipped
-    new = copy_run(tiny_shipped, tmp_path / "new")
+    base, new = copy_run(tiny_shipped, tmp_path / "base"), copy_run(tiny_shipped, tmp_path / "new")
     p50 = variant(read_json(run_dir / "report.json"), "student-int8")["measurements"]["mobile@16"]["latency_ms"]["p50"]
-    edit_report(new, lambda r: variant(r, "student-int8")["measurements"]["mobile@16"]["latency_ms"].update(p50=p50 * 2))
-    result = invoke("compare", run_dir, new)
+    edit_report(base, lambda r: steady(p50, variant(r, "student-int8")["measurements"]["mobile@16"]))
+    edit_report(new, lambda r: steady(p50 * 2, rebuilt(r, "student-int8")["measurements"]["mobile@16"]))
+    result = invoke("compare", base, new)
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines() == [
         f"regression: student-int8: p50 latency on mobile@16 grew 100.0% ({p50:.2f} ms -> {p50 * 2:.2f} ms), more than "
-        "the 10% allowed by --max-latency-increase"]
+        f"the 10% allowed by --max-latency-increase and than the runs' spread over rounds ({p50 * 0.99:.2f}-"
+        f"{p50 * 1.01:.2f} ms; {p50 * 2 * 0.99:.2f}-{p50 * 2 * 1.01:.2f} ms)"]
     old = copy_run(tiny_shipped, tmp_path / "old")  # a report.json from before targets: top-level figures only
 
     def before_targets(report):

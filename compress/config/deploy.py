@@ -206,10 +206,18 @@ class BenchConfig(StrictModel):
         default_factory=lambda: [16, 128], min_length=1, description="mobile target: a short and a long query "
         "(tokens per sentence), each measured at batch 1 on one thread.")
     warmup: int = Field(10, ge=1, description="Untimed queries before timing.")
-    queries: int = Field(100, ge=10, description="Least timed queries; p50/p90/p99 are taken over all timed ones.")
+    queries: int = Field(100, ge=10, description="Least timed queries of each round of a measurement; p50/p90/p99 "
+                         "are taken over all timed ones of the round.")
     min_seconds: float = Field(2.0, ge=0, description="Keep timing queries until this many seconds have passed (after "
-                               "bench.queries), in each measurement. Longer gives steadier percentiles and a "
+                               "bench.queries), in each round of a measurement. Longer gives steadier percentiles and a "
                                "slower bench stage (MLPerf-like runs use 10); 0 = exactly bench.queries.")
+    rounds: int = Field(3, ge=2, le=50, description="Interleaved rounds of the latency measurements: round r "
+                        "measures every variant on every target case once, in order (each in a fresh process), then "
+                        "round r+1; a p50 is the median of the rounds' p50s, its spread their min-max. At least 2: one "
+                        "round cannot tell noise from a figure. The bench stage takes about rounds times as long.")
+    noise_tolerance: float = Field(0.25, gt=0, description="A measurement whose rounds' p50s differ by more than this "
+                                   "share of their median ((max - min) / median) is flagged noisy, and so is every "
+                                   "speedup against it (terminal, report.md, report.html, the model card).")
     threads: int | None = Field(None, gt=0, description="Intra-op threads of the cpu and gpu targets; null = all "
                                 "cores (the mobile target always uses 1).")
     eval_batch_size: int = Field(64, gt=0, description="Batch size of the accuracy pass.")

@@ -4,6 +4,7 @@ from the same pieces."""
 
 from __future__ import annotations
 
+from compress.bench import rounds
 from compress.records import Report, Variant
 
 
@@ -115,7 +116,8 @@ def table_rows(variants: list[Variant]) -> list[list[str]]:
         rows.append([v.name, v.format, v.precision, f"{v.parameters / 1e6:.1f}M", f"{v.size_bytes / 1e6:.1f}",
                      f"{v.accuracy:.4f}", f"{v.retention:.1%}" if v.retention is not None else "-",
                      f"{ci[0] * 100:.1f}-{ci[1] * 100:.1f}%" if ci else "-",
-                     f"{v.get('agreement_with_teacher'):.1%}", f"{v.speedup:.2f}x", f"{lat.p50:.2f}",
+                     f"{v.get('agreement_with_teacher'):.1%}",
+                     rounds.speedup_text(v.speedup, v.speedup_range, v.speedup_flags), rounds.p50_text(lat.p50, v.flags),
                      f"{lat.p90:.2f}", f"{lat.p99:.2f}", f"{v.peak_memory_bytes / 2**20:.0f}"])
     return rows
 
@@ -138,7 +140,7 @@ def targets_markdown(report: Report) -> list[str]:
     if not report.get("targets"):  # a report.json from before targets
         return []
     lines = ["", "## Latency per target", ""]
-    repeat = report.get("repeatability")
+    repeat = report.get("repeatability")  # a report.json from before rounds
     if repeat:
         lines += [f"Repeatability: {repeat['variant']} measured twice on {repeat['case']} in this run, each time in a "
                   f"fresh process: p50 {repeat['p50_first_ms']:.3f} ms then {repeat['p50_second_ms']:.3f} ms, "
@@ -162,9 +164,9 @@ def targets_markdown(report: Report) -> list[str]:
                 if m is None:
                     continue
                 lat = m.latency_ms
-                speedup = f"{m.speedup:.2f}x" if m.speedup else "-"
+                speedup = rounds.speedup_text(m.speedup, m.speedup_range, m.speedup_flags)
                 lines.append(f"| {v.name} | {c['sequence_length']} | {m.runtime} | `{m.get('model_file')}` | "
-                             f"{lat.p50:.2f} | {lat.p90:.2f} | {lat.p99:.2f} | {m.throughput:.1f} | {speedup} | "
+                             f"{rounds.p50_text(lat.p50, m.flags)} | {lat.p90:.2f} | {lat.p99:.2f} | {m.throughput:.1f} | {speedup} | "
                              f"{m.get('queries')} | {m.load_seconds:.2f} | {m.peak_memory_bytes / 2**20:.0f} |")
         for c in t["cases"]:
             rec = c.get("recommended")
@@ -176,6 +178,42 @@ def targets_markdown(report: Report) -> list[str]:
             lines += ["", "Not run here: " + "; ".join(f"{name} ({why})" for name, why in t["not_run"].items()) + "."]
         lines.append("")
     return lines
+
+
+def rounds_markdown(report: Report) -> list[str]:
+    """How latency was measured (interleaved rounds, the spread, the flags, the machine's load and governor), and
+    every flagged figure, one line each; nothing for a report.json from before rounds."""
+    how = report.latency_rounds
+    if how is None:
+        return []
+    before, after = how.machine.get("before", {}), how.machine.get("after", {})
+    clock = how.timer
+    lines = ["", "## How latency was measured", "",
+             f"{how.rounds} interleaved rounds: round r measures every variant on every target case once, in order, "
+             "each in a fresh process, then round r+1. A p50 is the median of the rounds' p50s; a speedup is the "
+             "reference's p50 over the variant's, and the range in brackets is the per-round ratio, min-max over "
+             f"rounds. Flagged noisy: the rounds' p50s differ by more than {how.noise_tolerance:g} of their median "
+             f"(bench.noise_tolerance); below timer resolution: a p50 under {clock.get('floor_ms', 0) * 1000:g} "
+             f"us per query ({clock.get('clock')}, smallest step {clock.get('smallest_step_s', 0) * 1e9:.0f} ns "
+             "here; at that duration the timer and the Python call around the model weigh as much as the model). "
+             "A speedup carries its reference's flags too.", "",
+             f"Machine: load average (1, 5, 15 min) {_load(before)} before, {_load(after)} after, on "
+             f"{before.get('cpus')} CPUs; CPU frequency governor {before.get('governor', 'unknown')}"
+             + (f" before, {after.get('governor')} after" if after.get("governor") != before.get("governor") else "")
+             + "."]
+    flagged = rounds.flagged_lines(report.variants, how.noise_tolerance, report.reference)
+    flagged += [f"{v.name} on {key}: {', '.join(rounds.label(f) for f in m.flags)} (p50 {m.p50_range_ms[0]:.2f}-"
+                f"{m.p50_range_ms[1]:.2f} ms over rounds)"
+                for v in report.variants for key, m in v.measurements.items()
+                if m.flags and key != v.get("measured_on") and m.p50_range_ms]
+    if flagged:
+        lines += ["", "Flagged:", ""] + [f"- {line}" for line in flagged]
+    return lines
+
+
+def _load(state: dict) -> str:
+    load = state.get("load_average")
+    return ", ".join(f"{x:.2f}" for x in load) if load else "unknown"
 
 
 def gain_sentences(report: Report) -> list[str]:
@@ -228,7 +266,7 @@ def deployed_markdown(report: Report) -> list[str]:
 
 def details_markdown(report: Report) -> list[str]:
     """Everything of report.md after the table and the recommendation; report.html renders the same lines."""
-    lines = deployed_markdown(report) + targets_markdown(report)
+    lines = deployed_markdown(report) + rounds_markdown(report) + targets_markdown(report)
     for sentence in gain_sentences(report):
         lines += ["", sentence]
     lines += fusion_lines(report.get("fusions", {}))
@@ -237,8 +275,8 @@ def details_markdown(report: Report) -> list[str]:
     lines += data_lines(report.get("data"))
     lines += ["", "Peak memory is the peak RSS of a process that loads the variant and runs it (ONNX Runtime sessions "
               "with its CPU memory arena on, enable_cpu_mem_arena=1; PyTorch variants include the torch runtime itself). "
-              "Each measurement: warm-up queries, then at least bench.queries timed queries and on until "
-              "bench.min_seconds have passed.", "",
+              "Each measurement, in each round: warm-up queries, then at least bench.queries timed queries and on "
+              "until bench.min_seconds have passed.", "",
               "Stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in report.stage_seconds.items()), ""]
     return lines
 

@@ -135,16 +135,58 @@ class Change:
         return (self.base_retention - self.new_retention) * 100
 
     @property
-    def latency_increase_percent(self) -> float:
-        return (self.new.latency_ms.p50 / self.base.latency_ms.p50 - 1) * 100
+    def unchanged(self) -> bool:
+        """The same model in both runs: its files have the same sha256 (a stage skipped, or rebuilt to the same
+        bytes). Whatever its figures did, that is the machine or the data, not the model: never a regression."""
+        return bool(self.base.sha256) and self.base.sha256 == self.new.sha256
 
-    def other_cases(self) -> list[tuple[str, float, float]]:
-        """(target case, base p50, new p50) of every target case both runs measured this variant on, beyond the
-        one its top-level figures come from (compared above); none for a report.json from before targets."""
+    def latencies(self) -> list[Latencies]:
+        """Its p50 on the home target case (``None``), then on every other target case both runs measured it on;
+        only the home one for a report.json from before targets."""
+        out = [Latencies(None, self.base.latency_ms.p50, self.new.latency_ms.p50, self.base.p50_range_ms,
+                         self.new.p50_range_ms)]
         base, new = self.base.measurements, self.new.measurements
         home = {self.base.get("measured_on"), self.new.get("measured_on")}
-        return [(key, base[key].latency_ms.p50, new[key].latency_ms.p50)
+        out += [Latencies(key, base[key].latency_ms.p50, new[key].latency_ms.p50, base[key].p50_range_ms,
+                          new[key].p50_range_ms)
                 for key in base if key in new and key not in home and base[key].latency_ms and new[key].latency_ms]
+        return out
+
+
+@dataclass
+class Latencies:
+    """One variant's p50 on one target case in both runs, with each run's spread over rounds (min, max)."""
+
+    case: str | None  # None: the variant's home case (its top-level figures)
+    base: float
+    new: float
+    base_range: list[float] | None  # None: a report.json from before rounds
+    new_range: list[float] | None
+
+    @property
+    def increase_percent(self) -> float:
+        return (self.new / self.base - 1) * 100
+
+    @property
+    def spread(self) -> float:
+        """The larger of the two runs' spreads (max - min of the rounds' p50s), ms; 0 where not measured."""
+        return max([r[1] - r[0] for r in (self.base_range, self.new_range) if r] or [0.0])
+
+    def regressed(self, limit_percent: float) -> bool:
+        """Slower by more than ``limit_percent`` and by more than either run's spread over rounds."""
+        return self.increase_percent > limit_percent and self.new - self.base > self.spread
+
+    def describe(self, name: str, limit_percent: float) -> str:
+        where = f" on {self.case}" if self.case else ""
+        text = (f"{name}: p50 latency{where} grew {self.increase_percent:.1f}% ({self.base:.2f} ms -> "
+                f"{self.new:.2f} ms), more than the {limit_percent:g}% allowed by --max-latency-increase")
+        if self.base_range or self.new_range:
+            text += f" and than the runs' spread over rounds ({_range(self.base_range)}; {_range(self.new_range)})"
+        return text
+
+
+def _range(r: list[float] | None) -> str:
+    return f"{r[0]:.2f}-{r[1]:.2f} ms" if r else "not measured"
 
 
 def changes(base: Report, new: Report) -> tuple[list[Change], list[str], list[str]]:
@@ -157,25 +199,30 @@ def changes(base: Report, new: Report) -> tuple[list[Change], list[str], list[st
 
 
 def regressions(common: list[Change], max_retention_drop: float, max_latency_increase: float) -> list[str]:
-    """One line per variant over a limit: its name, both figures, the change and the limit."""
+    """One line per variant over a limit: its name, both figures, the change and the limit. A latency is over
+    only when it grew by more than the limit and by more than both runs' spread over rounds; an unchanged
+    variant (the same sha256 in both runs) is never over."""
     out = []
     for c in common:
+        if c.unchanged:
+            continue
         drop = c.retention_drop_points
         if drop is not None and drop > max_retention_drop:
             out.append(f"{c.name}: retention fell {drop:.2f} points ({c.base_retention:.2%} -> {c.new_retention:.2%}; "
                        f"accuracy {c.base.accuracy:.4f} -> {c.new.accuracy:.4f}), more than the "
                        f"{max_retention_drop:g} allowed by --max-retention-drop")
-        grew = c.latency_increase_percent
-        if grew > max_latency_increase:
-            out.append(f"{c.name}: p50 latency grew {grew:.1f}% ({c.base.latency_ms.p50:.2f} ms -> "
-                       f"{c.new.latency_ms.p50:.2f} ms), more than the {max_latency_increase:g}% allowed by "
-                       "--max-latency-increase")
-        for key, before, after in c.other_cases():
-            grew = (after / before - 1) * 100
-            if grew > max_latency_increase:
-                out.append(f"{c.name}: p50 latency on {key} grew {grew:.1f}% ({before:.2f} ms -> {after:.2f} ms), more "
-                           f"than the {max_latency_increase:g}% allowed by --max-latency-increase")
+        out += [lat.describe(c.name, max_latency_increase) for lat in c.latencies() if lat.regressed(max_latency_increase)]
     return out
+
+
+def within_noise(common: list[Change], max_latency_increase: float) -> list[str]:
+    """One line per latency that grew by more than the limit but not by more than the runs' spread over rounds:
+    noise, said so, not a regression."""
+    return [f"{c.name}: p50{f' on {lat.case}' if lat.case else ''} {lat.base:.2f} -> {lat.new:.2f} ms "
+            f"({lat.increase_percent:+.1f}%), within the runs' spread over rounds ({_range(lat.base_range)}; "
+            f"{_range(lat.new_range)})"
+            for c in common if not c.unchanged for lat in c.latencies()
+            if lat.increase_percent > max_latency_increase and not lat.regressed(max_latency_increase)]
 
 
 def target_differences(base: Report, new: Report) -> list[str]:

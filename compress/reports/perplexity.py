@@ -3,7 +3,35 @@ parity and greedy checks, what distillation bought, side-by-side generations."""
 
 from __future__ import annotations
 
+from compress.bench import rounds
 from compress.records import Report
+
+
+def generation_rounds(report: Report) -> list[str]:
+    """How generation speed was measured (interleaved rounds) and each flagged figure; nothing for a report.json
+    from before rounds."""
+    how = report.latency_rounds
+    if how is None:
+        return []
+    lines = ["", f"Generation speed: {how.rounds} interleaved rounds (round r measures every variant once, in order, "
+             "each in a fresh process); each figure is the median over rounds. Flagged noisy: the rounds' first-token "
+             f"p50s or tokens/s differ by more than {how.noise_tolerance:g} of their median (bench.noise_tolerance). "
+             f"Load average {(how.machine.get('before') or {}).get('load_average')} before, "
+             f"{(how.machine.get('after') or {}).get('load_average')} after; CPU frequency governor "
+             f"{(how.machine.get('before') or {}).get('governor', 'unknown')}."]
+    flagged = [generation_flag(v.name, key, m) for v in report.variants for key, m in v.measurements.items() if m.flags]
+    return lines + (["", "Flagged:", ""] + [f"- {line}" for line in flagged] if flagged else [])
+
+
+def generation_flag(name: str, target: str, m) -> str:
+    """``student-int8 on cpu: noisy: first token 40.1-95.3 ms, 120.4-160.0 tokens/s over 3 rounds``."""
+    first, rates = m.p50_range_ms, m.get("tokens_per_second_rounds") or []
+    text = f"{name} on {target}: {', '.join(rounds.label(f) for f in m.flags)}"
+    if first:
+        text += f": first token {first[0]:.1f}-{first[1]:.1f} ms"
+    if rates:
+        text += f", {min(rates):.1f}-{max(rates):.1f} tokens/s over {len(rates)} rounds"
+    return text
 
 
 def markdown(report: Report) -> str:
@@ -12,7 +40,7 @@ def markdown(report: Report) -> str:
     lines = [f"# compress report: {report.name} (causal language model)", "",
              f"Perplexity on {evaluation['tokens']:,} held-out tokens ({evaluation['text']}); retention = teacher "
              f"perplexity / variant perplexity. Generation at batch 1, greedy through the KV cache: a {q['prompt_tokens']}-token "
-             f"prompt, then {q['new_tokens']} new tokens, {q['runs']} timed runs after warm-up, each variant in a fresh "
+             f"prompt, then {q['new_tokens']} new tokens, {q['runs']} timed runs after warm-up in each round, each variant in a fresh "
              f"process on {report.environment['cpu']} (cpu: all cores; mobile: one thread, ONNX only). Distillation: "
              f"{distill['divergence']}, T={distill['temperature']}, alpha={distill['alpha']}; "
              f"tokenizer preflight: {distill['preflight']['mode']}.", "",
@@ -24,8 +52,10 @@ def markdown(report: Report) -> str:
             return f.format(x) if x is not None else "-"
         lines.append(f"| {v.name} | {v.format} | {v.precision} | {v.parameters / 1e6:.1f}M | "
                      f"{v.size_bytes / 1e6:.1f} | {v.perplexity:.3f} | {v.perplexity_retention:.1%} | "
-                     f"{v.get('perplexity_difference'):+.3f} | {num(v.time_to_first_token_ms, '{:.1f}')} | "
-                     f"{num(v.tokens_per_second, '{:.1f}')} | {num(v.peak_memory_bytes and v.peak_memory_bytes / 2**20, '{:.0f}')} |")
+                     f"{v.get('perplexity_difference'):+.3f} | {num(v.time_to_first_token_ms, '{:.1f}')}"
+                     f"{rounds.tag(v.flags)} | {num(v.tokens_per_second, '{:.1f}')}{rounds.tag(v.flags)} | "
+                     f"{num(v.peak_memory_bytes and v.peak_memory_bytes / 2**20, '{:.0f}')} |")
+    lines += generation_rounds(report)
     for name, g in report.get("distillation_gain").items():
         verdict = "better" if g["better"] else "NOT better"
         lines += ["", f"Distillation gain, {name}: perplexity {g['student_perplexity']:.3f} against "
@@ -39,8 +69,8 @@ def markdown(report: Report) -> str:
                   "|---|---:|---:|---:|"]
         for v in mobile:
             m = v.measurements["mobile"]  # by target case: the case's name is the key
-            lines.append(f"| {v.name} | {m.time_to_first_token_ms.p50:.1f} | {m.tokens_per_second:.1f} | "
-                         f"{m.peak_rss_bytes / 2**20:.0f} |")
+            lines.append(f"| {v.name} | {m.time_to_first_token_ms.p50:.1f}{rounds.tag(m.flags)} | "
+                         f"{m.tokens_per_second:.1f}{rounds.tag(m.flags)} | {m.peak_rss_bytes / 2**20:.0f} |")
     for t, why in report.get("not_measured").items():
         lines += ["", f"Not measured on {t}: {why}."]
     lines += ["", "## Greedy generations from the same held-out prompts", ""]

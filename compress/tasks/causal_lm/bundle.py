@@ -9,9 +9,11 @@ from __future__ import annotations
 import numpy as np
 
 from compress import __version__
+from compress.bench import rounds
 from compress.errors import CompressError
 from compress.layout import GOLDEN_FILE, MANIFEST_FILE, ONNX_FILE
 from compress.records import Report, Variant
+from compress.reports.perplexity import generation_flag
 from compress.tasks.causal_lm.checks import PROMPT_TOKENS
 from compress.tasks.causal_lm.onnxlm import Decoder
 from compress.tasks.causal_lm.text import load_text, prompts
@@ -68,7 +70,12 @@ def model_card(cfg, report: Report, variant: Variant, spec: dict, golden: dict) 
         f"{teacher.perplexity:.3f}; retention {variant.perplexity_retention:.1%})",
         f"- batch 1, greedy through the KV cache, {report.get('query')['prompt_tokens']}-token prompt: first token "
         f"{variant.time_to_first_token_ms:.1f} ms, {variant.tokens_per_second:.0f} tokens/s, peak RSS "
-        f"{variant.peak_memory_bytes / 2**20:.0f} MiB (measured on {report.environment['cpu']})", "",
+        f"{variant.peak_memory_bytes / 2**20:.0f} MiB (measured on {report.environment['cpu']}"
+        + (f", median of {report.latency_rounds.rounds} interleaved rounds" if report.latency_rounds else "")
+        + f"){rounds.tag(variant.flags)}",
+        *[f"  - flagged, do not quote these speeds without the flag: {generation_flag(variant.name, t, m)}"
+          for t, m in variant.measurements.items() if m.flags],
+        "",
         "## Use", "",
         "`model.onnx` takes `input_ids`, `attention_mask`" + (", `position_ids`" if any(t["name"] == "position_ids" for t in spec["inputs"]) else "")
         + f" and {len(past) // 2} layers of `past_key_values.<i>.key/value` (batch, heads, past length, head dim; "

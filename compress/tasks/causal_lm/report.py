@@ -42,6 +42,8 @@ def build_report(cfg, ctx, stage_names) -> dict:
             "peak_memory_bytes": m["peak_rss_bytes"] if m else None,
             "load_seconds": m["load_seconds"] if m else None,
             "measurements": r["measurements"], "generations": r["generations"], "path": r["path"],
+            "sha256": r["sha256"],
+            **({k: m[k] for k in ("rounds", "p50_rounds_ms", "p50_range_ms", "relative_spread", "flags")} if m else {}),
         })
     stages = {name: records.read_stage(ctx.layout.record(name)) for name in stage_names}
     by = {v["name"]: v for v in out}
@@ -83,6 +85,7 @@ def build_report(cfg, ctx, stage_names) -> dict:
         "stage_seconds": {name: s.seconds for name, s in stages.items()},
         "environment": read_json(ctx.layout.env),
         "variants": out,
+        "latency_rounds": bench_results["latency_rounds"],
     }
 
 

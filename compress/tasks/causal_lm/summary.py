@@ -8,6 +8,7 @@ from pathlib import Path
 
 from compress.layout import RunLayout
 from compress.records import Report
+from compress.reports.perplexity import generation_flag
 from compress.reports.terminal import Column, table
 
 COLUMNS = [Column("variant", right=False), Column("format", right=False, drop=2),
@@ -18,7 +19,8 @@ COLUMNS = [Column("variant", right=False), Column("format", right=False, drop=2)
 
 def rows(report: Report) -> list[list[str]]:
     return [[v.name, v.format, v.precision, f"{v.size_bytes / 1e6:.1f}", f"{v.perplexity:.3f}",
-             f"{v.perplexity_retention:.1%}", _fmt(v.time_to_first_token_ms, ".1f"), _fmt(v.tokens_per_second, ".1f"),
+             f"{v.perplexity_retention:.1%}", _fmt(v.time_to_first_token_ms, ".1f") + ("!" if v.flags else ""),
+             _fmt(v.tokens_per_second, ".1f") + ("!" if v.flags else ""),
              _fmt(v.peak_memory_bytes / 2**20 if v.peak_memory_bytes else None, ".0f")] for v in report.variants]
 
 
@@ -26,6 +28,10 @@ def summary(console, run_dir: Path, report: Report, wide: bool = False) -> None:
     where = RunLayout(run_dir)
     table(console, f"{report.name}: every variant against the teacher (perplexity on held-out text; generation at "
           "batch 1, cpu)", COLUMNS, rows(report), wide)
+    for v in report.variants:
+        for target, m in v.measurements.items():
+            if m.flags:
+                console.print(f"! {generation_flag(v.name, target, m)}", highlight=False)
     console.print(f"report: {where.report_md} (data: {where.report_json})")
 
 

@@ -1,30 +1,33 @@
 """Bench: accuracy of every variant on the whole evaluation split (with a 95% bootstrap interval), the shipped and
-every int8 variant also one sentence at a time, unpadded, as a device runs them (compress.bench.deployed); then
-latency, load time and peak memory of each on every target of ``bench.targets`` (compress.bench.targets), each
-measurement in a fresh process, size on disk, and one measurement repeated to show how far two agree."""
+every int8 variant also one sentence at a time, unpadded, as a device runs them (compress.bench.deployed); size on
+disk and the sha256 of its files; then latency, load time and peak memory of each on every target of
+``bench.targets`` (compress.bench.targets) in ``bench.rounds`` interleaved rounds, each measurement in a fresh
+process, with the rounds' spread and the noisy / below-resolution flags (compress.bench.rounds)."""
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from compress import models, onnxrun
-from compress.bench import deployed, targets
+from compress.bench import deployed, rounds, targets
 from compress.bench.accuracy import accuracy_interval
 from compress.bench.latency import LatencyStats, latency_input, measure
 from compress.bench.torch_model import torch_logits
 from compress.data import Encoded, eval_split
 from compress.errors import CompressError
-from compress.io import dir_size, read_json, write_json
+from compress.io import dir_size, files_sha256, read_json, write_json
 from compress.layout import RESULTS_FILE
 from compress.quant.gpu import load_bnb
-from compress.quant.torch_int8 import load, weight_files
+from compress.quant.torch_int8 import RECIPE, load, weight_files
 
 NAME = "bench"
-VERSION = 4  # 2: targets (cpu, mobile, gpu), min_seconds, accuracy intervals, repeatability; 3: the repeat right after
-# the first measurement; 4: the shipped and the int8 variants also scored at batch 1, unpadded
+VERSION = 5  # 2: targets (cpu, mobile, gpu), min_seconds, accuracy intervals, repeatability; 3: the repeat right after;
+# 4: the shipped and the int8 variants also scored at batch 1, unpadded; 5: interleaved rounds (bench.rounds) replace
+# the repeat, with spreads and flags; sha256 of each variant
 DEPENDS = ("teacher", "student", "distill", "refine", "baseline", "trim", "export", "quantize", "mobile")
 CONFIG = ("bench", "data", "ship.variant")
 
@@ -51,6 +54,12 @@ class Variant:
         if self.loader == "torch_int8":
             return weight_files(self.path)
         return sorted(self.path.glob("*.safetensors")) if self.format == "pytorch" else [self.path]
+
+    @property
+    def identity_files(self) -> list[Path]:
+        """The files whose bytes make the model: its weights, and a PyTorch folder's config and int8 recipe."""
+        extra = [self.path / n for n in ("config.json", RECIPE)] if self.format == "pytorch" else []
+        return self.weights + [p for p in extra if p.is_file()]
 
     def load_torch(self):
         """(model, tokenizer) of a PyTorch variant, on its device."""
@@ -102,8 +111,9 @@ def run(cfg, ctx) -> dict:
         ctx.console.print(f"bench: the {t} target is skipped: {why}")
     ort_file, shipped = mobile_model(ctx)
     not_run: dict[str, dict[str, str]] = {t: {} for t in by_target}
-    results, params, teacher_pred, queries, repeat = [], {}, None, {}, None
-    for v in variants(ctx):
+    measured = variants(ctx)
+    results, params, teacher_pred, queries, jobs = [], {}, None, {}, []
+    for v in measured:
         # Each variant reads the text with its own tokenizer (a trimmed student has its own vocabulary).
         tokenizer = AutoTokenizer.from_pretrained(v.tokenizer_dir)
         limit = min(tokenizer.model_max_length, 512)
@@ -130,6 +140,7 @@ def run(cfg, ctx) -> dict:
         lo, hi = accuracy_interval(correct)
         row = {
             **{k: str(val) if isinstance(val, Path) else val for k, val in asdict(v).items()},
+            "sha256": files_sha256(v.identity_files),
             "parameters": params[v.name],
             "size_bytes": sum(dir_size(p) for p in v.weights),
             "accuracy": round(float(correct.mean()), 5),
@@ -138,7 +149,13 @@ def run(cfg, ctx) -> dict:
             "eval_sentences": len(split),
             **(deployed.figures(alone.argmax(-1), pred, labels) if batch1 else {}),
             "measurements": {},
+            "predictions": pred.tolist(),
         }
+        ctx.console.print(f"{v.name:<13} acc {row['accuracy']:.4f} [{lo:.4f}, {hi:.4f}]"
+                          + (f", batch 1 unpadded {row['accuracy_batch1']:.4f} ({row['changed_at_batch1']} sentences "
+                             "classified otherwise)" if batch1 else "")
+                          + f"  size {row['size_bytes'] / 1e6:.1f} MB")
+        mine = []
         for target, cases in by_target.items():
             how = skipped.get(target) or targets.plan(v, cases[0], ort_file, shipped)  # the same at every length
             if isinstance(how, str):
@@ -149,38 +166,68 @@ def run(cfg, ctx) -> dict:
                 key = (v.tokenizer_dir, case.sequence_length, case.batch_size)
                 if key not in queries:
                     queries[key] = latency_input(tokenizer, split.texts, case.sequence_length, case.batch_size)
-                m = measure_case(ctx, bcfg, v, case, how, queries[key])
-                row["measurements"][case.key] = m
-                ctx.console.print(f"{v.name:<13} {case.key:<11} {m['stats']}  peak RSS {m['peak_rss_bytes'] / 2**20:.0f} "
-                                  f"MiB  ({m['model_file']})")
-                m.pop("stats")
-                if repeat is None and target == "cpu" and case is cases[0] and v.role == "student" and v.format == "onnx":
-                    repeat = repeatability(ctx, bcfg, v, case, m, queries[key])
-        home = next((c.key for c in by_target.get(targets.home(v), []) if c.key in row["measurements"]),
-                    next(iter(row["measurements"]), None))
-        if home is None:
+                mine.append(Job(v, row, case, how, queries[key]))
+        if not mine:
             why = "; ".join(f"{t}: {skipped.get(t) or not_run[t].get(v.name)}" for t in by_target)
             raise CompressError(f"bench: {v.name} could not be measured on any target ({why}); add a target it runs "
                                 "on to bench.targets")
-        row.update({"measured_on": home, **{k: row["measurements"][home][k] for k in HOME_FIELDS}})
-        row["predictions"] = pred.tolist()
+        jobs += mine
         results.append(row)
-        ctx.console.print(f"{v.name:<13} acc {row['accuracy']:.4f} [{lo:.4f}, {hi:.4f}]"
-                          + (f", batch 1 unpadded {row['accuracy_batch1']:.4f} ({row['changed_at_batch1']} sentences "
-                             "classified otherwise)" if batch1 else "")
-                          + f"  size {row['size_bytes'] / 1e6:.1f} MB")
+    how_measured = measure_rounds(ctx, bcfg, jobs)
+    for v, row in zip(measured, results):
+        home = next((c.key for c in by_target.get(targets.home(v), []) if c.key in row["measurements"]),
+                    next(iter(row["measurements"])))
+        row.update({"measured_on": home, **{k: row["measurements"][home][k] for k in HOME_FIELDS}})
     write_json(ctx.out / RESULTS_FILE, {
         "target": "cpu", "eval_split": split.name, "labels": split.labels,
         "targets": [{"name": t, "status": "skipped" if t in skipped else "measured", "reason": skipped.get(t),
                      "cases": [c.to_dict() for c in cases], "not_run": not_run[t]} for t, cases in by_target.items()],
-        "variants": results, "repeatability": repeat, "environment": read_json(ctx.layout.env)})
+        "variants": results, "latency_rounds": how_measured, "environment": read_json(ctx.layout.env)})
+    flagged = sorted({r["name"] for r in results for m in r["measurements"].values() if m["flags"]})
     return {"variants": [r["name"] for r in results], "eval_sentences": len(split),
-            "targets": {t: "skipped" if t in skipped else "measured" for t in by_target}, "repeatability": repeat}
+            "targets": {t: "skipped" if t in skipped else "measured" for t in by_target},
+            "rounds": bcfg.rounds, "flagged": flagged}
+
+
+@dataclass
+class Job:
+    """One measurement: a variant on one target case, taken once per round."""
+
+    variant: Variant
+    row: dict  # the variant's row of results.json: its measurement goes to row["measurements"][case.key]
+    case: targets.Case
+    how: targets.Plan
+    query: list[list[int]]
+
+
+def measure_rounds(ctx, bcfg, jobs: list[Job]) -> dict:
+    """Every job in ``bench.rounds`` interleaved rounds (round r measures every job once, in order, then round
+    r+1), each measurement in a fresh process; then each job's measurement from its rounds (compress.bench.rounds),
+    into its row. Returns how they were measured: rounds, tolerance, timer, the machine before and after."""
+    clock, before = rounds.timer(), rounds.machine()
+    taken: list[list[dict]] = [[] for _ in jobs]
+    for r in range(bcfg.rounds):
+        for i, job in enumerate(jobs):
+            label = f"round {r + 1}/{bcfg.rounds}: latency and memory of {job.variant.name} on {job.case.key}"
+            taken[i].append(measure_case(ctx, bcfg, job, label))
+    after = rounds.machine()
+    for job, ms in zip(jobs, taken):
+        m = combine_case(ms, bcfg.noise_tolerance, clock["floor_ms"])
+        job.row["measurements"][job.case.key] = m
+        lo, hi = m["p50_range_ms"]
+        ctx.console.print(f"{job.variant.name:<13} {job.case.key:<11} p50 {m['latency_ms']['p50']:.3f} ms (rounds "
+                          f"{lo:.3f}-{hi:.3f}), p99 {m['latency_ms']['p99']:.2f} ms, peak RSS "
+                          f"{m['peak_rss_bytes'] / 2**20:.0f} MiB ({m['model_file']}){rounds.tag(m['flags'])}")
+    ctx.console.print(f"bench: {bcfg.rounds} interleaved rounds; load average {before['load_average']} before, "
+                      f"{after['load_average']} after; CPU governor {before['governor']}")
+    return {"rounds": bcfg.rounds, "noise_tolerance": bcfg.noise_tolerance, "timer": clock,
+            "machine": {"before": before, "after": after}}
 
 
 # the figures of a variant's home case, kept at the top of its row (and of report.json) as before targets existed
 HOME_FIELDS = ("runtime", "threads", "batch_size", "sequence_length", "load_seconds", "peak_rss_bytes", "latency_ms",
-               "queries", "throughput", "cpu_mem_arena")
+               "queries", "throughput", "cpu_mem_arena", "rounds", "p50_rounds_ms", "p50_range_ms", "relative_spread",
+               "flags")
 
 
 def mobile_model(ctx) -> tuple[Path | None, str | None]:
@@ -191,10 +238,11 @@ def mobile_model(ctx) -> tuple[Path | None, str | None]:
     return ctx.layout.ort_model, metrics["variant"]
 
 
-def measure_case(ctx, bcfg, v: Variant, case: targets.Case, how: targets.Plan, query: list[list[int]]) -> dict:
-    """Latency, load time and peak RSS of ``v`` on ``case``, in a fresh process."""
-    with ctx.console.status(f"latency and memory of {v.name} on {case.key} in a fresh process"):
-        timing = measure(v.format, how.path, query, bcfg.warmup, bcfg.queries, how.threads, device=how.device,
+def measure_case(ctx, bcfg, job: Job, label: str) -> dict:
+    """Latency, load time and peak RSS of one job, once, in a fresh process."""
+    v, how = job.variant, job.how
+    with ctx.console.status(f"{label} in a fresh process"):
+        timing = measure(v.format, how.path, job.query, bcfg.warmup, bcfg.queries, how.threads, device=how.device,
                          loader=v.loader, providers=how.providers, min_seconds=bcfg.min_seconds)
     stats = LatencyStats(**timing["latency"])
     arena = targets.ARENA if timing.get("cpu_mem_arena") else None
@@ -207,21 +255,20 @@ def measure_case(ctx, bcfg, v: Variant, case: targets.Case, how: targets.Plan, q
         "latency_ms": {"p50": stats.p50_ms, "p90": stats.p90_ms, "p99": stats.p99_ms, "mean": stats.mean_ms},
         "queries": stats.count,
         "throughput": stats.throughput,
-        "stats": stats,
     }
 
 
-def repeatability(ctx, bcfg, v: Variant, case: targets.Case, first: dict, query: list[list[int]]) -> dict:
-    """The first ONNX student variant measured on ``case`` a second time, in another fresh process, right after the
-    first measurement (so that what the shared machine does meanwhile moves both alike): how far apart two
-    measurements of one model in one run are (not a gate; the report states it)."""
-    again = measure_case(ctx, bcfg, v, case, targets.plan(v, case, None, None), query)
-    p50_first, p50_second = first["latency_ms"]["p50"], again["latency_ms"]["p50"]
-    diff = abs(p50_second - p50_first) / p50_first
-    out = {"variant": v.name, "case": case.key, "p50_first_ms": p50_first, "p50_second_ms": p50_second,
-           "relative_difference": round(diff, 4), "within_10pct": diff <= 0.10}
-    ctx.console.print(f"bench: repeatability: {v.name} on {case.key} measured twice, p50 {p50_first:.3f} ms then "
-                      f"{p50_second:.3f} ms ({diff:.1%} apart, {'within' if out['within_10pct'] else 'NOT within'} 10%)")
-    return out
-
-
+def combine_case(per_round: list[dict], tolerance: float, floor_ms: float) -> dict:
+    """One measurement from its rounds: latencies and throughput the median over rounds, load time the median,
+    peak RSS the largest, queries and timed seconds summed; the rounds' spread and flags (compress.bench.rounds)."""
+    first = per_round[0]
+    return {
+        **{k: first[k] for k in ("runtime", "threads", "batch_size", "sequence_length", "warmup", "device",
+                                 "model_file", "cpu_mem_arena")},
+        "load_seconds": round(statistics.median(m["load_seconds"] for m in per_round), 3),
+        "timed_seconds": round(sum(m["timed_seconds"] for m in per_round), 3),
+        "peak_rss_bytes": max(m["peak_rss_bytes"] for m in per_round),
+        "queries": sum(m["queries"] for m in per_round),
+        "throughput": round(statistics.median(m["throughput"] for m in per_round), 2),
+        **rounds.combine([m["latency_ms"] for m in per_round], tolerance, floor_ms),
+    }

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from compress import records
+from compress.bench import rounds
 from compress.bench.accuracy import paired_difference, retention_interval
 from compress.io import read_json, write_text
 from compress.layout import RunLayout
@@ -17,11 +18,13 @@ from compress.reports.html import render_run
 from compress.tasks.classification import TASK, ort
 
 NAME = "report"
-VERSION = 4  # 2: per-target tables, plots and recommendations; retention intervals; repeatability; 3: data checks;
-# 4: the shipped variant; accuracy at batch 1 (the shipped and the int8 variants), which the retention floor is judged on
+VERSION = 5  # 2: per-target tables, plots and recommendations; retention intervals; repeatability; 3: data checks;
+# 4: the shipped variant; accuracy at batch 1 (the shipped and the int8 variants), which the retention floor is judged on;
+# 5: latency rounds, spreads, flags and speedup intervals; the sha256 of each variant
 DEPENDS = ("teacher", "student", "distill", "refine", "baseline", "trim", "export", "quantize", "mobile", "bench")
 CONFIG = ("name", "report", "ship.variant", "ship.enabled")  # the report says which variant the bundle holds
 REFERENCE = "teacher"  # ratios are against the teacher in PyTorch fp32
+ROUND_FIELDS = ("rounds", "p50_rounds_ms", "p50_range_ms", "relative_spread", "flags")  # compress.bench.rounds
 
 
 def outputs(cfg, run_dir: Path) -> list[Path]:
@@ -46,13 +49,14 @@ def build(cfg, ctx) -> dict:
             "retention": round(r["accuracy"] / ref["accuracy"], 5) if ref["accuracy"] else None,
             "retention_ci95": [round(kept[0], 5), round(kept[1], 5)] if kept else None,
             "agreement_with_teacher": r["agreement_with_teacher"],
-            "speedup": round(ref["latency_ms"]["p50"] / r["latency_ms"]["p50"], 3),
+            **rounds.speedup(ref, r, same=r is ref),
             "size_ratio": round(ref["size_bytes"] / r["size_bytes"], 3),
             "latency_ms": r["latency_ms"], "throughput": r["throughput"], "queries": r["queries"],
+            **{k: r[k] for k in ROUND_FIELDS},
             "peak_memory_bytes": r["peak_rss_bytes"], "load_seconds": r["load_seconds"], "runtime": r["runtime"],
             "cpu_mem_arena": r["cpu_mem_arena"], "measured_on": r["measured_on"],
             "measurements": {key: measurement(m) for key, m in r["measurements"].items()},
-            "path": r["path"],
+            "path": r["path"], "sha256": r["sha256"],
             **batch1_figures(r, labels, correct[REFERENCE], ref["accuracy"]),
         })
     stages = {name: records.read_stage(ctx.layout.record(name)) for name in DEPENDS}
@@ -65,7 +69,7 @@ def build(cfg, ctx) -> dict:
         "target": {"name": bench["target"], "threads": first["threads"], "batch_size": first["batch_size"],
                    "sequence_length": first["sequence_length"]},
         "targets": per_target(bench["targets"], variants, cfg.report.retention_floor),
-        "repeatability": bench["repeatability"],
+        "latency_rounds": bench["latency_rounds"],
         "eval": {"split": bench["eval_split"], "sentences": first["eval_sentences"]},
         "distill": {"temperature": cfg.distill.temperature, "alpha": cfg.distill.alpha},
         "deployed": {"shipped": cfg.ship.variant, "scored": [r["name"] for r in rows if "accuracy_batch1" in r]},
@@ -111,7 +115,7 @@ def judged_retention(v: dict) -> float | None:
 def measurement(m: dict) -> dict:
     """One (variant, target case) measurement of the bench's results, as report.json keeps it."""
     keep = ("runtime", "model_file", "device", "threads", "batch_size", "sequence_length", "cpu_mem_arena",
-            "load_seconds", "latency_ms", "throughput", "queries")
+            "load_seconds", "latency_ms", "throughput", "queries", *ROUND_FIELDS)
     return {**{k: m[k] for k in keep}, "peak_memory_bytes": m["peak_rss_bytes"]}
 
 
@@ -130,7 +134,7 @@ def per_target(targets: list[dict], variants: list[dict], floor: float) -> list[
                 (v for v in on if v["name"] == f"{REFERENCE}-onnx"), None)
             for v in on:
                 m = v["measurements"][key]
-                m["speedup"] = round(ref["measurements"][key]["latency_ms"]["p50"] / m["latency_ms"]["p50"], 3) if ref else None
+                m.update(rounds.speedup(ref["measurements"][key], m, same=v is ref) if ref else {"speedup": None})
             fastest = recommend([{**v, "latency_ms": v["measurements"][key]["latency_ms"]} for v in on], floor)["latency"]
             entry["cases"].append({**c, "reference": ref["name"] if ref else None, "recommended": fastest})
         out.append(entry)

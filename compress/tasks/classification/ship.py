@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from compress import __version__, onnxrun, records
+from compress.bench import rounds
 from compress.data import eval_split
 from compress.errors import CompressError
 from compress.io import atomic_dir, file_index, read_json, write_json, write_text
@@ -68,7 +69,8 @@ def run(cfg, ctx) -> dict:
             schema_version=records.SCHEMA_VERSION, name=cfg.name, task=TASK.name, variant=variant.name,
             precision=variant.precision, **spec, labels=labels,
             metrics={**{k: figures[k] for k in ("accuracy", "accuracy_ci95", "retention", "speedup", "size_bytes",
-                                                "latency_ms", "peak_memory_bytes", "parameters")},
+                                                "latency_ms", "peak_memory_bytes", "parameters", "speedup_range",
+                                                "speedup_flags", "flags") if k in figures},
                      **{k: figures[k] for k in ("accuracy_batch1", "retention_batch1") if k in figures}},
             eval=report.get("eval"), target=report.get("target"),
             golden={"file": GOLDEN_FILE, "samples": len(golden["samples"]), "atol": golden["atol"]},
@@ -139,7 +141,7 @@ def mobile_figures(variant: records.Variant) -> list[str]:
     if not mobile:
         return []
     return ["- one thread, batch 1 (the bench's mobile target, `" + mobile[0].get("model_file") + "`): p50 "
-            + ", ".join(f"{m.latency_ms.p50:.2f} ms at length {m.sequence_length}" for m in mobile)]
+            + ", ".join(f"{m.latency_ms.p50:.2f} ms at length {m.sequence_length}{rounds.tag(m.flags)}" for m in mobile)]
 
 
 def deployed_figures(variant: records.Variant) -> list[str]:
@@ -168,8 +170,9 @@ def model_card(cfg, report: records.Report, variant: records.Variant, spec: dict
         f"- accuracy {variant.accuracy:.4f} on {evaluation['sentences']} `{evaluation['split']}` sentences, "
         f"{variant.retention:.1%} of the teacher's",
         *deployed_figures(variant),
-        f"- {variant.speedup:.2f}x the teacher's speed (PyTorch fp32), p50 {lat.p50:.2f} ms at batch "
+        f"- {speed_figure(variant, report)}, p50 {lat.p50:.2f} ms at batch "
         f"{target['batch_size']}, length {target['sequence_length']}, {target['threads']} CPU threads",
+        *speed_warning(variant, report),
         *mobile_figures(variant),
         f"- {variant.size_bytes / 1e6:.1f} MB on disk",
         "",
@@ -212,6 +215,25 @@ def model_card(cfg, report: records.Report, variant: records.Variant, spec: dict
         "",
     ]
     return "\n".join(lines)
+
+
+def speed_figure(variant: records.Variant, report: records.Report) -> str:
+    """``2.31x the teacher's speed (PyTorch fp32; 2.10-2.52x in 3 rounds)`` and its flags: the speedup as the model
+    card writes it."""
+    text = f"{variant.speedup:.2f}x the teacher's speed (PyTorch fp32"
+    if variant.speedup_range and report.latency_rounds:
+        lo, hi = variant.speedup_range
+        text += f"; {lo:.2f}-{hi:.2f}x in {report.latency_rounds.rounds} rounds"
+    return text + ")" + rounds.tag(variant.speedup_flags)
+
+
+def speed_warning(variant: records.Variant, report: records.Report) -> list[str]:
+    """The model card's line under a flagged speedup: what is flagged, so that nobody quotes the figure bare."""
+    if not variant.speedup_flags:
+        return []
+    why = rounds.flagged_lines([v for v in report.variants if v.name in (variant.name, report.reference)],
+                               report.latency_rounds.noise_tolerance if report.latency_rounds else None)
+    return ["  - flagged, do not quote this speedup without its flag: " + "; ".join(why)]
 
 
 def _count(n: int) -> str:
