@@ -40,6 +40,8 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 td.num { white-space: nowrap; }
 tr.recommended td { background: #fff5d6; }
 .name { white-space: nowrap; }
+.flag { display: block; white-space: normal; font-size: 85%; color: #a33; }
+.range { display: block; font-size: 85%; color: #555; }
 .swatch { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin-right: 6px; }
 .tag { display: block; font-size: 11px; color: #8a6d00; }
 .tag.shipped { color: #111; font-weight: 600; }
@@ -210,8 +212,19 @@ def _table(header: list[str], right: list[bool], rows: list[list[str]], marks: l
     body = []
     for n, row in enumerate(rows):
         tr = '<tr class="recommended">' if marks and marks[n] else "<tr>"
-        body.append(tr + "".join(f"<td{cls(i)}>{c}</td>" for i, c in enumerate(row)) + "</tr>")
+        body.append(tr + "".join(f"<td{cls(i)}>{_flag_span(c)}</td>" for i, c in enumerate(row)) + "</tr>")
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
+
+
+_FLAG = re.compile(r" \[([a-z][a-z ,]*)\]")
+_RANGE = re.compile(r"x \((\d[\d.]*-\d[\d.]*)\)")  # a speedup's interval over rounds: 2.31x (2.10-2.52)
+
+
+def _flag_span(cell: str) -> str:
+    """A figure's flags (``0.05 [below timer resolution]``, compress.bench.rounds.tag) and a speedup's interval on
+    lines of their own in its cell, the flags free to wrap: they do not widen a column past the page."""
+    cell = _RANGE.sub(lambda m: f'x<span class="range">({m.group(1)})</span>', cell)
+    return _FLAG.sub(lambda m: f'<span class="flag">[{m.group(1)}]</span>', cell)
 
 
 def _swatch(colour: str) -> str:
