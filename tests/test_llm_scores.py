@@ -14,7 +14,7 @@ import torch
 from compress import models
 from compress.distill.cache import _topk
 from compress.distill.losses import forward_kl, topk_forward_kl
-from compress.tasks.causal_lm import lm, onnxlm, retention, score, zeroshot
+from compress.tasks.causal_lm import lm, onnxlm, retention, wikitext, zeroshot
 from compress.tasks.causal_lm.text import generate_text, train_bpe_tokenizer
 
 from .test_llm import tiny
@@ -89,15 +89,15 @@ def test_the_onnx_decoder_scores_a_shared_context_as_the_padded_rows_do(tokenize
     np.testing.assert_allclose([g[0] for g in got], [w[0] for w in want], atol=1e-4)
     # WikiText: windows start with end-of-text, every token predicted once; bits per byte from the same NLL
     text = TEXT[:2000]
-    rows, nbytes = score.windows(tokenizer, text, None, 32)
+    rows, nbytes = wikitext.windows(tokenizer, text, None, 32)
     assert all(r[0] == tokenizer.eos_token_id and len(r) <= 32 for r in rows)
     assert sum(len(r) - 1 for r in rows) == len(tokenizer(text, add_special_tokens=False)["input_ids"])
     assert nbytes == len(text.encode())
-    w = score.wikitext_scores({"decoder": dec}, tokenizer, text, None, 32)
-    t = score.wikitext_scores({"model": model}, tokenizer, text, None, 32)
+    w = wikitext.wikitext_scores({"decoder": dec}, tokenizer, text, None, 32)
+    t = wikitext.wikitext_scores({"model": model}, tokenizer, text, None, 32)
     assert w["perplexity"] == pytest.approx(t["perplexity"], rel=1e-4)
     assert w["bits_per_byte"] == pytest.approx(w["nll"] * w["tokens"] / math.log(2) / nbytes)
-    capped, capped_bytes = score.windows(tokenizer, text, 50, 32)
+    capped, capped_bytes = wikitext.windows(tokenizer, text, 50, 32)
     assert sum(len(r) - 1 for r in capped) == 50 and 0 < capped_bytes < nbytes
 
 
