@@ -44,7 +44,7 @@ def run_tiny(tmp_path):
 # A shorter tiny run for tests that only need a finished run and its bundle: fewer steps, no baselines; every
 # bench target (gpu is skipped, with the reason, where there is no CUDA).
 SHIPPED = [*FAST, "baselines.enabled=false", "teacher.train.epochs=1", "distill.train.epochs=1", "data.generated_size=200",
-           "bench.targets=[cpu,mobile,gpu]"]
+           "bench.targets=[cpu,mobile,gpu]", "bench.mobile_sequence_lengths=[16,32]"]
 
 
 @pytest.fixture(scope="session")

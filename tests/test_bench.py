@@ -53,7 +53,8 @@ def test_retention_interval_is_paired_and_contains_the_ratio():
 
 
 def test_targets_config_defaults_and_refusals():
-    cfg = load_config(TINY)
+    assert load_config(TINY).bench.mobile_sequence_lengths == [16]  # the demo measures one mobile length
+    cfg = load_config(TINY, ["bench.mobile_sequence_lengths=[16,32]"])
     assert cfg.bench.targets == ["cpu", "mobile"] and cfg.bench.mobile_sequence_lengths == [16, 32]
     cases = targets.cases(cfg.bench)
     assert [c.key for c in cases["mobile"]] == ["mobile@16", "mobile@32"]
@@ -230,7 +231,9 @@ def test_a_noisy_reference_is_flagged_in_all_four_places(tiny_shipped, tmp_path)
     assert "| 231.32 [noisy] |" in md and md.count("noisy reference]") >= 2 and written in md
     assert "- teacher: noisy: p50 1.89-460.74 ms over 2 rounds" in md
     page = (copy / "report.html").read_text()
-    assert "231.32 [noisy]" in page and written in page and "noisy reference" in page
+    # in a table cell the flag and the interval sit on lines of their own (compress.reports.html._flag_span)
+    cell = f'{shipped["speedup"]:.2f}x<span class="range">({lo:.2f}-{hi:.2f})</span><span class="flag">['
+    assert '231.32<span class="flag">[noisy]</span>' in page and cell in page and "noisy reference" in page
     # the model card: the speedup with its interval and flag, and the line saying why
     card = (tmp_path / "exports" / "tiny" / "README.md").read_text()
     assert f"- {shipped['speedup']:.2f}x the teacher's speed (PyTorch fp32; {lo:.2f}-{hi:.2f}x in 2 rounds) [" in card
