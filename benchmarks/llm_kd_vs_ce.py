@@ -24,15 +24,13 @@ import torch
 from rich.console import Console
 
 from compress.config.load import load_config
-from compress.distill import cache as teacher_cache
 from compress.distill.train import fit, make_accelerator
 from compress.envinfo import resolve_precision
 from compress.tasks.causal_lm import lm, zeroshot
-from compress.tasks.causal_lm.objectives import TokenKD, kd_loss_fn, lm_cross_entropy
+from compress.tasks.causal_lm.objectives import TokenKD, cached_teacher, kd_loss_fn, lm_cross_entropy
 from compress.tasks.causal_lm.text import load_text, train_rows
 from compress.tasks.causal_lm.wikitext import read_wikitext, wikitext_scores
 
-BF16_LM_ATOL = 1.0
 METRIC = {"hellaswag": "acc_norm"}
 
 
@@ -75,10 +73,8 @@ def main() -> None:
         teacher, _ = lm.load_saved(run / "teacher" / "model")
         teacher.eval().requires_grad_(False)
         ctx = SimpleNamespace(runs_dir=run.parent, run_dir=run, console=console, device="cpu")
-        cached, result["cache"] = teacher_cache.for_run(
-            cfg, ctx, cfg.distill, teacher, run / "teacher" / "model", data, tok.pad_token_id, precision,
-            top_k=cfg.distill.cache.top_k, what="rows", batch_size=max(1, 2**27 // (cfg.data.max_length * 49152)),
-            bf16_atol=BF16_LM_ATOL)
+        cached, result["cache"] = cached_teacher(cfg, ctx, teacher, run / "teacher" / "model", data, tok.pad_token_id,
+                                                 precision, lm.output_rows(model))
         del teacher
         train = fit(TokenKD(model, cfg.distill), data, tok.pad_token_id, cfg.distill.train, accelerator, cfg.seed,
                     kd_loss_fn(None, accelerator, cached), "kd", console, evaluate=evaluate)

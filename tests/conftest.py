@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,15 @@ def tiny_shipped(tmp_path_factory):
     result = invoke("run", ROOT / "pipelines" / "tiny.yaml", "--runs-dir", base / "runs", *overrides)
     assert result.exit_code == 0, result.output + (result.stderr or "")
     return base / "runs" / "tiny", base / "exports" / "tiny", overrides
+
+
+def copy_run(tiny_shipped, target):
+    """A copy of the shared run's report.json (and its reports) in ``target``: a run folder to edit."""
+    run_dir, _, _ = tiny_shipped
+    target.mkdir(parents=True)
+    for name in ("report.json", "report.md", "report.html"):
+        shutil.copyfile(run_dir / name, target / name)
+    return target
 
 
 def read_json(path: Path):

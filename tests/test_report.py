@@ -5,24 +5,15 @@ import json
 import re
 import shutil
 
-import pytest
-
 from compress.reports.plots import pareto_front
 from compress.tasks.classification.report import recommend
 
-from .conftest import ROOT, invoke, read_json
+from .conftest import ROOT, copy_run, invoke, read_json
 
 EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//|url\(\s*["']?\s*(?:https?:)?//|@import|<script|<link""",
                       re.IGNORECASE)
 
 
-def copy_run(tiny_shipped, target):
-    """A copy of the shared run's report.json (and its reports) in ``target``: a run folder to edit."""
-    run_dir, _, _ = tiny_shipped
-    target.mkdir(parents=True)
-    for name in ("report.json", "report.md", "report.html"):
-        shutil.copyfile(run_dir / name, target / name)
-    return target
 
 
 def edit_report(run_dir, change):

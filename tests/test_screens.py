@@ -25,15 +25,7 @@ from compress.reports.accuracy import recommendation_sentence, shipped_sentence
 from compress.reports.compare import folder_names
 from compress.tasks.classification import summary as cls_summary
 
-from .conftest import read_json
-
-
-def copy_run(tiny_shipped, target):
-    run_dir, _, _ = tiny_shipped
-    target.mkdir(parents=True)
-    for name in ("report.json", "report.md", "report.html"):
-        shutil.copyfile(run_dir / name, target / name)
-    return target
+from .conftest import copy_run, read_json
 
 
 def rendered(width: int, draw) -> list[str]:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from compress import models
-from compress.distill import cache as teacher_cache
 from compress.distill.sharding import shard_frozen
 from compress.distill.train import accelerator_for, fit
 from compress.envinfo import resolve_precision
@@ -12,16 +11,20 @@ from compress.errors import CompressError
 from compress.layout import MODEL_DIR
 from compress.tasks.causal_lm import lm, preflight
 from compress.tasks.causal_lm.lm import output_rows
-from compress.tasks.causal_lm.objectives import TokenKD, kd_loss_fn, lm_cross_entropy, teacher_completions
+from compress.tasks.causal_lm.objectives import (
+    CACHE_FULL_ROWS,
+    TokenKD,
+    cached_teacher,
+    kd_loss_fn,
+    lm_cross_entropy,
+    teacher_completions,
+)
 from compress.tasks.causal_lm.text import as_encoded, load_text, token_stream, train_rows
 
 NAME = "distill"
 DEPENDS = ("teacher", "student")
 DISTRIBUTED = True
 CONFIG = ("seed", "data", "distill")
-CACHE_FULL_ROWS = 1024  # vocabularies up to this size are cached whole; larger ones as their top-k (distill.cache.top_k)
-CACHE_BATCH_TOKENS = 2**27  # logits floats of one teacher batch while the cache is computed (512 MB)
-BF16_LM_ATOL = 1.0  # a 30-layer decoder's logits (magnitude ~20-30) in bf16 autocast against fp32
 
 
 def run(cfg, ctx) -> dict:
@@ -56,11 +59,9 @@ def run(cfg, ctx) -> dict:
         if dcfg.cache.enabled and pre.mode == "identical" and (dcfg.divergence == "forward_kl" or rows <= CACHE_FULL_ROWS):
             # the main process runs the whole teacher once (the others read its cache): it is not sharded
             teacher_model.to(accelerator.device).eval().requires_grad_(False)
-            top_k = None if rows <= CACHE_FULL_ROWS else dcfg.cache.top_k
-            cached, metrics["cache"] = teacher_cache.for_run(
-                cfg, ctx, dcfg, teacher_model, ctx.layout.model("teacher"), data, tok.pad_token_id,
-                resolve_precision(dcfg.train.precision, ctx.device), top_k=top_k, what="rows",
-                batch_size=max(1, CACHE_BATCH_TOKENS // (cfg.data.max_length * max(rows, 1))), bf16_atol=BF16_LM_ATOL)
+            cached, metrics["cache"] = cached_teacher(cfg, ctx, teacher_model, ctx.layout.model("teacher"), data,
+                                                      tok.pad_token_id, resolve_precision(dcfg.train.precision, ctx.device),
+                                                      rows)
         else:
             teacher_model = shard_frozen(teacher_model, accelerator)  # frozen; sharded like the student under FSDP
         source = (f"cached teacher ({'full distributions' if cached.format == 'full' else f'top-{cached.top_k} and the rest mass'})"

@@ -6,7 +6,12 @@ from __future__ import annotations
 
 import torch
 
+from compress.distill import cache as teacher_cache
 from compress.distill.losses import cross_entropy, kd_loss, topk_forward_kl
+
+CACHE_FULL_ROWS = 1024  # vocabularies up to this size are cached whole; larger ones as their top-k (distill.cache.top_k)
+CACHE_BATCH_TOKENS = 2**27  # logits floats of one teacher batch while the cache is computed (512 MB)
+BF16_LM_ATOL = 1.0  # a 30-layer decoder's logits (magnitude ~20-30) in bf16 autocast against fp32
 
 
 def shifted(input_ids, attention_mask):
@@ -48,6 +53,16 @@ class TokenKD(torch.nn.Module):
         if self.shared is not None:
             s, t = s[..., : self.shared], t[..., : self.shared]
         return kd_loss(s, t, labels, d.temperature, d.alpha, divergence=d.divergence, mask=mask, beta=d.beta)
+
+
+def cached_teacher(cfg, ctx, teacher, teacher_dir, data, pad_id: int, precision: str, rows: int):
+    """(outputs, info): the teacher's next-token distributions on ``data`` from the run's cache (computed once on a
+    miss; compress.distill.cache.for_run): whole for a vocabulary of up to CACHE_FULL_ROWS ``rows``, else the
+    top ``distill.cache.top_k`` and the remaining mass; checked against the live teacher."""
+    top_k = None if rows <= CACHE_FULL_ROWS else cfg.distill.cache.top_k
+    return teacher_cache.for_run(cfg, ctx, cfg.distill, teacher, teacher_dir, data, pad_id, precision, top_k=top_k,
+                                 what="rows", batch_size=max(1, CACHE_BATCH_TOKENS // (cfg.data.max_length * max(rows, 1))),
+                                 bf16_atol=BF16_LM_ATOL)
 
 
 def kd_loss_fn(teacher, accelerator, cached=None):

@@ -37,6 +37,7 @@ def run(cfg, ctx) -> dict:
     text = read_wikitext(folder / scfg.wikitext) if scfg.wikitext else None
     done = {}
     store = score_cache.ScoreCache(score_cache.root(ctx.runs_dir or ctx.run_dir.parent))
+    content = score_cache.items_digest(items, text)
     for v in variants(ctx):
         partial = ctx.checkpoint_dir / f"{v['name']}.json" if ctx.checkpoint_dir else None
         if partial is not None and partial.is_file():
@@ -46,7 +47,7 @@ def run(cfg, ctx) -> dict:
         folder_v = v["path"] if v["format"] == "pytorch" else v["path"].parent
         longest = min(scfg.max_length, positions(folder_v))
         runtime = (f"pytorch:{_torch_device(cfg)}" if v["format"] == "pytorch" else f"onnxruntime:{cfg.bench.threads}")
-        key = store.key(score_cache.model_files(folder_v), score_cache.settings_digest(items, text, {
+        key = store.key(score_cache.model_files(folder_v), score_cache.settings_digest(content, {
             "runtime": runtime, "max_length": longest, "batch_size": scfg.batch_size,
             "wikitext_tokens": scfg.wikitext_tokens, "window": min(scfg.window, longest)}))
         cached = store.get(key)

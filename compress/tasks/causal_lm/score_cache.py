@@ -35,15 +35,21 @@ def model_files(folder: Path) -> list[Path]:
     return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.name.endswith(MODEL_SUFFIXES))
 
 
-def settings_digest(items: dict, text: str | None, settings: dict) -> str:
-    """sha256 over the items of every set (in order), the WikiText-2 text and ``settings`` (JSON-able)."""
+def items_digest(items: dict, text: str | None) -> str:
+    """sha256 over the items of every set (in order) and the WikiText-2 text: once per stage, the same for every
+    variant."""
     digest = hashlib.sha256()
-    digest.update(json.dumps({"version": VERSION, "settings": settings}, sort_keys=True).encode())
     for name in sorted(items):
         digest.update(f"\0{name}\0".encode())
         digest.update(json.dumps([dataclasses.asdict(it) for it in items[name]], sort_keys=True).encode())
     digest.update(b"\0wikitext\0" + (text or "").encode("utf-8"))
     return digest.hexdigest()
+
+
+def settings_digest(items: str, settings: dict) -> str:
+    """sha256 over ``items`` (items_digest) and ``settings`` (JSON-able: what else changes a score)."""
+    return hashlib.sha256(json.dumps({"version": VERSION, "items": items, "settings": settings},
+                                     sort_keys=True).encode()).hexdigest()
 
 
 class ScoreCache:
