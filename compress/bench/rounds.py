@@ -13,10 +13,11 @@ Per measurement:
   p50 is under the timer floor (:func:`timer`): at tens of microseconds per query the timer, the Python call around
   the model and a scheduler tick weigh as much as the model does.
 
-A speedup is the reference's p50 over the variant's (both medians over rounds), with its interval: the per-round
-ratios (the reference's round-r p50 over the variant's round-r p50), min..max (none for the reference itself, 1x by
-definition). A speedup carries the variant's own flags and the reference's (as ``reference noisy``...): one whose
-reference is flagged is never shown without it.
+A speedup is the median of the per-round ratios (the reference's round-r p50 over the variant's round-r p50: the two
+were measured side by side), with their min..max as its interval, so the point always lies inside it (none for the
+reference itself, 1x by definition; a measurement from before rounds: the ratio of the p50s). A speedup carries
+the variant's own flags and the reference's (as ``reference noisy``...): one whose reference is flagged is never
+shown without it.
 """
 
 from __future__ import annotations
@@ -66,13 +67,14 @@ def combine(per_round: list[dict], tolerance: float, floor_ms: float) -> dict:
 
 
 def speedup(ref: dict, m: dict, same: bool = False) -> dict:
-    """The reference's p50 over ``m``'s, its interval over rounds and its flags. ``ref`` and ``m`` are
-    measurements as combine() gives them (``latency_ms``, ``p50_rounds_ms``, ``flags``); ``same``: ``m`` is the
-    reference itself (its own flags only). A measurement from before rounds (no ``p50_rounds_ms``) gets no
-    interval."""
-    point = ref["latency_ms"]["p50"] / m["latency_ms"]["p50"]
+    """The median over rounds of the reference's p50 over ``m``'s, its interval over rounds and its flags.
+    ``ref`` and ``m`` are measurements as combine() gives them (``latency_ms``, ``p50_rounds_ms``, ``flags``);
+    ``same``: ``m`` is the reference itself (its own flags only). A measurement from before rounds (no
+    ``p50_rounds_ms``) gets no interval."""
     a, b = ref.get("p50_rounds_ms") or [], m.get("p50_rounds_ms") or []
     ratios = [x / y for x, y in zip(a, b) if y > 0] if len(a) == len(b) else []
+    point = ref["latency_ms"]["p50"] / m["latency_ms"]["p50"] if not ratios else statistics.median(ratios)
+    point = 1.0 if same else point
     own = list(m.get("flags") or [])
     theirs = [] if same else [REFERENCE + f for f in ref.get("flags") or []]
     return {"speedup": round(point, 3),
