@@ -276,6 +276,7 @@ def compare(
                                              help="Fail when a variant's retention falls by more points than this."),
     max_latency_increase: float = typer.Option(10.0, "--max-latency-increase", min=0,
                                                help="Fail when a variant's p50 latency grows by more percent than this."),
+    wide: bool = typer.Option(False, "--wide", help="Show every column of the table, however narrow the terminal."),
 ) -> None:
     """Gate a run against a base run (for CI): exit 1 on a regression, 0 otherwise.
 
@@ -289,6 +290,7 @@ def compare(
     """
     from rich.console import Console
 
+    from compress.reports import terminal
     from compress.reports.compare import changes, load_runs, regressions, table, target_differences, within_noise
 
     base_run, new_run = load_runs([base, new], _readable)
@@ -297,9 +299,7 @@ def compare(
         raise CompressError(f"{new}: no variant in common with {base} (base has "
                             f"{', '.join(only_base)}; new has {', '.join(only_new)}): nothing to compare")
     console = Console(highlight=False)
-    if not console.is_terminal:  # logs and CI: wide enough for the table
-        console.width = max(console.width, 160)
-    console.print(table(base_run, new_run, common))
+    terminal.table(console, *table(base_run, new_run, common), wide=wide)
     for label, names in (("only in base", only_base), ("only in new", only_new)):
         if names:
             console.print(f"{label} (not compared): {', '.join(names)}")

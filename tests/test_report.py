@@ -219,6 +219,11 @@ def test_compare_passes_on_itself_and_lists_variants_of_one_run(tiny_shipped, tm
     result = invoke("compare", run_dir, run_dir / "report.json")
     assert result.exit_code == 0, result.output
     assert "ok: " in result.stdout and "student-int8" in result.stdout and not result.stderr
+    table = result.stdout.split("\nonly in")[0].split("\nunchanged")[0]  # the table and the note under it
+    assert max(map(len, table.splitlines())) <= 80 and "…" not in table  # CliRunner's console: 80 columns
+    assert "(not shown at 80 columns: peak MiB" in table
+    wide = invoke("compare", run_dir, run_dir / "report.json", "--wide")
+    assert "peak MiB" in wide.stdout and "not shown" not in wide.stdout
 
     new = copy_run(tiny_shipped, tmp_path / "new")
     edit_report(new, lambda r: r.update(variants=[v for v in r["variants"] if v["name"] != "student-int8-static"]))

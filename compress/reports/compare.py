@@ -239,14 +239,19 @@ def target_differences(base: Report, new: Report) -> list[str]:
 
 
 def table(base: Run, new: Run, common: list[Change]):
-    """A rich Table: each figure in both runs and its change."""
-    from rich.table import Table
+    """(title, columns, rows): each figure in both runs and its change, for compress.reports.terminal.table. On a
+    narrow terminal the base -> new pairs go first (peak memory, size, accuracy, retention, latency), then the
+    changes of peak memory and size; the variant and the changes of accuracy, retention and latency always stay."""
+    from compress.reports.terminal import Column
 
-    t = Table(title=f"{new.record.name} ({new.path}) against the base run {base.record.name} ({base.path})")
-    t.add_column("variant")
+    title = f"{new.record.name} ({new.path}) against the base run {base.record.name} ({base.path})"
+    pair_drop = {"accuracy": 3, "retention": 4, "p50 ms": 5, "size MB": 2, "peak MiB": 1}
+    change_drop = {"size MB": 7, "peak MiB": 6}
+    columns = [Column("variant", right=False)]
     for col in ("accuracy", "retention", "p50 ms", "size MB", "peak MiB"):
-        t.add_column(f"{col}\nbase -> new", justify="right")
-        t.add_column("change", justify="right")
+        columns += [Column(f"{col}\nbase -> new", drop=pair_drop[col]),
+                    Column(f"{col}\nchange", drop=change_drop.get(col))]
+    rows = []
     for c in common:
         b, n = c.base, c.new
         cells = [c.name]
@@ -259,5 +264,5 @@ def table(base: Run, new: Run, common: list[Change]):
                          (lambda v: v.peak_memory_bytes / 2**20, "{:.0f}")):
             old, now = key(b), key(n)
             cells += [f"{fmt.format(old)} -> {fmt.format(now)}", f"{(now / old - 1) * 100 + 0.0:+.1f}%" if old else "-"]
-        t.add_row(*cells)
-    return t
+        rows.append(cells)
+    return title, columns, rows
