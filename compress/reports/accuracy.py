@@ -20,8 +20,9 @@ def recommendation_sentence(report: Report) -> str:
         return f"No variant keeps {floor:.0%} of the teacher's accuracy (report.retention_floor): nothing is recommended."
 
     def figures(v):
+        deployed = " as deployed, one unpadded sentence at a time" if v.get("judged_at_batch1") else ""
         return (f"{v['size_bytes'] / 1e6:.1f} MB, {v['p50_ms']:.2f} ms p50, {v['retention']:.1%} of the teacher's "
-                f"accuracy{_slower(report, v['name'])}")
+                f"accuracy{deployed}{_slower(report, v['name'])}")
 
     if size["name"] == latency["name"]:
         return (f"Recommended: {size['name']} ({figures(size)}), both the smallest and the fastest variant that "
