@@ -3,7 +3,8 @@ processes load every core, and checks what each run claims against the others.
 
     python benchmarks/noisy_runs.py [pipelines/tiny.yaml] [--runs 3] [--load 2] [--out benchmarks/results/noisy_runs.json]
 
-``--load N`` starts N busy Python processes (at the same priority) before the first run and stops them after the
+``--reuse`` checks the finished runs again (their stages are skipped; the summary is printed again) without
+rerunning them. ``--load N`` starts N busy Python processes (at the same priority) before the first run and stops them after the
 last; 0 runs on the machine as it is. Each run goes to its own folder under benchmarks/runs/noisy/<i>/ (its bundle
 beside it), is printed at 200 columns and read back from report.json. For every speedup (each variant on each
 target case, against the teacher measured in the same run), over the runs:
@@ -46,9 +47,10 @@ def _flat(text: str) -> str:
     return re.sub(r"\s+", "", html.unescape(re.sub(r"<[^>]+>", "", text)))
 
 
-def run_once(pipeline: str, folder: Path, overrides: list[str]) -> dict:
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
+def run_once(pipeline: str, folder: Path, overrides: list[str], reuse: bool = False) -> dict:
+    if not reuse:
+        shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, COLUMNS="200", PYTHONUNBUFFERED="1")
     started = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "compress", "run", pipeline, "--runs-dir", str(folder / "runs"),
@@ -79,12 +81,14 @@ def run_once(pipeline: str, folder: Path, overrides: list[str]) -> dict:
                 if _flat(text) not in places["report.html"]:
                     entry["missing_marks"].append("report.html")
                 if home == m.speedup_flags and m.speedup == v.speedup:  # the home target case: the terminal's row
-                    row = next((line for line in proc.stdout.splitlines() if f" {v.name} " in line), "")
+                    row = next((line for line in proc.stdout.splitlines()
+                                if line.startswith("│") and f"│ {v.name} " in line), "")
                     if speedup_cell(v) not in row:
                         entry["missing_marks"].append("terminal")
                     if v.name == shipped and _flat(speed_figure(v, report)) not in places["model card"]:
                         entry["missing_marks"].append("model card")
             speedups.append(entry)
+    (folder / "terminal.txt").write_text(proc.stdout)
     return {"folder": str(run_dir), "seconds": round(seconds, 1), "shipped": shipped,
             "speedups": speedups}
 
@@ -96,11 +100,13 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--load", type=int, default=2, help="busy processes started beside the runs")
     ap.add_argument("--out", default="benchmarks/results/noisy_runs.json")
+    ap.add_argument("--reuse", action="store_true", help="keep finished runs (their stages are skipped: only the "
+                    "terminal summary is printed again) and check them again")
     args = ap.parse_args()
-    load = [subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(args.load)]
+    load = [subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(0 if args.reuse else args.load)]
     try:
         before = os.getloadavg()
-        runs = [run_once(args.pipeline, ROOT / "benchmarks" / "runs" / "noisy" / str(i), args.overrides)
+        runs = [run_once(args.pipeline, ROOT / "benchmarks" / "runs" / "noisy" / str(i), args.overrides, args.reuse)
                 for i in range(args.runs)]
         after = os.getloadavg()
     finally:
