@@ -67,7 +67,7 @@ class DataConfig(StrictModel):
     ClassLabel where there is one. Every split is read the same way. The names go into the teacher's config
     (id2label / label2id), the student, report.json/.md/.html and the bundle (config.json, manifest.json, and
     `load_bundle(path).predict(text)`). A label of any split outside the set is one error naming the file, the
-    row, the value and the valid labels."""
+    row, the value and the valid labels. File formats, files without a header row and what is refused: docs/data.md."""
 
     source: str = Field(
         description="A local folder holding <split>.tsv/.csv/.jsonl files, a hub dataset id (e.g. glue), "
