@@ -1,4 +1,5 @@
-"""Task data: local files (tsv/csv/jsonl), a hub dataset, or the generated sentiment task (compress.generated).
+"""Task data: local files (tsv/csv/jsonl/json, read by compress.datafiles), a hub dataset, or the generated
+sentiment task (compress.generated).
 
 A split is two lists, ``texts`` and ``labels``. Tokenized splits are lists of token ids,
 padded per batch, and batches are grouped by length so that little time goes to padding.
@@ -6,20 +7,17 @@ padded per batch, and batches are grouped by length so that little time goes to 
 
 from __future__ import annotations
 
-import csv
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 from compress.config import DataConfig, is_local_path
+from compress.datafiles import SUFFIXES, looks_like_data, read_file, short, suggest_columns
 from compress.errors import CompressError
 from compress.generated import generate_sentiment
 from compress.labels import LabelSet, decide
 from compress.labels import problem as label_problem
-
-_SUFFIXES = (".tsv", ".csv", ".jsonl", ".json")
 
 
 @dataclass
@@ -45,6 +43,8 @@ class Rows:
     rows: list[dict[str, Any]]
     where: str  # the file (or the source) they came from: error lines name it
     class_names: list[str] | None = None  # what the source calls its integer classes (a hub ClassLabel)
+    columns: list[str] | None = None  # a .tsv/.csv file's columns, in order
+    headed: bool = False  # its columns are its first row's cells (else data.columns names them, or it is JSON)
 
 
 def load_split(cfg: DataConfig, split: str, num_labels: int, seed: int = 0, limit: int | None = None,
@@ -70,13 +70,44 @@ def read_rows(cfg: DataConfig, split: str, seed: int = 0) -> Rows:
         rows = Rows(generate_sentiment(size, seed=hash_seed(split, seed),
                                        label_noise=cfg.generated_label_noise if train else 0.0), "generated data")
     elif is_local_path(cfg.source):
-        path = _local_file(Path(cfg.source).expanduser(), split)
-        rows = Rows(_read_local(path), str(path))
+        folder = Path(cfg.source).expanduser()
+        path = _local_file(folder, split)
+        if split != cfg.train_split and path.resolve() == _local_file(folder, cfg.train_split).resolve():
+            raise CompressError(f"data: split '{split}' is read from {path}, which is the training split's file "
+                                f"({_local_file(folder, cfg.train_split)}); a model is judged on rows it has not "
+                                "trained on: give it its own file")
+        table = read_file(path, cfg.columns)
+        rows = Rows(table.rows, str(path), columns=table.columns, headed=table.headed)
     else:
         rows = _read_hub(cfg, split)
     if not rows.rows:
         raise CompressError(f"data: split '{split}' of {cfg.source} is empty")
     return rows
+
+
+def refusals(cfg: DataConfig, labelled: bool = True) -> list[str]:
+    """Data settings that are valid one by one but cannot work together, one line each (a task's rules call it:
+    validate and run refuse them at load). ``labelled``: the task reads a label column."""
+    problems = []
+    splits = (("eval_split", cfg.eval_split), ("validation_split", cfg.validation_split))[: 2 if labelled else 1]
+    for key, split in splits:
+        if split is not None and split == cfg.train_split:
+            use = "judged" if key == "eval_split" else "picked (best epoch, early stopping)"
+            problems.append(f"data.{key}: '{split}' is also data.train_split; a model is {use} on rows it has not "
+                            "trained on: name another split (e.g. test, validation)")
+    if labelled and cfg.text_column == cfg.label_column:
+        problems.append(f"data.text_column: '{cfg.text_column}' is also data.label_column; the model would read its "
+                        "answer: name the column that holds the text")
+    if cfg.columns and (cfg.source == "generated" or not is_local_path(cfg.source)):
+        problems.append(f"data.columns: names the columns of header-less .tsv/.csv files in a local folder; "
+                        f"data.source is {'the generated task' if cfg.source == 'generated' else 'a hub dataset'}, "
+                        "whose columns are named (set it to null)")
+    if cfg.columns and labelled:
+        for key, name in (("text_column", cfg.text_column), ("label_column", cfg.label_column)):
+            if name not in cfg.columns:
+                problems.append(f"data.{key}: '{name}' is not one of data.columns ({', '.join(cfg.columns)}); name "
+                                f"that column '{name}' in data.columns, or set data.{key} to one of them")
+    return problems
 
 
 def hash_seed(split: str, seed: int) -> int:
@@ -89,7 +120,7 @@ _LABEL_SETS: dict[tuple, LabelSet] = {}  # one decision per training split per p
 def label_set(cfg: DataConfig, num_labels: int, seed: int = 0, train: Rows | None = None) -> LabelSet:
     """How this pipeline's labels are read, decided on its whole training split (compress.labels.decide) and kept
     for the other splits; ``train``: its rows when they were just read (then decided again)."""
-    key = (_source_key(cfg, seed), cfg.label_column, tuple(cfg.labels or ()), num_labels)
+    key = (_source_key(cfg, seed), cfg.label_column, tuple(cfg.labels or ()), tuple(cfg.columns or ()), num_labels)
     if train is None:
         if key in _LABEL_SETS:
             return _LABEL_SETS[key]
@@ -113,8 +144,14 @@ def _source_key(cfg: DataConfig, seed: int) -> tuple:
 
 
 def _check_columns(rows: Rows, cfg: DataConfig, split: str) -> None:
-    found = list(rows.rows[0].keys())
-    missing = [c for c in (cfg.text_column, cfg.label_column) if c not in rows.rows[0]]
+    found = rows.columns or list(rows.rows[0].keys())
+    missing = [c for c in (cfg.text_column, cfg.label_column) if c not in found]
+    if missing and rows.headed and looks_like_data(found, rows.rows):
+        names = suggest_columns(found, rows.rows, cfg.text_column, cfg.label_column)
+        raise CompressError(
+            f"data: {rows.where} has no column {' or '.join(repr(c) for c in missing)}; its first row looks like data, "
+            f"not a header ({', '.join(repr(short(c)) for c in found)}): if the file has no header row, name its "
+            f"{len(found)} columns with data.columns (e.g. data.columns: [{', '.join(names)}])")
     if missing:
         raise CompressError(
             *(f"data.{'text' if c == cfg.text_column else 'label'}_column: column '{c}' not in split '{split}' "
@@ -149,55 +186,16 @@ def _to_split(rows: Rows, cfg: DataConfig, split: str, num_labels: int, labels: 
 
 
 def _local_file(folder: Path, split: str) -> Path:
-    for suffix in _SUFFIXES:
-        path = folder / f"{split}{suffix}"
-        if path.is_file():
-            return path
-    have = sorted(p.name for p in folder.iterdir() if p.suffix in _SUFFIXES)
+    found = [folder / f"{split}{suffix}" for suffix in SUFFIXES if (folder / f"{split}{suffix}").is_file()]
+    if len(found) > 1:
+        raise CompressError(f"data: split '{split}' has {len(found)} files in {folder}: "
+                            f"{' and '.join(p.name for p in found)}; keep one (a split is read from one file)")
+    if found:
+        return found[0]
+    have = sorted(p.name for p in folder.iterdir() if p.suffix in SUFFIXES)
     raise CompressError(
         f"data: no file for split '{split}' in {folder} (looked for {split}.tsv/.csv/.jsonl/.json; found: {', '.join(have) or 'none'})"
     )
-
-
-def _read_local(path: Path) -> list[dict[str, Any]]:
-    suffix = path.suffix
-    csv.field_size_limit(2**31 - 1)  # a long document is a long sentence (truncated and counted), not an error
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as fh:  # -sig: a byte-order mark is not part of the header
-            if suffix == ".tsv":
-                return list(csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE))
-            if suffix == ".csv":
-                return list(csv.DictReader(fh))
-            if suffix == ".jsonl":
-                rows = []
-                for number, line in enumerate(fh, 1):
-                    if line.strip():
-                        try:
-                            rows.append(json.loads(line))
-                        except json.JSONDecodeError as exc:
-                            raise CompressError(f"{path}:{number}: invalid JSON: {exc.msg}") from None
-                        _check_object(rows[-1], path, f"line {number}")
-                return rows
-            data = json.load(fh)
-            rows = data if isinstance(data, list) else data.get("data", []) if isinstance(data, dict) else None
-            if not isinstance(rows, list):
-                raise CompressError(f"{path}: expected a JSON list of objects (or {{\"data\": [...]}}), "
-                                    f"got {type(data).__name__}")
-            for i, row in enumerate(rows):
-                _check_object(row, path, f"item {i}")
-            return rows
-    except UnicodeDecodeError as exc:
-        raise CompressError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except json.JSONDecodeError as exc:
-        raise CompressError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
-    except csv.Error as exc:
-        raise CompressError(f"{path}: unreadable {suffix[1:].upper()} ({exc})") from None
-
-
-def _check_object(row: Any, path: Path, where: str) -> None:
-    if not isinstance(row, dict):
-        raise CompressError(f"{path}: {where} is a JSON {type(row).__name__}; expected an object with the text and "
-                            "label columns")
 
 
 def _read_hub(cfg: DataConfig, split: str) -> Rows:

@@ -45,6 +45,8 @@ def read_jsonl(path: Path) -> list[Any]:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as exc:
                 raise CompressError(f"{path}: line {i} is not JSON ({exc.msg})") from None
+            except RecursionError:  # a value nested some thousand levels deep
+                raise CompressError(f"{path}: line {i} is JSON nested deeper than the reader allows") from None
     return rows
 
 

@@ -65,8 +65,9 @@ def check_data(cfg: PipelineConfig, console) -> dict:
         summary["labels"] = list(train.names)
     if unused:
         shown = ", ".join(f"{i} ({train.names[i]})" if train.names else str(i) for i in unused)
+        hint = f"; {train.label_set.hint}" if train.label_set and train.label_set.hint else ""
         _warn(console, f"data: teacher.num_labels is {n}, but no training row has label {shown} "
-                       f"(the training split uses {summary['labels_in_train']} of {n} labels)")
+                       f"(the training split uses {summary['labels_in_train']} of {n} labels){hint}")
     return summary
 
 

@@ -98,6 +98,27 @@ def test_decide_is_stable_whatever_the_row_order():
     rows = ["b", "a", "c", "a"]
     assert decide(rows, 3) == decide(reversed(rows), 3) == LabelSet(("a", "b", "c"), True, "training split 'train'")
     assert decide([0, 1, "1", 1.0], 2) == LabelSet()  # integers, whole floats, digits: ids as before
+    assert decide(["0.0", "1.0", " 1 ", "1e0"], 2) == LabelSet()  # whole numbers written as text: ids, not names
+
+
+@pytest.mark.parametrize("value, ident, name, fraction", [
+    ("1.0", 1, "1", False), ("+2", 2, "2", False), ("1e1", 10, "10", False), (3.0, 3, "3", False),
+    ("1.5", None, "1.5", True), (0.5, None, None, True), ("1e400", None, "1e400", True), (float("nan"), None, None, True),
+    ("nan", None, "nan", False), ("Sci/Tech", None, "Sci/Tech", False), ("1_0", None, "1_0", False),
+    (True, None, None, False), ("", None, None, False),
+])
+def test_whole_numbers_fractions_and_names(value, ident, name, fraction):
+    from compress.labels import as_id, as_name, is_fraction
+
+    assert (as_id(value), as_name(value), is_fraction(value)) == (ident, name, fraction)
+
+
+def test_1_based_labels_get_a_hint_only_when_exactly_1_to_n():
+    from compress.labels import one_based_hint
+
+    assert "look 1-based (the training split holds exactly 1..4)" in one_based_hint({1, 2, 3, 4}, 4)
+    assert "set teacher.num_labels: 4, then" in one_based_hint({1, 2, 3, 4}, 5)
+    assert one_based_hint({0, 1, 2, 3}, 4) == one_based_hint({1, 2, 4}, 4) == one_based_hint({1, 2, 3}, 5) == ""
 
 
 def test_hub_class_label_names_its_ids(monkeypatch):

@@ -119,7 +119,7 @@ def check_sources(cfg: PipelineConfig) -> list[str]:
     src = cfg.data.source  # whether it must be a folder or may be a file is the task's to say (its rules)
     static = next((i for i, v in enumerate(cfg.quantize.variants) if v.method == "onnx_static"), None)
     if cfg.quantize.enabled and static is not None and src != "generated" and is_local_path(src):
-        rows = count_local_rows(Path(src).expanduser(), cfg.data.train_split)
+        rows = count_local_rows(Path(src).expanduser(), cfg.data.train_split, header=cfg.data.columns is None)
         samples = cfg.quantize.variants[static].calibration.samples
         if rows == 0:
             problems.append(f"quantize.variants.{static}: onnx_static calibrates on the training split, but split "
@@ -146,15 +146,16 @@ def check_sources(cfg: PipelineConfig) -> list[str]:
     return problems
 
 
-def count_local_rows(folder: Path, split: str) -> int | None:
+def count_local_rows(folder: Path, split: str, header: bool = True) -> int | None:
     """Data rows in ``<folder>/<split>.tsv/.csv/.jsonl`` (None when there is no such file, or it is .json),
-    counted as lines without parsing: enough to tell an empty split from a usable one."""
-    for suffix, header in ((".tsv", 1), (".csv", 1), (".jsonl", 0)):
+    counted as lines without parsing: enough to tell an empty split from a usable one. ``header``: the .tsv/.csv
+    file's first line is its header (not with data.columns)."""
+    for suffix, skip in ((".tsv", int(header)), (".csv", int(header)), (".jsonl", 0)):
         path = folder / f"{split}{suffix}"
         if path.is_file():
             with open(path, "rb") as fh:
                 lines = sum(1 for line in fh if line.strip())
-            return max(lines - header, 0)
+            return max(lines - skip, 0)
     return None
 
 

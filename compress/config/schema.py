@@ -67,13 +67,18 @@ class DataConfig(StrictModel):
     ClassLabel where there is one. Every split is read the same way. The names go into the teacher's config
     (id2label / label2id), the student, report.json/.md/.html and the bundle (config.json, manifest.json, and
     `load_bundle(path).predict(text)`). A label of any split outside the set is one error naming the file, the
-    row, the value and the valid labels."""
+    row, the value and the valid labels. File formats, files without a header row and what is refused: docs/data.md."""
 
     source: str = Field(
         description="A local folder holding <split>.tsv/.csv/.jsonl files, a hub dataset id (e.g. glue), "
         "or 'generated' for a synthetic sentiment task (tests, newcomers without data)."
     )
     subset: str | None = Field(None, description="Hub dataset configuration, e.g. sst2 for glue.")
+    columns: list[str] | None = Field(
+        None, description="The column names of .tsv/.csv files that have no header row, in order (e.g. [label, "
+        "title, sentence] for a news corpus published as label, title, description): every line of such a file is "
+        "a row, and data.text_column and data.label_column must be among these names. null = the first line of each "
+        "file is its header. JSON files name their fields and take none.")
     text_column: str = Field("sentence", description="Column holding the text.")
     label_column: str = Field("label", description="Column holding the class labels: integer ids (0, 1, ...) or "
                               "names (positive, Sports); names become ids in sorted order unless data.labels "
@@ -102,6 +107,21 @@ class DataConfig(StrictModel):
     packing: bool = Field(True, description="task causal-lm: true = the token stream is cut into blocks of "
                           "data.max_length tokens (no padding); false = one row per paragraph, padded per batch "
                           "(masked in every loss).")
+
+    @field_validator("columns")
+    @classmethod
+    def _columns(cls, columns: list[str] | None) -> list[str] | None:
+        if columns is None:
+            return None
+        names = [c.strip() for c in columns]
+        if len(names) < 2:
+            raise ValueError(f"at least two columns (the text and the label), got {columns}")
+        if any(not n for n in names):
+            raise ValueError(f"a column name is empty: {columns}")
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"each column once, got {', '.join(twice)} more than once")
+        return names
 
     @field_validator("labels", mode="before")
     @classmethod

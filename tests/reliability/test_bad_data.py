@@ -46,7 +46,8 @@ BAD = [
      "row 41: '2'"),
     ("label-not-an-integer", tsv(ROWS), tsv(ROWS + [("x", "positive")]), [], "first: row 41: 'positive'"),
     ("label-negative", tsv(ROWS + [("x", -1)]), tsv(ROWS), [], "not integers in 0..1"),
-    ("label-missing-in-row", tsv(ROWS) + "no tab here\n", tsv(ROWS), [], "first: row 41: None"),
+    ("label-missing-in-row", tsv(ROWS) + "no tab here\n", tsv(ROWS), [],
+     "{data}/train.tsv:42: 1 field(s), but the header (line 1) has 2 (sentence, label); a field missing?"),
     ("not-utf8-text", tsv(ROWS).encode() + b"caf\xe9 cr\xe8me\t1\n", tsv(ROWS), [], "not UTF-8 text (invalid continuation byte"),
     ("latin1-bom", b"\xff\xfe" + tsv(ROWS).encode("utf-16-le"), tsv(ROWS), [], "not UTF-8 text"),
 ]
@@ -71,7 +72,7 @@ def test_bad_data_is_one_line_exit_2_before_anything_is_written(tmp_path, train,
 def test_non_utf8_names_the_file_and_byte(tmp_path):
     data = folder(tmp_path, tsv(ROWS).encode() + b"caf\xe9\t1\n", tsv(ROWS))
     result = invoke("run", TINY, f"data.source={data}", "--runs-dir", tmp_path / "runs")
-    assert f"error: {data / 'train.tsv'}: not UTF-8 text (invalid continuation byte at byte" in result.stderr
+    assert f"error: {data / 'train.tsv'}:42: not UTF-8 text (invalid continuation byte at byte 708)" in result.stderr
 
 
 def test_invalid_jsonl_line_is_named(tmp_path):
@@ -156,7 +157,7 @@ ODD = [  # (file name, content, None when it loads, else what the error line con
     ("train.tsv", "sentence\tlabel\n" + "x" * 200_000 + "\t1\n", None),  # a field past csv's 128 KiB default limit
     ("train.tsv", "\ufeffsentence\tlabel\na\t1\n", None),  # a byte-order mark is not part of the first column's name
     ("train.tsv", "sentence\tlabel\r\na\t1\r\n", None),
-    ("train.csv", 'sentence,label\n"unterminated,1\n', "not integers in 0..1"),
+    ("train.csv", 'sentence,label\n"unterminated,1\n', "train.csv:2: a quoted field opened on this line is never closed"),
     ("train.jsonl", "[1, 2]\n", "train.jsonl: line 1 is a JSON list; expected an object"),
     ("train.jsonl", '{"sentence": "a", "label": 1}\n3\n', "train.jsonl: line 2 is a JSON int"),
     ("train.jsonl", '{"sentence": "a", "label": 1}\n\n{"sentence": "b", "label": 0\n', "train.jsonl:3: invalid JSON"),

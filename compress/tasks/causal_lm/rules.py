@@ -6,6 +6,7 @@ from pathlib import Path
 
 from compress import preflight as checks
 from compress.config import PipelineConfig, is_local_path
+from compress.data import refusals as data_refusals
 from compress.tasks.causal_lm.text import load_text
 from compress.tasks.causal_lm.zeroshot import FILES
 
@@ -18,6 +19,10 @@ def refuse(cfg: PipelineConfig) -> list[str]:
     src = cfg.data.source
     if src != "generated" and is_local_path(src) and not Path(src).expanduser().exists():
         problems.append(f"data.source: not found: {src} (a text file, a folder of .txt files, a hub id, or 'generated')")
+    problems += data_refusals(cfg.data, labelled=False)
+    if cfg.data.columns is not None:
+        problems.append(f"data.columns: names the columns of header-less .tsv/.csv files for classifiers; {WHY} reads "
+                        "text files and JSON lines (set it to null)")
     if cfg.data.labels is not None:
         problems.append(f"data.labels: class names are for classifiers; {WHY} reads text without labels (set it to "
                         "null)")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from compress import preflight as checks
 from compress.config import PipelineConfig, is_local_path
+from compress.data import refusals as data_refusals
 
 
 def refuse(cfg: PipelineConfig) -> list[str]:
@@ -15,6 +16,7 @@ def refuse(cfg: PipelineConfig) -> list[str]:
     if src != "generated" and is_local_path(src) and not Path(src).expanduser().is_dir():
         problems.append(f"data.source: folder not found: {src} (a folder of <split>.tsv/.csv/.jsonl files, a hub id, "
                         "or 'generated')")
+    problems += data_refusals(cfg.data)
     if cfg.data.labels is not None and len(cfg.data.labels) != cfg.teacher.num_labels:
         problems.append(f"data.labels: {len(cfg.data.labels)} names ({', '.join(cfg.data.labels)}), but "
                         f"teacher.num_labels is {cfg.teacher.num_labels}; give one name per class")
