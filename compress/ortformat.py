@@ -41,21 +41,22 @@ def canonicalize(path: Path) -> bool:
 
 
 def canonical_bytes(buf: bytes, name: str = "model.ort") -> bytes:
+    """The bytes of an ORT-format model with its kernel type string resolver written in sorted order."""
+    resolver = resolver_of(buf, name)
+    out = rebuild(buf, resolver, name)
+    if resolver_of(out, name) != resolver:
+        raise CompressError(f"{name}: rewriting the kernel type string resolver in sorted order changed it")
+    return out
+
+
+def rebuild(buf: bytes, resolver: Resolver, name: str = "model.ort") -> bytes:
+    """``buf`` with its resolver and root table written again, the resolver's entries in the order given; every
+    byte written before them (the model, the version string) kept as it is, at the same distance from the end."""
     import flatbuffers
 
-    session = _root(buf, name)
-    resolver_at = _ref(session, SESSION_RESOLVER)
-    model_at = _ref(session, SESSION_MODEL)
-    if resolver_at is None or model_at is None:
-        raise CompressError(f"{name}: no model or no kernel type string resolver in this ORT-format file")
-    kept_from = _first_kept(buf, session, model_at)
-    if resolver_at >= kept_from:  # the resolver was not built after the model: a layout this does not know
-        raise CompressError(f"{name}: unexpected ORT-format layout (the resolver lies among the model's bytes)")
-    resolver = read_resolver(buf, resolver_at)
-    tail = buf[kept_from:]
-    size = len(buf)
-
-    builder = flatbuffers.Builder(len(buf))
+    session, _, kept_from = _parts(buf, name)
+    tail, size = buf[kept_from:], len(buf)
+    builder = flatbuffers.Builder(size)
     builder.Prep(ALIGNMENT, 0)  # the kept bytes stay at the same distance from the end, so aligned as before
     builder.Prep(1, len(tail))
     builder.head -= len(tail)
@@ -69,11 +70,26 @@ def canonical_bytes(buf: bytes, name: str = "model.ort") -> bytes:
     builder.PrependUOffsetTRelativeSlot(SESSION_RESOLVER, resolver_offset, 0)
     builder.Finish(builder.EndObject(), file_identifier=IDENTIFIER)
     out = bytes(builder.Output())
-
-    again = _root(out, name)
-    if read_resolver(out, _ref(again, SESSION_RESOLVER)) != resolver or not out.endswith(tail):
-        raise CompressError(f"{name}: rewriting the kernel type string resolver in sorted order changed the model")
+    if not out.endswith(tail):
+        raise CompressError(f"{name}: rewriting the kernel type string resolver moved the model's bytes")
     return out
+
+
+def _parts(buf: bytes, name: str):
+    """(the root table, where the resolver is, where the bytes written before it begin)."""
+    session = _root(buf, name)
+    resolver_at, model_at = _ref(session, SESSION_RESOLVER), _ref(session, SESSION_MODEL)
+    if resolver_at is None or model_at is None:
+        raise CompressError(f"{name}: no model or no kernel type string resolver in this ORT-format file")
+    kept_from = _first_kept(buf, session, model_at)
+    if resolver_at >= kept_from:  # the resolver was not built after the model: a layout this does not know
+        raise CompressError(f"{name}: unexpected ORT-format layout (the resolver lies among the model's bytes)")
+    return session, resolver_at, kept_from
+
+
+def resolver_of(buf: bytes, name: str = "model.ort") -> Resolver:
+    """The kernel type string resolver of an ORT-format model, sorted."""
+    return read_resolver(buf, _parts(buf, name)[1])
 
 
 def read_resolver(buf: bytes, at: int) -> Resolver:
