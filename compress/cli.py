@@ -41,9 +41,12 @@ def resume_command() -> str:
 
 
 def _program() -> str:
+    """How this process was started: ``python -m compress`` or the ``compress`` script (anything else, such as a
+    test runner calling the app, is named ``compress``)."""
     import sys
 
-    return "python -m compress" if sys.argv and sys.argv[0].endswith("__main__.py") else "compress"
+    started = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path()
+    return "python -m compress" if started.parts[-2:] == ("compress", "__main__.py") else "compress"
 
 
 def rerun_command(pipeline: Path, overrides: list[str], runs_dir: Path, stage: str) -> str:
@@ -262,7 +265,7 @@ def report_command(
     the same plots (a colour per run) and in one table; runs with the same name are named by their
     folders.
     """
-    from compress import tasks
+    from compress import stagefiles, tasks
     from compress.io import write_text
     from compress.layout import RunLayout
     from compress.reports.compare import load_runs
@@ -275,6 +278,8 @@ def report_command(
         task, target = tasks.get(report.task), out or where.report_html
         write_text(where.report_md, task.hook("markdown")(report))
         write_text(target, task.hook("html")(report))
+        # the report stage's record lists these files: keep it true, or the next run would refuse them as changed
+        stagefiles.rerecord(where.record("report"), [where.report_md, target], run_.path)
         if task.has("summary"):  # the table, then where report.md, report.html and report.json are
             task.hook("summary")(_console(highlight=False), run_.path, report, wide=wide)
         if target != where.report_html or not task.has("summary"):

@@ -7,7 +7,9 @@ of them is read and hashed again: a file changed, missing or added since is a pr
 because stages read folders, not only the files they name: transformers loads whatever weights, adapter or tokenizer
 files a model folder holds, and the ship stage bundles the tokenizer files it finds in the export folder.
 
-The cost is one sha256 pass over the run's files per run (about 1 GB/s on one core); stage.json itself is not listed.
+The cost is one sha256 pass over the skipped stages' files per run (about 1.4 GB/s on one core); stage.json itself
+is not listed. A command that rewrites such a file on purpose (``compress report`` renders report.md and report.html
+again) records its new sha256 with :func:`rerecord`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 
 from compress.io import sha256_file
 from compress.layout import STAGE_FILE
-from compress.records import FileDigest, StageRecord
+from compress.records import FileDigest, StageRecord, read_stage, write
 
 
 def folder_digests(folder: Path) -> dict[str, FileDigest]:
@@ -41,6 +43,21 @@ def output_key(path: Path, run_dir: Path) -> str:
         return path.relative_to(run_dir).as_posix()
     except ValueError:
         return path.as_posix()
+
+
+def rerecord(record_path: Path, paths: list[Path], run_dir: Path) -> list[str]:
+    """After a command rewrote files a finished stage wrote outside its folder (``compress report`` renders
+    report.md and report.html again from report.json), the new sha256 of each in that stage's record, so the next
+    run does not take them for damage. Only files the record lists are updated; returns their keys."""
+    try:
+        record = read_stage(record_path)
+    except (OSError, ValueError):  # no record, or not a whole one: nothing to keep true
+        return []
+    keys = [output_key(p, run_dir) for p in paths if output_key(p, run_dir) in record.outputs and p.is_file()]
+    if keys:
+        record.outputs = {**record.outputs, **{k: _digest(run_dir / k) for k in keys}}
+        write(record_path, record)
+    return keys
 
 
 def problems(record: StageRecord, folder: Path, outputs: list[Path], run_dir: Path) -> list[tuple[Path, str]]:

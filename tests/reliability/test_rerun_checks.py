@@ -151,6 +151,25 @@ def test_a_changed_or_added_bundle_file_is_named_with_the_ship_command(tiny_ship
     assert errors(result)[0].startswith(f"error: {bundle / 'notes.txt'}: not written by the ship stage"), errors(result)
 
 
+def test_compress_report_records_what_it_renders_again(tiny_shipped, tmp_path, monkeypatch):
+    """``compress report RUN`` rewrites report.md and report.html on purpose (after an upgrade, say): the report
+    stage's record follows, and the next run skips every stage."""
+    from compress.reports import html as html_report
+
+    runs, overrides = copy_whole_run(tiny_shipped, tmp_path)
+    html = runs / "tiny" / "report.html"
+    render = html_report.render_run
+    monkeypatch.setattr(html_report, "render_run", lambda report: render(report) + "<!-- a newer compress -->")
+    rendered = invoke("report", runs / "tiny")
+    assert html.read_text().endswith("<!-- a newer compress -->")
+    assert rendered.exit_code == 0, rendered.output
+    recorded = records.read_stage(runs / "tiny" / "report" / "stage.json").outputs["report.html"]
+    assert recorded.sha256 == hashlib.sha256(html.read_bytes()).hexdigest()
+    result = rerun(runs, overrides)
+    assert result.exit_code == 0, result.output + (result.stderr or "")
+    assert "done " not in result.stdout
+
+
 def test_from_names_a_stage_of_the_pipeline_or_is_refused(tiny_shipped, tmp_path):
     runs, overrides = copy_whole_run(tiny_shipped, tmp_path)
     before = snapshot(runs / "tiny")
