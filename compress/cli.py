@@ -37,8 +37,24 @@ def resume_command() -> str:
     import shlex
     import sys
 
-    program = "python -m compress" if sys.argv and sys.argv[0].endswith("__main__.py") else "compress"
-    return f"{program} {shlex.join(sys.argv[1:])}".strip()
+    return f"{_program()} {shlex.join(sys.argv[1:])}".strip()
+
+
+def _program() -> str:
+    """How this process was started: ``python -m compress`` or the ``compress`` script (anything else, such as a
+    test runner calling the app, is named ``compress``)."""
+    import sys
+
+    started = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path()
+    return "python -m compress" if started.parts[-2:] == ("compress", "__main__.py") else "compress"
+
+
+def rerun_command(pipeline: Path, overrides: list[str], runs_dir: Path, stage: str) -> str:
+    """The ``compress run`` command that reruns ``stage`` and every stage after it, with this run's settings."""
+    import shlex
+
+    where = ["--runs-dir", str(runs_dir)] if runs_dir != Path("runs") else []
+    return f"{_program()} run {shlex.join([str(pipeline), *where, *overrides, '--from', stage])}"
 
 
 def guarded(func):
@@ -109,12 +125,16 @@ def run(
     pipeline: Path = typer.Argument(..., help="Pipeline YAML, e.g. pipelines/distilbert.yaml"),
     overrides: Optional[List[str]] = OverridesArg,
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Run folders go to RUNS_DIR/<name>/."),
+    rerun_from: Optional[str] = typer.Option(None, "--from", metavar="STAGE", help="Rerun this stage and every "
+                                             "stage after it, even where finished (in a sweep: in every point)."),
     wide: bool = WideOption,
 ) -> None:
     """Run a pipeline: teacher, student, distill, refine, baseline, trim, export, quantize, mobile, bench, report, ship.
 
-    Finished stages whose inputs have not changed are skipped; a changed setting reruns
-    its stage and every stage after it. A pipeline with a sweep block runs once per point
+    Finished stages whose inputs have not changed are skipped, once every file they wrote
+    is checked against the sha256 their stage.json records (a changed, missing or added file
+    stops the run, naming it and the --from command that reruns its stage); a changed setting
+    reruns its stage and every stage after it. A pipeline with a sweep block runs once per point
     (RUNS_DIR/<name>/points/<point>/) and writes sweep.json, sweep.md and sweep.html.
     """
     from compress.tasks import load_config
@@ -124,15 +144,16 @@ def run(
     from compress import pipeline as recipe
 
     main_process = int(os.environ.get("RANK", "0")) == 0  # under accelerate launch / torchrun only rank 0 speaks
+    again = functools.partial(rerun_command, pipeline, overrides or [], runs_dir)
     console = _console(quiet=not main_process)
     if cfg.sweep is not None:
         from compress import sweep
 
-        sweep_dir = sweep.run(pipeline, overrides or [], cfg, runs_dir, console)
+        sweep_dir = sweep.run(pipeline, overrides or [], cfg, runs_dir, console, rerun_from, again)
         if main_process:
             _sweep_summary(console, sweep_dir, wide)
         return
-    run_dir = recipe.run(cfg, runs_dir, console)
+    run_dir = recipe.run(cfg, runs_dir, console, rerun_from=rerun_from, rerun_command=again)
     if main_process:
         _summary(console, run_dir, wide)
 
@@ -244,7 +265,7 @@ def report_command(
     the same plots (a colour per run) and in one table; runs with the same name are named by their
     folders.
     """
-    from compress import tasks
+    from compress import stagefiles, tasks
     from compress.io import write_text
     from compress.layout import RunLayout
     from compress.reports.compare import load_runs
@@ -257,6 +278,8 @@ def report_command(
         task, target = tasks.get(report.task), out or where.report_html
         write_text(where.report_md, task.hook("markdown")(report))
         write_text(target, task.hook("html")(report))
+        # the report stage's record lists these files: keep it true, or the next run would refuse them as changed
+        stagefiles.rerecord(where.record("report"), [where.report_md, target], run_.path)
         if task.has("summary"):  # the table, then where report.md, report.html and report.json are
             task.hook("summary")(_console(highlight=False), run_.path, report, wide=wide)
         if target != where.report_html or not task.has("summary"):

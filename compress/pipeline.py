@@ -3,9 +3,10 @@
 A stage is finished when ``runs/<name>/<stage>/stage.json`` is a whole record (its stage, ``done``,
 the inputs hash, start and finish times, seconds; compress.records.whole_stage) and its
 ``inputs_hash`` (its slice of the config plus the hashes of the stages it reads) is
-unchanged: a truncated or partial stage.json means the stage runs again. Each stage writes into a temporary folder that replaces the old one only when
-the stage succeeds, with ``stage.json`` written last: a killed run leaves either the old
-result or none, never half of one.
+unchanged: a truncated or partial stage.json means the stage runs again. Each stage writes into a temporary
+folder that replaces the old one only when the stage succeeds, with ``stage.json`` written last: a killed run
+leaves either the old result or none, never half of one. A finished stage is skipped only when every file its
+record lists is still what it wrote (compress.stagefiles); ``--from STAGE`` reruns a stage and every stage after it.
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from types import ModuleType
+from typing import Callable
 
 from compress import layout as files
-from compress import records, tasks
+from compress import records, stagefiles, tasks
 from compress.config import PipelineConfig, dump_yaml
 from compress.envinfo import environment, resolve_device
 from compress.errors import CompressError
-from compress.io import atomic_dir, sha256_file, write_json, write_text
+from compress.io import atomic_dir, write_json, write_text
 
 
 @dataclass
@@ -86,38 +88,53 @@ def finished(stage: ModuleType, cfg: PipelineConfig, run_dir: Path, expected_has
     record = files.RunLayout(run_dir).record(stage.NAME)
     if not record.is_file():
         return False
-    if not all(p.exists() for p in getattr(stage, "outputs", lambda cfg, run_dir: [])(cfg, run_dir)):
+    if not all(p.exists() for p in _outputs(stage, cfg, run_dir)):
         return False
     done = records.whole_stage(record, stage.NAME)  # None: truncated, partial, or another stage's record
     return done is not None and done.inputs_hash == expected_hash
 
 
-def plan(cfg: PipelineConfig, run_dir: Path) -> list[tuple[ModuleType, str, bool]]:
-    """(stage, inputs_hash, will_run) for every stage, in order."""
+def forced(cfg: PipelineConfig, rerun_from: str | None) -> set[str]:
+    """The stages ``--from STAGE`` reruns: that one and every stage after it."""
+    if rerun_from is None:
+        return set()
+    names = [s.NAME for s in stages(cfg)]
+    if rerun_from not in names:
+        raise CompressError(f"--from: {rerun_from!r} is not a stage of a {cfg.task} pipeline; its stages, in order: "
+                            + ", ".join(names))
+    return set(names[names.index(rerun_from):])
+
+
+def plan(cfg: PipelineConfig, run_dir: Path, rerun_from: str | None = None) -> list[tuple[ModuleType, str, bool]]:
+    """(stage, inputs_hash, will_run) for every stage, in order; ``rerun_from``: rerun that stage and every one after."""
     hashes: dict[str, str] = {}
     out = []
     reruns: set[str] = set()
+    force = forced(cfg, rerun_from)
     for stage in stages(cfg):
         h = inputs_hash(stage, cfg, hashes)
         hashes[stage.NAME] = h
         # A stage reruns when its inputs changed, its outputs are gone, or a stage it reads reruns
         # (that stage's outputs may differ even when its settings did not: it was deleted or killed).
-        if not finished(stage, cfg, run_dir, h) or reruns & set(stage.DEPENDS):
+        if stage.NAME in force or not finished(stage, cfg, run_dir, h) or reruns & set(stage.DEPENDS):
             reruns.add(stage.NAME)
         out.append((stage, h, stage.NAME in reruns))
     return out
 
 
-def share(cfg: PipelineConfig, run_dir: Path, donors: list[Path]) -> dict[str, Path]:
+def share(cfg: PipelineConfig, run_dir: Path, donors: list[Path], rerun_from: str | None = None) -> dict[str, Path]:
     """Copy into ``run_dir`` every stage it has not finished that a donor run folder finished with the same
-    inputs hash (so the same config slice and the same upstream hashes: the same result). Files are hard
-    links (stages never change a file in place), so a sweep's points hold one teacher on disk. Stages that
-    write outside their folder (the report) are never shared. Returns {stage: the donor it came from}."""
+    inputs hash (so the same config slice and the same upstream hashes: the same result) and whose files are still
+    what it wrote. Files are hard links (stages never change a file in place), so a sweep's points hold one
+    teacher on disk. Stages that write outside their folder (the report) and stages ``--from`` reruns are never
+    shared. Returns {stage: the donor it came from}."""
     shared = {}
+    force = forced(cfg, rerun_from)
     for stage, h, _ in plan(cfg, run_dir):
-        if getattr(stage, "outputs", None) or finished(stage, cfg, run_dir, h):
+        if getattr(stage, "outputs", None) or stage.NAME in force or finished(stage, cfg, run_dir, h):
             continue
-        donor = next((d for d in donors if d.resolve() != run_dir.resolve() and finished(stage, cfg, d, h)), None)
+        donor = next((d for d in donors if d.resolve() != run_dir.resolve() and finished(stage, cfg, d, h)
+                      and not stage_problems(stage, cfg, d)), None)
         if donor is None:
             continue
         with atomic_dir(run_dir / stage.NAME) as tmp:
@@ -137,13 +154,16 @@ def _link_or_copy(src: str, dst: str) -> None:
 
 
 def run(cfg: PipelineConfig, runs_dir: Path, console, run_dir: Path | None = None,
-        share_from: list[Path] | tuple = ()) -> Path:
+        share_from: list[Path] | tuple = (), rerun_from: str | None = None,
+        rerun_command: Callable[[str], str] | None = None) -> Path:
     """Run the stages that are not finished. Under ``accelerate launch`` / ``torchrun`` every process
     runs this: training stages (``DISTRIBUTED = True``) run on all of them, the others on the main
     process only, and only the main process writes the run folder.
 
     ``run_dir`` defaults to ``runs_dir/<name>``; ``share_from``: other run folders whose finished stages
-    with the same inputs are reused instead of recomputed (a sweep's points)."""
+    with the same inputs are reused instead of recomputed (a sweep's points); ``rerun_from``: rerun that stage and
+    every stage after it, even where finished; ``rerun_command(stage)``: the command line that does so, named
+    when a finished stage's file changed since."""
     from accelerate import PartialState
 
     device = resolve_device(cfg.device)
@@ -154,12 +174,14 @@ def run(cfg: PipelineConfig, runs_dir: Path, console, run_dir: Path | None = Non
     state = PartialState(cpu=device == "cpu")
     main = state.is_main_process
     run_dir = run_dir or runs_dir / cfg.name
-    shared = share(cfg, run_dir, list(share_from)) if main and share_from else {}
+    forced(cfg, rerun_from)  # a --from that names no stage is refused before anything is written
+    shared = share(cfg, run_dir, list(share_from), rerun_from) if main and share_from else {}
     state.wait_for_everyone()  # the shared stages are in place before any process plans
-    steps = plan(cfg, run_dir)
-    # Bad data and unsafe or damaged model files stop the run here, before it writes anything; doubtful data
-    # and a run that would not fit in memory are warned about (every process checks; the main one speaks).
-    damaged = check_upstream(steps, run_dir)
+    steps = plan(cfg, run_dir, rerun_from)
+    # A finished stage whose files changed since, bad data and unsafe or damaged model files stop the run here,
+    # before it writes anything; doubtful data and a run that would not fit in memory are warned about (every
+    # process checks; the main one speaks).
+    damaged = check_skipped(steps, cfg, run_dir, rerun_command)
     if damaged:
         raise CompressError(*damaged)
     task = tasks.get(cfg.task)
@@ -196,7 +218,7 @@ def _run_stages(steps, ctx: Context, state, main: bool, shared: dict) -> None:
     for stage, h, will_run in steps:
         if not will_run:
             why = (f"shared: the same inputs finished in {shared[stage.NAME]}" if stage.NAME in shared
-                   else "finished earlier, inputs unchanged")
+                   else "finished earlier, inputs and files unchanged")
             if main:  # a run killed between a stage's rename and its cleanup leaves the checkpoint behind
                 shutil.rmtree(ctx.layout.checkpoint(stage.NAME, h), ignore_errors=True)
             console.print(f"[green]skip[/] {stage.NAME:<9} {why}")
@@ -214,8 +236,9 @@ def _run_stages(steps, ctx: Context, state, main: bool, shared: dict) -> None:
                 metrics = stage.run(cfg, ctx) or {}
                 record = records.StageRecord(stage=stage.NAME, status="done", inputs_hash=h, started=begun,
                                              finished=_now(), seconds=round(time.perf_counter() - t0, 1), metrics=metrics)
-                if main:
-                    record.files = file_digests(tmp)  # what a later run checks before it reads them
+                if main:  # what a later run checks before it skips the stage
+                    record.files = stagefiles.folder_digests(tmp)
+                    record.outputs = stagefiles.output_digests(_outputs(stage, cfg, ctx.run_dir), ctx.run_dir)
                     records.write(tmp / files.STAGE_FILE, record)  # last: its presence means the stage is complete
             if main:
                 shutil.rmtree(ctx.checkpoint_dir, ignore_errors=True)
@@ -223,35 +246,30 @@ def _run_stages(steps, ctx: Context, state, main: bool, shared: dict) -> None:
         state.wait_for_everyone()
 
 
-def file_digests(folder: Path) -> dict[str, records.FileDigest]:
-    """sha256 and size of every file a stage wrote (stage.json aside), by path relative to its folder."""
-    return {p.relative_to(folder).as_posix(): records.FileDigest(sha256=sha256_file(p), bytes=p.stat().st_size)
-            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != files.STAGE_FILE}
+def _outputs(stage: ModuleType, cfg: PipelineConfig, run_dir: Path) -> list[Path]:
+    """What the stage writes outside its folder (the report's files, the bundle)."""
+    return getattr(stage, "outputs", lambda cfg, run_dir: [])(cfg, run_dir)
 
 
-def check_upstream(steps: list[tuple[ModuleType, str, bool]], run_dir: Path) -> list[str]:
-    """The files of every finished stage that a stage about to run will read, against the sha256 and size its
-    stage.json recorded: one line per file that is missing, truncated or changed since (never read silently)."""
-    rerun = {s.NAME for s, _, r in steps if r}
-    read = sorted({dep for s, _, r in steps if r for dep in s.DEPENDS} - rerun)
-    problems = []
-    for name in read:
-        folder = run_dir / name
-        try:
-            recorded = records.read_stage(folder / files.STAGE_FILE).files
-        except (OSError, ValueError):
-            continue  # not finished: planned to rerun (never the case here), or an older run without the record
-        fix = f"delete {folder} and run again to rebuild it"
-        for rel, want in recorded.items():
-            path = folder / rel
-            if not path.is_file():
-                problems.append(f"{path}: missing (the {name} stage wrote it; its stage.json lists it); {fix}")
-            elif path.stat().st_size != want.bytes:
-                problems.append(f"{path}: {path.stat().st_size:,} bytes, but the {name} stage wrote {want.bytes:,} "
-                                f"(truncated or changed since); {fix}")
-            elif sha256_file(path) != want.sha256:
-                problems.append(f"{path}: sha256 differs from what the {name} stage wrote (changed since); {fix}")
-    return problems
+def stage_problems(stage: ModuleType, cfg: PipelineConfig, run_dir: Path) -> list[tuple[Path, str]]:
+    """(path, what is wrong) for each file of a finished stage that is not what it wrote (compress.stagefiles)."""
+    folder = files.RunLayout(run_dir).stage(stage.NAME)
+    record = records.whole_stage(folder / files.STAGE_FILE, stage.NAME)
+    return [] if record is None else stagefiles.problems(record, folder, _outputs(stage, cfg, run_dir), run_dir)
+
+
+def check_skipped(steps: list[tuple[ModuleType, str, bool]], cfg: PipelineConfig, run_dir: Path,
+                  rerun_command: Callable[[str], str] | None = None) -> list[str]:
+    """Every finished stage about to be skipped, against the sha256 and size of each file its stage.json recorded:
+    one line per file changed, missing or added since, with the command that reruns that stage (never skipped,
+    or read, silently)."""
+    command = rerun_command or (lambda name: f"compress run <pipeline> --from {name}")
+    lines = []
+    for stage, _, will_run in steps:
+        if not will_run:
+            lines += [f"{path}: {what}; rerun it with: {command(stage.NAME)}"
+                      for path, what in stage_problems(stage, cfg, run_dir)]
+    return lines
 
 
 @contextlib.contextmanager

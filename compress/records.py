@@ -1,6 +1,7 @@
 """Typed records: what passes between stages and out of the tool, written and read through pydantic models.
 
     StageRecord   runs/<name>/<stage>/stage.json: status, inputs hash, metrics, the sha256 of every file it wrote
+                  (checked before the stage is skipped: compress.stagefiles)
     Measurement   one timed measurement of a variant on one target (latency, throughput, memory, load time)
     Variant       one row of a report: a model file and its figures against the teacher
     Report        runs/<name>/report.json, the source of truth of a run's figures
@@ -61,7 +62,11 @@ class StageRecord(Record):
     finished: str = Field(description="UTC, ISO 8601.")
     seconds: float = Field(ge=0, description="Wall time of the stage.")
     metrics: dict[Any, Any] = Field(default_factory=dict, description="What the stage measured or decided.")
-    files: dict[str, FileDigest] = Field(default_factory=dict, description="Every file it wrote, by relative path.")
+    files: dict[str, FileDigest] = Field(default_factory=dict, description="Every file in its folder (stage.json "
+                                         "aside), by path relative to it; checked before the stage is skipped.")
+    outputs: dict[str, FileDigest] = Field(default_factory=dict, description="Every file it wrote outside its folder "
+                                           "(the report's files, the bundle), by path relative to the run folder when "
+                                           "inside it, else as the stage names it; checked before the stage is skipped.")
     shared_from: str | None = Field(None, description="The run folder this stage was linked from (a sweep point).")
 
     @field_validator("started", "finished")
@@ -200,7 +205,8 @@ class Manifest(Record):
     config_hash: str = Field(description="sha256 prefix of the run's resolved config.")
     compress_version: str = Field(description="The compress that wrote it.")
     onnxruntime_version: str | None = Field(None, description="The onnxruntime that computed the golden outputs.")
-    created: str = Field(description="UTC, ISO 8601.")
+    created: str | None = Field(None, description="UTC, ISO 8601; only in bundles written before bundles were "
+                                "reproducible (a bundle holds no time: runs/<name>/report.json says when it was made).")
     files: dict[str, FileDigest] = Field(description="Every file of the bundle but this one: sha256 and size.")
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Callable
 
 from rich.markup import escape
 
@@ -41,8 +42,11 @@ from compress.layout import POINTS_DIR, SWEEP_MD
 from compress.reports import sweep as sweepreport
 
 
-def run(pipeline: Path, overrides: list[str], cfg: PipelineConfig, runs_dir: Path, console) -> Path:
-    """Run every point not finished yet, in order, then write the sweep summary; returns runs/<name>."""
+def run(pipeline: Path, overrides: list[str], cfg: PipelineConfig, runs_dir: Path, console,
+        rerun_from: str | None = None, rerun_command: Callable[[str], str] | None = None) -> Path:
+    """Run every point not finished yet, in order, then write the sweep summary; returns runs/<name>.
+    ``rerun_from``: rerun that stage and every one after it in every point; ``rerun_command(stage)``: the command
+    that does so, named when a finished point's file changed since."""
     raw = load_raw(pipeline, overrides)
     sweep = cfg.sweep
     points = expand(sweep)
@@ -59,8 +63,14 @@ def run(pipeline: Path, overrides: list[str], cfg: PipelineConfig, runs_dir: Pat
         record = {"name": point.name, "entry": point.entry, "grid": point.grid, "settings": point.settings,
                   "overrides": point.overrides, "run_dir": str(run_dir)}
         minutes = (time.perf_counter() - started) / 60
-        if not any(will_run for _, _, will_run in recipe.plan(pcfg, run_dir)):
-            console.print(f"[green]skip[/] point {i}/{len(points)} {point.name}: finished earlier, inputs unchanged")
+        steps = recipe.plan(pcfg, run_dir, rerun_from)
+        changed = [] if any(r for _, _, r in steps) else recipe.check_skipped(steps, pcfg, run_dir, rerun_command)
+        if changed:  # finished, but a file is not what its stage wrote: not kept, and not rerun silently
+            console.print(f"[red]failed[/] point {point.name}: {escape('; '.join(changed))}")
+            records.append({**record, "status": "failed", "reason": "; ".join(changed)})
+        elif not any(will_run for _, _, will_run in steps):
+            console.print(f"[green]skip[/] point {i}/{len(points)} {point.name}: finished earlier, inputs and files "
+                          f"unchanged")
             records.append({**record, "status": "kept"})
         elif budget is not None and minutes > budget:
             reason = f"budget: {minutes:.1f} of sweep.budget_minutes {budget:g} spent before it could start"
@@ -71,7 +81,8 @@ def run(pipeline: Path, overrides: list[str], cfg: PipelineConfig, runs_dir: Pat
             donors = sorted(d for d in points_dir.iterdir() if d.is_dir()) if points_dir.is_dir() else []
             t0 = time.perf_counter()
             try:
-                recipe.run(pcfg, runs_dir, console, run_dir=run_dir, share_from=donors)
+                recipe.run(pcfg, runs_dir, console, run_dir=run_dir, share_from=donors, rerun_from=rerun_from,
+                           rerun_command=rerun_command)
             except CompressError as exc:  # recorded; the other points still run
                 console.print(f"[red]failed[/] point {point.name}: {escape('; '.join(exc.problems))}")
                 records.append({**record, "status": "failed", "reason": "; ".join(exc.problems)})

@@ -3,7 +3,7 @@
 ``torch.ao.quantization`` is deprecated (removal announced for 2.10) in favour of torchao, so torchao
 is used when it is installed (``pip install 'compress[torchao]'``): int8 weights and dynamically
 quantized int8 activations, saved as safetensors through torchao's flattening of its tensor
-subclasses. Without torchao, ``torch.ao.quantization.quantize_dynamic`` is the fallback: its
+subclasses (header keys sorted: the same weights are the same bytes on every save). Without torchao, ``torch.ao.quantization.quantize_dynamic`` is the fallback: its
 packed weights are TorchScript objects that safetensors cannot hold, and pickling them would make
 the bench load pickles, so the folder records the recipe and the fp32 student's checksum instead
 and the model is re-quantized from the fp32 safetensors when it is loaded (deterministic: dynamic
@@ -68,7 +68,7 @@ def save(model, tokenizer, folder: Path, source: Path, engine: str) -> dict:
         model.config.save_pretrained(folder)
         tensors, metadata = flatten_tensor_state_dict(model.state_dict())
         tmp = folder / ".model.safetensors.tmp"
-        safetensors.torch.save_file(tensors, str(tmp), metadata=metadata)
+        tmp.write_bytes(sorted_header(safetensors.torch.save(tensors, metadata=metadata)))
         tmp.replace(folder / "model.safetensors")
         recipe.update(engine=f"torchao {torchao_version()}", storage="safetensors")
     else:
@@ -77,6 +77,18 @@ def save(model, tokenizer, folder: Path, source: Path, engine: str) -> dict:
                       source_sha256=sha256_file(source / "model.safetensors"))
     write_json(folder / RECIPE, recipe)
     return recipe
+
+
+def sorted_header(data: bytes) -> bytes:
+    """A safetensors file with its JSON header's keys sorted: the library writes the metadata map (torchao's
+    description of each tensor subclass) in its hash map's order, which changes from process to process, so the
+    same weights would give other bytes on every save. The tensors' bytes and offsets are unchanged; the header
+    is padded with spaces to a multiple of 8 bytes, as the library pads it."""
+    size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + size])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + data[8 + size:]
 
 
 def load(folder: Path):

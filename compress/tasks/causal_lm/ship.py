@@ -19,8 +19,9 @@ CONFIG = ("name", "ship", "data")
 
 
 def outputs(cfg, run_dir: Path) -> list[Path]:
-    """The bundle lives outside the run folder: the stage reruns if it is gone."""
-    return [bundle_dir(cfg.ship.dir, cfg.name).manifest] if cfg.ship.enabled else []
+    """The bundle lives outside the run folder: the stage reruns if it is gone, and a rerun checks each of its files
+    against the stage's record before it skips the stage."""
+    return [bundle_dir(cfg.ship.dir, cfg.name).root] if cfg.ship.enabled else []
 
 
 def run(cfg, ctx) -> dict:
@@ -52,7 +53,7 @@ def run(cfg, ctx) -> dict:
             golden={"file": GOLDEN_FILE, "samples": len(golden["samples"]), "atol": golden["atol"],
                     "new_tokens": golden["new_tokens"]},
             config_hash=report.config_hash, compress_version=__version__,
-            onnxruntime_version=golden["computed_with"]["onnxruntime"], created=report.created,
+            onnxruntime_version=golden["computed_with"]["onnxruntime"],
             files=file_index(tmp),  # every file but the manifest itself; compress verify fails on any file not listed
         )
         records.write(tmp / MANIFEST_FILE, manifest)

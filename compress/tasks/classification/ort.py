@@ -11,6 +11,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from compress import ortformat
 from compress.errors import CompressError
 from compress.layout import OPERATORS_FILE, ORT_FILE
 
@@ -26,7 +27,8 @@ EXECUTION_PROVIDERS = (
 
 def convert(source: Path, out: Path, level: str, style: str, target_platform: str) -> tuple[Path, dict]:
     """``out/model.ort`` and ``out/required_operators.config`` from ``source``; returns the .ort path and
-    the operators a minimal ONNX Runtime build needs for it, by domain and opset."""
+    the operators a minimal ONNX Runtime build needs for it, by domain and opset. Both are the same bytes every
+    time one model is converted (compress.ortformat)."""
     import onnxruntime as ort
     from onnxruntime.tools.convert_onnx_models_to_ort import (
         OptimizationStyle,
@@ -54,7 +56,11 @@ def convert(source: Path, out: Path, level: str, style: str, target_platform: st
             raise CompressError(f"mobile: the ORT converter wrote {[p.name for p in produced.iterdir()]}, expected one "
                                 f".ort model and one operators .config")
         shutil.move(str(found[0][0]), out / ORT_FILE)
-        shutil.move(str(found[1][0]), out / OPERATORS_FILE)
+        # the same bytes from every conversion of one model: the config names the model, not its scratch path
+        lines = found[1][0].read_text(encoding="utf-8").splitlines()
+        (out / OPERATORS_FILE).write_text("".join(f"# - {ORT_FILE}\n" if line.startswith("# - ") else line + "\n"
+                                                  for line in lines), encoding="utf-8")
+    ortformat.canonicalize(out / ORT_FILE)
     return out / ORT_FILE, read_operator_config(out / OPERATORS_FILE)
 
 
