@@ -119,6 +119,9 @@ def check_signature(bundle: Path, public_key: str | Path) -> Check:
     named = signed_by(bundle)
     try:
         verifying.Config().use_elliptic_key_verifier(public_key=key).set_hashing_config(_hashing()).verify(bundle, path)
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:  # not a Sigstore bundle's JSON
+        return Check(what, "unreadable", f"{what}: not a readable model-signing signature ({type(exc).__name__}: "
+                     f"{str(exc)[:160]}); sign the bundle again: compress sign {bundle} --key PRIVATE.pem")
     except InvalidSignature:
         return Check(what, "does not verify", f"{what}: the signature does not verify with {key}: it was made with "
                      "another key, or model.sig was changed since")

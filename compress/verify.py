@@ -32,6 +32,7 @@ from pydantic import ValidationError
 
 from compress import onnxrun, signing, tasks
 from compress.bundle_files import check_files, entry_problem
+from compress.config.keys import key_problem
 from compress.errors import CompressError
 from compress.layout import GOLDEN_FILE, MANIFEST_FILE, MODEL_FILES, ONNX_FILE, SIGNATURE_FILE
 from compress.records import Check, Manifest
@@ -44,6 +45,9 @@ def verify_bundle(bundle: Path, console, public_key: Path | None = None) -> list
     ``public_key``: check model.sig with it too (without it, a signed bundle is said to be signed, unchecked)."""
     from rich.markup import escape
 
+    problem = key_problem(public_key, private=False) if public_key is not None else None
+    if problem:  # before anything is checked: the command line is wrong, not the bundle
+        raise CompressError(f"--key: {problem}")
     manifest = load_manifest(bundle)
     console.print(f"verify {escape(str(bundle))} ({manifest.name}, {manifest.variant}, "
                   f"compress {manifest.compress_version})")
@@ -66,8 +70,6 @@ def verify_bundle(bundle: Path, console, public_key: Path | None = None) -> list
 def sign_bundle(bundle: Path, private_key: Path, console) -> Path:
     """``compress sign``: the bundle verified (files and golden replay, nothing printed unless it fails), then
     signed with ``private_key`` (model.sig). A bundle that fails is not signed: its failures are raised."""
-    from compress.config.keys import key_problem
-
     problem = key_problem(private_key, private=True)
     if problem:  # before the replay: a wrong key is said at once
         raise CompressError(f"--key: {problem}")

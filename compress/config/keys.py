@@ -41,8 +41,8 @@ def key_problem(path: str | Path, private: bool) -> str | None:
         return f"{path}: {key}"
     public = key.public_key() if private else key
     if not isinstance(public, ec.EllipticCurvePublicKey):
-        return (f"{path}: a {type(public).__name__.removesuffix('PublicKey').removeprefix('_')} key; model-signing "
-                f"signs with elliptic-curve keys ({', '.join(CURVES.values())})")
+        return (f"{path}: not an elliptic-curve key ({type(public).__name__.removesuffix('PublicKey')}); "
+                f"model-signing signs with elliptic-curve keys ({', '.join(CURVES.values())})")
     if public.curve.name not in CURVES:
         return f"{path}: an elliptic-curve key on {public.curve.name}; model-signing takes {', '.join(CURVES.values())}"
     return None
