@@ -32,9 +32,9 @@ def entry_problem(bundle: Path, name: str) -> str | None:
         return f"{name}: an absolute path in {MANIFEST_FILE}; it lists paths relative to the bundle folder only"
     if ".." in parts:
         return f"{name}: leads out of the bundle folder ('..') in {MANIFEST_FILE}; it lists files inside it only"
-    if "\\" in name or "\0" in name or any(part in ("", ".") for part in parts):
-        return (f"{name}: not a plain relative path in {MANIFEST_FILE} (a '.', an empty part, a backslash or a NUL); "
-                f"it lists files inside the bundle folder, parts separated by /")
+    if "\\" in name or any(part in ("", ".") for part in parts):
+        return (f"{name}: not a plain relative path in {MANIFEST_FILE} (a '.', an empty part or a backslash); it "
+                f"lists files inside the bundle folder, parts separated by /")
     path = bundle
     for part in parts:
         path = path / part
@@ -45,12 +45,18 @@ def entry_problem(bundle: Path, name: str) -> str | None:
         except OSError as exc:
             return f"{name}: cannot be read ({exc.strerror})"
         if stat.S_ISLNK(mode):
-            return f"{path.relative_to(bundle).as_posix()}: " + LINK.format(f" (to {os.readlink(path)})")
+            return f"{path.relative_to(bundle).as_posix()}: " + LINK.format(f" (to {_target(path)})")
     if not stat.S_ISREG(mode):
         return f"{name}: not a regular file (a folder, device or pipe); {MANIFEST_FILE} lists files"
     if not path.resolve().is_relative_to(bundle.resolve()):
         return f"{name}: resolves outside the bundle folder ({path.resolve()})"
     return None
+
+
+def _target(link: Path) -> str:
+    """Where a link points, as a line may show it (escaped when it holds a line break or an invisible character)."""
+    target = os.readlink(link)
+    return target if target.isprintable() else ascii(target)
 
 
 def _sha256(path: Path) -> tuple[int, str]:
@@ -93,14 +99,20 @@ def check_unlisted(bundle: Path, manifest: Manifest) -> list[Check]:
     known = listed | {MANIFEST_FILE, SIGNATURE_FILE}
     holding = {"/".join(n.split("/")[:i]) for n in listed for i in range(1, n.count("/") + 1)}  # listed files' folders
     checks = []
-    for folder, dirs, files in os.walk(bundle):
+
+    def unreadable(exc: OSError) -> None:  # a folder that cannot be listed may hide anything
+        name = Path(exc.filename).relative_to(bundle).as_posix()
+        checks.append(Check(name, "cannot be listed", f"{name}/: cannot be listed ({exc.strerror}); its files "
+                            "cannot be checked"))
+
+    for folder, dirs, files in os.walk(bundle, onerror=unreadable):
         for entry in sorted(dirs + files):
             path = Path(folder) / entry
             name = path.relative_to(bundle).as_posix()
             mode = os.lstat(path).st_mode
             if stat.S_ISLNK(mode):
                 if name not in listed and name not in holding:  # check_files names those on a listed file's path
-                    target = f" (to {os.readlink(path)})"
+                    target = f" (to {_target(path)})"
                     checks.append(Check(name, "a symbolic link", f"{name}: " + LINK.format(target)))
             elif stat.S_ISDIR(mode):
                 if name not in holding and not os.listdir(path):  # a folder with files: each file is named

@@ -51,7 +51,7 @@ def verify_bundle(bundle: Path, console, public_key: Path | None = None) -> list
     manifest = load_manifest(bundle)
     console.print(f"verify {escape(str(bundle))} ({manifest.name}, {manifest.variant}, "
                   f"compress {manifest.compress_version})")
-    checks = inspect(bundle, manifest, public_key=public_key)
+    checks = run_checks(bundle, manifest, public_key=public_key)
     for c in checks:
         mark = "[green]ok[/]" if c.ok else "[red]FAIL[/]"
         console.print(f" -[{mark}] {escape(c.what)}: {escape(c.detail)}")
@@ -74,7 +74,7 @@ def sign_bundle(bundle: Path, private_key: Path, console) -> Path:
     if problem:  # before the replay: a wrong key is said at once
         raise CompressError(f"--key: {problem}")
     manifest = load_manifest(bundle)
-    failed = [c.problem for c in inspect(bundle, manifest) if not c.ok]
+    failed = [c.problem for c in run_checks(bundle, manifest) if not c.ok]
     if failed:
         raise CompressError(*failed, f"{bundle}: not signed: it does not verify (compress verify {bundle} lists why)")
     path = signing.sign_bundle(bundle, private_key)
@@ -83,8 +83,8 @@ def sign_bundle(bundle: Path, private_key: Path, console) -> Path:
     return path
 
 
-def inspect(bundle: Path, manifest: Manifest, replay_golden: bool = True,
-            public_key: Path | None = None) -> list[Check]:
+def run_checks(bundle: Path, manifest: Manifest, replay_golden: bool = True,
+               public_key: Path | None = None) -> list[Check]:
     """The checks of compress verify and load_bundle: every file against the manifest, the golden replay (unless
     ``replay_golden`` is false), the signature (when a ``public_key`` is given)."""
     checks = check_files(bundle, manifest)
@@ -204,7 +204,7 @@ def load_bundle(bundle: Path, model: str = ONNX_FILE, *, replay_golden: bool = T
     if not replay_golden:
         log.warning("load_bundle %s: golden replay skipped (replay_golden=False): every file is checked against "
                     "%s, but a model changed and re-hashed there is not caught", bundle, MANIFEST_FILE)
-    failed = [c.problem for c in inspect(bundle, manifest, replay_golden, public_key) if not c.ok]
+    failed = [c.problem for c in run_checks(bundle, manifest, replay_golden, public_key) if not c.ok]
     if failed:
         raise CompressError(*failed)
     return Bundle(bundle, manifest, model)
@@ -256,7 +256,8 @@ def check_tolerance(task: tasks.Task, golden: dict, manifest: Manifest) -> Check
     claims = {GOLDEN_FILE: golden.get("atol"), MANIFEST_FILE: manifest.golden.get("atol")}
     for where, claimed in claims.items():
         if claimed is not None and claimed != fixed[output]:
-            claimed = f"{claimed:g}" if isinstance(claimed, (int, float)) and not isinstance(claimed, bool) else repr(claimed)
+            number = isinstance(claimed, (int, float)) and not isinstance(claimed, bool)
+            claimed = f"{claimed:g}" if number else repr(claimed)
             return Check(where, f"claims tolerance {claimed}", f"{where}: says the golden {output} may differ by "
                          f"{claimed}, but compress verify holds {task.name} {output} to {fixed[output]:g}, fixed in "
                          f"its code: a bundle cannot set its own tolerance (rebuild it with this compress)")
