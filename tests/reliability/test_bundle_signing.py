@@ -190,3 +190,16 @@ def test_a_bad_ship_sign_key_is_refused_at_load(tmp_path, given):
             "elliptic-curve private key", "folder": "not a file", "secp256k1": "an elliptic-curve key on secp256k1"}
     assert result.stderr.startswith(f"error: ship.sign_key: {key}: ") and len(result.stderr.splitlines()) == 1
     assert says[given] in result.stderr, result.stderr
+
+
+def test_a_signature_that_leaves_a_file_out_is_refused(signed, tmp_path):
+    """model-signing can be told to skip files (ignore_paths): signed by the right key, but not over the whole
+    bundle. compress never signs so; verify --key names what the signature leaves out."""
+    from model_signing import hashing, signing
+
+    bundle = copy_signed(signed, tmp_path)
+    signing.Config().use_elliptic_key_signer(private_key=signed[1]).set_hashing_config(
+        hashing.Config().set_ignored_paths(paths=["model.sig", "README.md"], ignore_git_paths=False)
+    ).sign(bundle, bundle / "model.sig")
+    assert signature_error(bundle, signed[2]).startswith("model.sig: signed by maker.pub.pem's key, but the signature "
+                                                         "leaves out README.md")
