@@ -197,18 +197,45 @@ def validate(
 @guarded
 def verify(
     bundle: Path = typer.Argument(..., help="A bundle folder written by compress run, e.g. exports/distilbert"),
+    key: Optional[Path] = typer.Option(None, "--key", help="A PEM public key: the bundle's signature (model.sig) "
+                                       "must verify with it (pip install 'compress[sign]')."),
 ) -> None:
     """Check an edge bundle: every file against manifest.json, then the golden sentences replayed.
 
-    The golden texts are tokenized with the bundle's tokenizer.json (tokenizers library) and run
-    through model.onnx and model.ort with ONNX Runtime; the logits must match golden.json. Exit 0
-    when every check passes, 2 otherwise. Needs neither torch nor transformers.
+    The manifest may list only files inside the bundle (no absolute path, no '..', no symbolic link),
+    and every file in the folder must be listed. The golden texts are tokenized with the bundle's
+    tokenizer.json (tokenizers library) and run through model.onnx and model.ort with ONNX Runtime;
+    the logits must match golden.json within the tolerance compress fixes for the task (never one
+    written in the bundle). With --key, the signature (model.sig, OpenSSF model-signing) is checked
+    too; without it, a signed bundle is said to be signed but unchecked. Exit 0 when every check
+    passes, 2 otherwise. Needs neither torch nor transformers.
     """
     from rich.console import Console
 
     from compress.verify import verify_bundle
 
-    verify_bundle(bundle, Console(highlight=False, soft_wrap=True))  # one line per check, however narrow the terminal
+    # one line per check, however narrow the terminal
+    verify_bundle(bundle, Console(highlight=False, soft_wrap=True), public_key=key)
+
+
+@app.command()
+@guarded
+def sign(
+    bundle: Path = typer.Argument(..., help="A bundle folder written by compress run, e.g. exports/distilbert"),
+    key: Path = typer.Option(..., "--key", help="A PEM elliptic-curve private key (P-256, P-384 or P-521)."),
+) -> None:
+    """Sign a bundle with a private key: model.sig, in the OpenSSF model-signing format.
+
+    The bundle is verified first (files, golden replay): only an intact bundle is signed. The
+    signature covers every file but itself; check it with compress verify BUNDLE --key PUBLIC.pem.
+    The ship stage signs the bundles it writes when ship.sign_key is set. Needs pip install
+    'compress[sign]'.
+    """
+    from rich.console import Console
+
+    from compress.verify import sign_bundle
+
+    sign_bundle(bundle, key, Console(highlight=False, soft_wrap=True))
 
 
 @app.command()

@@ -51,6 +51,7 @@ OPERATORS_FILE = "required_operators.config"
 MANIFEST_FILE = "manifest.json"
 GOLDEN_FILE = "golden.json"
 CARD_FILE = "README.md"
+SIGNATURE_FILE = "model.sig"  # model-signing's default name; signs every other file (compress/signing.py)
 CHAT_TEMPLATE_FILE = "chat_template.jinja"  # where transformers >= 4.57 saves a tokenizer's chat template
 MODEL_FILES = (ONNX_FILE, ORT_FILE)  # the model files a bundle may hold, replayed in this order
 ENCODER_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",

@@ -250,8 +250,19 @@ class ShipConfig(StrictModel):
     dir: str = Field("exports", description="Bundles go to <dir>/<name>/.")
     golden_samples: int = Field(8, gt=0, description="Evaluation sentences stored in golden.json with their token ids "
                                 "and expected logits, for compress verify.")
-    golden_atol: float = Field(1e-3, gt=0, description="Largest |logit difference| compress verify accepts when it "
-                               "replays golden.json; an int8 model replayed on another CPU family may need more.")
+    sign_key: str | None = Field(None, description="A PEM elliptic-curve private key (P-256, P-384 or P-521): the "
+                                 "bundle is signed with it in the OpenSSF model-signing format (model.sig; needs "
+                                 "pip install 'compress[sign]'), checked with compress verify BUNDLE --key PUBLIC.pem. "
+                                 "null: not signed.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tolerance_is_the_verifiers(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "golden_atol" in data:
+            raise ValueError("ship.golden_atol: no longer a setting; compress verify holds golden outputs to a "
+                             "tolerance fixed in its code for each task (docs/export-quantization.md), never to one "
+                             "written in a bundle: remove the key")
+        return data
 
 
 class ReportConfig(StrictModel):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from compress.config.base import PACKAGE_PREFIX
 from compress.config.deploy import BNB_METHODS, BUILTIN_VARIANTS, GPU_METHODS, ONNX_INT8, ONNX_METHODS
+from compress.config.keys import key_problem
 from compress.config.schema import PipelineConfig
 from compress.errors import ConfigError
 
@@ -143,6 +144,10 @@ def check_sources(cfg: PipelineConfig) -> list[str]:
     elif student and is_local_path(student) and not Path(student).expanduser().is_dir() and gguf_file(student) is None:
         problems.append(f"student.model: folder not found: {student} (a model folder, a .gguf file, a hub id or "
                         "package:<name>)")
+    if cfg.ship.enabled and cfg.ship.sign_key is not None:
+        problem = key_problem(cfg.ship.sign_key, private=True)
+        if problem:
+            problems.append(f"ship.sign_key: {problem}")
     return problems
 
 

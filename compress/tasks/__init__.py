@@ -20,6 +20,8 @@ Hooks (each optional but ``stages``):
     sweep_figures(report) -> dict             a sweep point's figures from its Report: {"metric", "teacher",
                                               "point"} (compress/reports/sweep.py says what each holds)
     bundle_check(bundle, model, golden, manifest) -> Check   the golden replay of compress verify (a Manifest)
+    golden_tolerance() -> dict[str, float]    how far each golden output may be off in that replay, fixed in the
+                                              task's code (never read from a bundle): {"logits": 1e-3}
     generate(bundle, prompt, **options) -> Iterator[str]      compress generate: the reply, streamed (files checked)
 """
 

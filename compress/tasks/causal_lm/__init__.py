@@ -46,6 +46,7 @@ TASK = Task(
         "markdown": "compress.reports.perplexity:markdown",
         "sweep_figures": f"{_HERE}.sweep:figures",
         "bundle_check": f"{_HERE}.golden:check_decoder",
+        "golden_tolerance": f"{_HERE}.golden:tolerance",
         "generate": f"{_HERE}.generate:stream",
     },
     comparable=False,  # compress compare and the comparison page read classification reports only so far

@@ -15,6 +15,7 @@ from compress.layout import GOLDEN_FILE, MANIFEST_FILE, ONNX_FILE
 from compress.records import Report, Variant
 from compress.reports.perplexity import generation_flag
 from compress.tasks.causal_lm.checks import PROMPT_TOKENS
+from compress.tasks.causal_lm.golden import TOLERANCE
 from compress.tasks.causal_lm.onnxlm import Decoder
 from compress.tasks.causal_lm.text import load_text, prompts
 
@@ -52,7 +53,7 @@ def golden_set(cfg, bundle) -> dict:
                  "model.onnx gives after each (an empty KV cache) and its greedy continuation through the KV cache "
                  "(stopping at eos). compress verify replays them.",
         "tokenizer": {"file": "tokenizer.json", "add_special_tokens": False, "truncation_max_length": 1 << 20},
-        "output": "logits", "atol": cfg.ship.golden_atol, "new_tokens": cfg.export.greedy_tokens, "eos_token_id": eos,
+        "output": "logits", "atol": TOLERANCE["logits"], "new_tokens": cfg.export.greedy_tokens, "eos_token_id": eos,
         "computed_with": {"model": ONNX_FILE, "onnxruntime": onnxruntime.__version__, "provider": "CPUExecutionProvider"},
         "samples": samples,
     }
@@ -88,4 +89,7 @@ def model_card(cfg, report: Report, variant: Variant, spec: dict, golden: dict) 
         "Try it: `compress generate <this folder> \"your prompt\"` checks the files, then streams the reply with "
         "tokenizers, jinja2, numpy and onnxruntime (never torch or transformers), "
         "greedy, through the chat template when the tokenizer files carry one (`--no-chat-template` to send the "
-        "prompt as it is; `--temperature`, `--top-k`, `--seed` to sample; `--max-new-tokens`).", ""])
+        "prompt as it is; `--temperature`, `--top-k`, `--seed` to sample; `--max-new-tokens`).", "",
+        *(["The bundle is signed (`model.sig`, the OpenSSF model-signing format, every other file covered): "
+           "`compress verify <this folder> --key public.pem` checks that it was signed by the holder of the private "
+           "key.", ""] if cfg.ship.sign_key else [])])

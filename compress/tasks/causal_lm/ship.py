@@ -6,10 +6,18 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from compress import __version__, onnxrun, records
+from compress import __version__, onnxrun, records, signing
 from compress.errors import CompressError
 from compress.io import atomic_dir, file_index, write_json, write_text
-from compress.layout import CARD_FILE, DECODER_TOKENIZER_FILES, GOLDEN_FILE, MANIFEST_FILE, ONNX_FILE, bundle_dir
+from compress.layout import (
+    CARD_FILE,
+    DECODER_TOKENIZER_FILES,
+    GOLDEN_FILE,
+    MANIFEST_FILE,
+    ONNX_FILE,
+    SIGNATURE_FILE,
+    bundle_dir,
+)
 from compress.tasks.causal_lm import TASK
 from compress.tasks.causal_lm.bundle import golden_set, model_card
 
@@ -57,6 +65,11 @@ def run(cfg, ctx) -> dict:
             files=file_index(tmp),  # every file but the manifest itself; compress verify fails on any file not listed
         )
         records.write(tmp / MANIFEST_FILE, manifest)
-    ctx.console.print(f"ship: {final}/ ({variant.name}, {len(manifest.files)} files + {MANIFEST_FILE}, "
-                      f"{len(golden['samples'])} golden prompts; check it with: compress verify {final})")
-    return {"bundle": str(final), "variant": variant.name, "files": sorted(manifest.files)}
+    if cfg.ship.sign_key:  # once the folder has its name: the signature records it
+        signing.sign_bundle(final, cfg.ship.sign_key, "ship.sign_key")
+    ctx.console.print(f"ship: {final}/ ({variant.name}, {len(manifest.files)} files + {MANIFEST_FILE}"
+                      + (f", signed with {cfg.ship.sign_key} ({SIGNATURE_FILE})" if cfg.ship.sign_key else "")
+                      + f", {len(golden['samples'])} golden prompts; check it with: compress verify {final}"
+                      + (" --key PUBLIC.pem)" if cfg.ship.sign_key else ")"))
+    return {"bundle": str(final), "variant": variant.name, "files": sorted(manifest.files),
+            "signed": bool(cfg.ship.sign_key)}

@@ -35,5 +35,6 @@ TASK = Task(
         "html": "compress.reports.html:render_run",
         "sweep_figures": f"{_HERE}.sweep:figures",
         "bundle_check": f"{_HERE}.golden:check_model",
+        "golden_tolerance": f"{_HERE}.golden:tolerance",
     },
 )

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compress import __version__, onnxrun, records
+from compress import __version__, onnxrun, records, signing
 from compress.bench import rounds
 from compress.data import eval_split
 from compress.errors import CompressError
@@ -23,9 +23,11 @@ from compress.layout import (
     MANIFEST_FILE,
     ONNX_FILE,
     ORT_FILE,
+    SIGNATURE_FILE,
     bundle_dir,
 )
 from compress.tasks.classification import TASK, ort
+from compress.tasks.classification.golden import TOLERANCE
 
 NAME = "ship"
 DEPENDS = ("export", "quantize", "mobile", "report")
@@ -80,9 +82,14 @@ def run(cfg, ctx) -> dict:
             files=file_index(tmp),  # every file but the manifest itself; compress verify fails on any file not listed
         )
         records.write(tmp / MANIFEST_FILE, manifest)
-    ctx.console.print(f"ship: {final}/ ({variant.name}, {len(manifest.files)} files + {MANIFEST_FILE}, "
-                      f"{len(golden['samples'])} golden sentences; check it with: compress verify {final})")
-    return {"bundle": str(final), "variant": variant.name, "files": sorted(manifest.files)}
+    if cfg.ship.sign_key:  # once the folder has its name: the signature records it
+        signing.sign_bundle(final, cfg.ship.sign_key, "ship.sign_key")
+    ctx.console.print(f"ship: {final}/ ({variant.name}, {len(manifest.files)} files + {MANIFEST_FILE}"
+                      + (f", signed with {cfg.ship.sign_key} ({SIGNATURE_FILE})" if cfg.ship.sign_key else "")
+                      + f", {len(golden['samples'])} golden sentences; check it with: compress verify {final}"
+                      + (" --key PUBLIC.pem)" if cfg.ship.sign_key else ")"))
+    return {"bundle": str(final), "variant": variant.name, "files": sorted(manifest.files),
+            "signed": bool(cfg.ship.sign_key)}
 
 
 def label_names(cfg, config: dict) -> dict[str, str]:
@@ -124,7 +131,7 @@ def golden_set(cfg, bundle: Path, labels: dict[str, str]) -> dict:
                  "one sentence per run, unpadded, token_type_ids zero. compress verify replays them.",
         "tokenizer": {"file": "tokenizer.json", "add_special_tokens": True, "truncation_max_length": max_length},
         "output": "logits",
-        "atol": cfg.ship.golden_atol,
+        "atol": TOLERANCE["logits"],  # for readers: compress verify holds the logits to its own, the same
         "computed_with": {"model": ONNX_FILE, "onnxruntime": onnxruntime.__version__, "provider": "CPUExecutionProvider"},
         "samples": samples,
     }
@@ -211,11 +218,21 @@ def model_card(cfg, report: records.Report, variant: records.Variant, spec: dict
         "",
         "`compress verify <this folder>` checks every file against `manifest.json`, tokenizes the golden sentences with "
         "`tokenizer.json`, runs them through `model.onnx`" + (" and `model.ort`" if mobile_summary["enabled"] else "")
-        + f" and compares the logits with `golden.json` (tolerance {golden['atol']:g}). It needs neither torch nor "
-        "transformers.",
+        + f" and compares the logits with `golden.json` (tolerance {golden['atol']:g}, fixed by compress verify). It "
+        "needs neither torch nor transformers.",
         "",
+        *signed_line(cfg),
     ]
     return "\n".join(lines)
+
+
+def signed_line(cfg) -> list[str]:
+    """The model card's line on the signature, when the ship stage signs the bundle."""
+    if not cfg.ship.sign_key:
+        return []
+    return [f"The bundle is signed (`{SIGNATURE_FILE}`, the OpenSSF model-signing format, every other file covered): "
+            "`compress verify <this folder> --key public.pem` checks that it was signed by the holder of the private "
+            "key.", ""]
 
 
 def speed_figure(variant: records.Variant, report: records.Report) -> str:
