@@ -119,8 +119,8 @@ def run(
     """
     from compress.tasks import load_config
 
-    cfg = load_config(pipeline, overrides or [])
-    _quiet_libraries()
+    _quiet_libraries()  # the checks at load import transformers: its warnings and torch's are not errors
+    cfg = load_config(pipeline, overrides or [], runs_dir=runs_dir)
     from compress import pipeline as recipe
 
     main_process = int(os.environ.get("RANK", "0")) == 0  # under accelerate launch / torchrun only rank 0 speaks
@@ -154,6 +154,7 @@ def validate(
     """
     from compress.validate import check_file, split_arguments
 
+    _quiet_libraries()
     files, overrides = split_arguments(arguments)
     failed = 0
     for pipeline in files:
@@ -377,6 +378,7 @@ def _sweep_summary(console, sweep_dir: Path, wide: bool = False) -> None:
 def _quiet_libraries() -> None:
     """Logging is configured once, here: libraries speak only of errors."""
     import logging
+    import sys
     import warnings
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -387,9 +389,11 @@ def _quiet_libraries() -> None:
     # build cannot load, and registers enums with torch's pytree, which warns about it.
     for name in ("torchao", "torch.utils._pytree"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    from transformers.utils import logging as hf_logging
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # read when transformers is first imported
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
 
-    hf_logging.set_verbosity_error()
+        hf_logging.set_verbosity_error()
 
 
 def main() -> None:

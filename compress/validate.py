@@ -20,13 +20,20 @@ from compress.errors import CompressError
 def split_arguments(arguments: list[str]) -> tuple[list[Path], list[str]]:
     """compress validate's arguments: one that names an existing file or ends in .yaml/.yml is a pipeline file (one
     not found says so); any other is an override (one without '=' says so, as compress run does)."""
-    is_file = [Path(a).is_file() or a.lower().endswith((".yaml", ".yml")) for a in arguments]
+    is_file = [_is_file(a) or a.lower().endswith((".yaml", ".yml")) for a in arguments]
     files = [Path(a) for a, f in zip(arguments, is_file) if f]
     overrides = [a for a, f in zip(arguments, is_file) if not f]
     if not files:
         raise CompressError(f"validate: no pipeline file among {' '.join(arguments)} (give a YAML file, then "
                             "key=value overrides)")
     return files, overrides
+
+
+def _is_file(argument: str) -> bool:
+    try:
+        return Path(argument).is_file()
+    except (OSError, ValueError):  # longer than a file name may be (an override such as name=<300 characters>)
+        return False
 
 
 @dataclass

@@ -1,10 +1,13 @@
-"""What every config model shares: strict models (unknown keys and inf/nan refused) and the common types."""
+"""What every config model shares: strict models (unknown keys, inf/nan and booleans for numbers refused) and the
+common types."""
 
 from __future__ import annotations
 
-from typing import Literal
+import json
+import typing
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 PACKAGE_PREFIX = "package:"
@@ -13,3 +16,48 @@ PACKAGE_PREFIX = "package:"
 class StrictModel(BaseModel):
     # inf and nan parse as YAML floats (.inf, .nan) and pass every bound check that compares: refuse them.
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """YAML reads true/false, yes/no and on/off as booleans, and a Python bool is an int: pydantic would take
+        ``student.layers: [0, true]`` as [0, 1] and ``seed: yes`` as 1. A boolean where the field holds numbers
+        and no booleans is refused (the key is named by the caller)."""
+        field = cls.model_fields.get(info.field_name or "")
+        if field is None or not _has_bool(value) or not _numbers_only(field.annotation):
+            return value
+        raise ValueError(f"{json.dumps(value, default=str)} holds a YAML boolean where a number is expected (YAML reads "
+                         "true/false, yes/no and on/off as booleans); give the number")
+
+
+def _has_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(_has_bool(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_bool(v) for v in value.values())
+    return False
+
+
+def _numbers_only(annotation: Any) -> bool:
+    """Whether a field's type holds numbers (int, float, a Literal of them) and nowhere a bool or Any: there a
+    boolean can only be a mistake."""
+    kinds = set()
+
+    def walk(t: Any) -> None:
+        if t is Any or t is bool:
+            kinds.add("bool")
+        elif t in (int, float):
+            kinds.add("number")
+        elif typing.get_origin(t) is Literal:
+            for v in typing.get_args(t):
+                kinds.add("bool" if isinstance(v, bool) else "number" if isinstance(v, (int, float)) else "other")
+        elif isinstance(t, type) and issubclass(t, BaseModel):
+            kinds.add("bool")  # a nested model checks its own fields
+        else:
+            for arg in typing.get_args(t):
+                walk(arg)
+
+    walk(annotation)
+    return "number" in kinds and "bool" not in kinds
