@@ -143,11 +143,15 @@ def validate(
     arguments: List[str] = typer.Argument(..., metavar="PIPELINE|KEY=VALUE",
                                           help="Pipeline YAML files (pipelines/*.yaml), and key=value overrides "
                                           "applied to each of them."),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where compress run will put the run folders "
+                                  "(checked as compress run checks them)."),
 ) -> None:
     """Check pipeline files without running anything: every problem at once, each file on its own lines.
 
     An argument that names an existing file or ends in .yaml/.yml is a pipeline file; any other is a
-    key=value override applied to every file. Each file's config and overrides are checked, then its local model folders
+    key=value override applied to every file. Each file's config and overrides are checked (with every check
+    compress run makes at load: model shapes against the teacher, opset, output folders and name lengths,
+    sources; docs/configuration.md), then its local model folders
     (pickle-only weights, remote code, damaged files, head size, position table), then its data, read as
     compress run reads it (columns, labels, splits; a hub dataset is left to compress run, which
     downloads it). Nothing is written. Exit 0 when every file is ok, 2 when any is not.
@@ -159,7 +163,7 @@ def validate(
     failed = 0
     for pipeline in files:
         where = f"{pipeline}: " if len(files) > 1 else ""  # one file: the lines compress run would print
-        checked = check_file(pipeline, overrides)
+        checked = check_file(pipeline, overrides, runs_dir)
         if checked.ok:
             typer.echo(checked.ok)
         failed += bool(checked.problems)

@@ -12,7 +12,7 @@ from pathlib import Path
 from rich.console import Console
 
 from compress import tasks
-from compress.config import is_local_path
+from compress.config import DEFAULT_RUNS, is_local_path
 from compress.config.sweep import expand
 from compress.errors import CompressError
 
@@ -45,11 +45,12 @@ class Checked:
     warnings: list[str] = field(default_factory=list)
 
 
-def check_file(pipeline: Path, overrides: list[str]) -> Checked:
-    """Every problem of one pipeline file: its config first (nothing else is checked when it does not load), then
-    its model folders and its data."""
+def check_file(pipeline: Path, overrides: list[str], runs_dir: Path = DEFAULT_RUNS) -> Checked:
+    """Every problem of one pipeline file: its config first, with every check compress run makes at load
+    (``runs_dir``: where the run folder would go; nothing else is checked when it does not load), then its model
+    folders and its data."""
     try:
-        cfg = tasks.load_config(pipeline, overrides)
+        cfg = tasks.load_config(pipeline, overrides, runs_dir=runs_dir)
         task = tasks.get(cfg.task)
     except CompressError as exc:
         return Checked(problems=exc.problems)

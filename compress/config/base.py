@@ -24,7 +24,7 @@ class StrictModel(BaseModel):
         ``student.layers: [0, true]`` as [0, 1] and ``seed: yes`` as 1. A boolean where the field holds numbers
         and no booleans is refused (the key is named by the caller)."""
         field = cls.model_fields.get(info.field_name or "")
-        if field is None or not _has_bool(value) or not _numbers_only(field.annotation):
+        if field is None or not _numbers_only(field.annotation) or not _has_bool(value):
             return value
         if isinstance(value, bool) and not _numbers_only(field.annotation, scalar=True):
             return value  # true for a list: pydantic's own line says a list is expected
@@ -32,14 +32,18 @@ class StrictModel(BaseModel):
                          "true/false, yes/no and on/off as booleans); give the number")
 
 
-def _has_bool(value: Any) -> bool:
+def _has_bool(value: Any, seen: set[int] | None = None) -> bool:
+    """Whether ``value`` is or holds a bool (a YAML anchor that contains itself is walked once)."""
     if isinstance(value, bool):
         return True
-    if isinstance(value, (list, tuple)):
-        return any(_has_bool(v) for v in value)
-    if isinstance(value, dict):
-        return any(_has_bool(v) for v in value.values())
-    return False
+    if not isinstance(value, (list, tuple, dict)):
+        return False
+    seen = set() if seen is None else seen
+    if id(value) in seen:
+        return False
+    seen.add(id(value))
+    items = value.values() if isinstance(value, dict) else value
+    return any(_has_bool(v, seen) for v in items)
 
 
 def _numbers_only(annotation: Any, scalar: bool = False) -> bool:

@@ -62,8 +62,8 @@ line: the key, what was found, what is valid; exit code 2.
   `seed: yes`: YAML reads true/false, yes/no, on/off as booleans), a `!!binary` value (bytes) or a `!!set`.
 - **`export.opset`** against the installed exporter: 14 (transformers' attention is exported from opset 14 on)
   to torch's highest (`torch.onnx`'s `ONNX_MAX_OPSET`, bounded by `onnx`'s).
-- **Where the run writes**: `ship.dir`, `distill.cache.dir` and the run folder (`--runs-dir`, `runs` for
-  `compress validate`) must be folders or not exist yet, below a writable folder; the run's name, every
+- **Where the run writes**: `ship.dir`, `distill.cache.dir` and the run folder (`--runs-dir`, which
+  `compress validate` takes too; `runs` by default) must be folders or not exist yet, below a writable folder; the run's name, every
   variant's and sweep point's (each a folder name) must fit the file system's `PC_NAME_MAX` less the 5
   characters of the temporary `.<name>.tmp`, and each path with what compress writes below it its
   `PC_PATH_MAX`.

@@ -83,10 +83,11 @@ def test_every_kind_is_tried_on_several_pipelines_and_every_pipeline_is_tried():
 def test_a_runs_dir_that_is_a_file_is_refused_before_anything_is_written(tmp_path):
     afile = tmp_path / "runs"
     afile.write_text("not a folder")
-    result = invoke("run", ROOT / "pipelines" / "tiny.yaml", "--runs-dir", afile, f"ship.dir={tmp_path / 'exports'}")
-    assert result.exit_code == 2
-    assert result.stderr.strip().splitlines() == [f"error: --runs-dir: {afile} is a file; run folders go to "
-                                                  f"{afile}/<name>/, so it must be a folder (or not exist yet)"]
+    expected = [f"error: --runs-dir: {afile} is a file; run folders go to {afile}/<name>/, so it must be a folder (or "
+                "not exist yet)"]
+    for command in ("validate", "run"):
+        result = invoke(command, ROOT / "pipelines" / "tiny.yaml", "--runs-dir", afile, f"ship.dir={tmp_path / 'exports'}")
+        assert result.exit_code == 2 and result.stderr.strip().splitlines() == expected, (command, result.stderr)
     assert afile.read_text() == "not a folder" and not (tmp_path / "exports").exists()
 
 
