@@ -56,8 +56,7 @@ def check_combinations(cfg: PipelineConfig) -> list[str]:
                                 f"data.generated_size makes only {cfg.data.generated_size} training rows")
     problems += _check_ship(cfg)
     problems += _check_refine(cfg)
-    problems += _check_positions(cfg)
-    return problems
+    return problems  # the lengths against the model's position table: compress.config.shapes
 
 
 def _check_refine(cfg: PipelineConfig) -> list[str]:
@@ -73,17 +72,6 @@ def _check_refine(cfg: PipelineConfig) -> list[str]:
         problems.append(f"refine.intermediate_size: {r.intermediate_size} is wider than the student's feed-forward "
                         f"(student.intermediate_size {st.intermediate_size}); pruning can only keep fewer neurons")
     return problems
-
-
-def _check_positions(cfg: PipelineConfig) -> list[str]:
-    """A random teacher's position table must hold data.max_length and the bench's query lengths."""
-    limit = (cfg.teacher.architecture or {}).get("max_position_embeddings")
-    if not isinstance(limit, int) or isinstance(limit, bool):
-        return []  # unset: build_random sizes it to data.max_length; a bad value is transformers' to refuse
-    asked = {"data.max_length": cfg.data.max_length, "bench.sequence_length": cfg.bench.sequence_length,
-             "bench.mobile_sequence_lengths": max(cfg.bench.mobile_sequence_lengths)}
-    return [f"{key}: {n} tokens, but teacher.architecture.max_position_embeddings is {limit}; the model cannot read "
-            f"longer sentences (lower {key} or raise max_position_embeddings)" for key, n in asked.items() if n > limit]
 
 
 def _check_ship(cfg: PipelineConfig) -> list[str]:

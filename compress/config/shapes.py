@@ -74,7 +74,7 @@ def check(cfg: PipelineConfig, family: Family) -> list[str]:
         return problems + _position_problems(cfg, family, None, student)
     student, problems = _student(cfg, family, teacher)
     if not problems:
-        problems += _refine(cfg, family, student)
+        problems += _refine(cfg, family, student) + _layer_map(cfg, family, teacher, student)
     return problems + _position_problems(cfg, family, teacher, student)
 
 
@@ -260,7 +260,8 @@ def _student(cfg: PipelineConfig, family: Family, teacher: Model) -> tuple[Model
                             f"({ffn}); pruning can only keep fewer neurons (1..{ffn})")
     if problems:
         return None, problems
-    kept = {sizes.heads: s.num_attention_heads or heads, sizes.ffn: s.intermediate_size or ffn}
+    count = len(s.layers) if s.layers is not None else s.num_layers or (layers + 1) // 2  # every other layer
+    kept = {sizes.count: count, sizes.heads: s.num_attention_heads or heads, sizes.ffn: s.intermediate_size or ffn}
     return Model(_with(tc, kept), "student", "the student"), []
 
 
@@ -290,6 +291,23 @@ def _config_student(cfg: PipelineConfig, teacher: Model, sizes: Sizes) -> tuple[
     except ConfigError as exc:
         return None, exc.problems
     return Model(config, "student", "the student"), []
+
+
+def _layer_map(cfg: PipelineConfig, family: Family, teacher: Model, student: Model | None) -> list[str]:
+    """distill.hidden.layer_map indexes both models' hidden states (0 = the embeddings, then one per layer)."""
+    hidden = cfg.distill.hidden
+    if hidden.weight <= 0 or not hidden.layer_map or student is None:
+        return []
+    counts = []
+    for model in (student, teacher):
+        sizes = family.architectures.get(model.config.model_type)
+        counts.append(_size(model.config, sizes.count) if sizes else None)
+    n_s, n_t = counts
+    if n_s is None or n_t is None:
+        return []
+    bad = [(a, b) for a, b in hidden.layer_map if not (0 <= a <= n_s and 0 <= b <= n_t)]
+    return [f"distill.hidden.layer_map: {bad} out of range (student 0..{n_s}, teacher 0..{n_t}; 0 is the "
+            "embeddings)"] if bad else []
 
 
 def _with(config, changes: dict[str, Any]):

@@ -68,6 +68,10 @@ def _cases() -> list[tuple[str, str, list[str], str]]:
     add("refine", ["tiny"], ["refine.enabled=true", "refine.intermediate_size=128"], "refine.intermediate_size: 128 is wider than")
     add("refine", ["distilbert"], ["refine.num_attention_heads=16"], "refine.num_attention_heads: 16 is more than")
     add("refine", ["distilbert"], ["refine.intermediate_size=2048"], "refine.intermediate_size: 2048 is wider than")
+    add("layer-map", ["tiny"], ["distill.hidden.weight=1", "distill.hidden.layer_map=[[1, 9]]"],
+        "distill.hidden.layer_map: [(1, 9)] out of range (student 0..2, teacher 0..4")
+    add("layer-map", ["distilbert"], ["distill.hidden.weight=1", "distill.hidden.layer_map=[[4, 2]]"],
+        "distill.hidden.layer_map: [(4, 2)] out of range (student 0..3, teacher 0..6")
     # booleans where numbers are expected (YAML true is an int in Python)
     add("boolean", ["tiny", "tiny-lm"], ["student.layers=[0, true]"], "student.layers: [0, true] holds a YAML boolean")
     add("boolean", ["shakespeare", "distilbert"], ["student.layers=[true, 2]"], "student.layers: [true, 2] holds a YAML boolean")
