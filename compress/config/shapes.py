@@ -284,10 +284,19 @@ def _config_student(cfg: PipelineConfig, teacher: Model, sizes: Sizes) -> tuple[
     named = [k for k in ("num_attention_heads", "hidden_size", "intermediate_size", "num_layers")
              if getattr(s, k) is not None]
     key = f"student.{named[0]}"
-    config = _with(tc, changes)
     shown = ", ".join(f"{k} {v}" for k, v in changes.items())
+    what = f"the student's {tc.model_type} config ({shown})"
     try:
-        _instantiate(key, config, f"the student's {tc.model_type} config ({shown})")
+        from transformers import AutoConfig
+
+        values = {**tc.to_dict(), **changes}
+        for drop in ("architectures", "_name_or_path", "transformers_version", "torch_dtype", "dtype", "model_type"):
+            values.pop(drop, None)
+        config = AutoConfig.for_model(tc.model_type, **values)  # as compress.students.smaller builds it
+    except Exception as exc:  # noqa: BLE001
+        return None, [f"{key}: transformers refuses {what}: {_first_line(exc)}"]
+    try:
+        _instantiate(key, config, what)
     except ConfigError as exc:
         return None, exc.problems
     return Model(config, "student", "the student"), []
@@ -311,12 +320,22 @@ def _layer_map(cfg: PipelineConfig, family: Family, teacher: Model, student: Mod
 
 
 def _with(config, changes: dict[str, Any]):
-    """A copy of a transformers config with some values changed (its class rebuilds what depends on them)."""
+    """A copy of a transformers config with some values changed, rebuilt from its dict as the student stage rebuilds
+    it (compress.students.smaller), so its class recomputes what depends on them; a config class that will not
+    take its own dict back gets the values set on a copy."""
     values = config.to_dict()
     values.update(changes)
-    for key in ("architectures", "_name_or_path", "transformers_version", "torch_dtype", "dtype"):
+    for key in ("architectures", "_name_or_path", "transformers_version", "torch_dtype", "dtype", "model_type"):
         values.pop(key, None)
-    return type(config)(**{k: v for k, v in values.items() if k != "model_type"})
+    try:
+        return type(config)(**values)
+    except Exception:  # noqa: BLE001 - then the sizes alone are what the checks read
+        import copy
+
+        changed = copy.deepcopy(config)
+        for key, value in changes.items():
+            setattr(changed, key, value)
+        return changed
 
 
 def _refine(cfg: PipelineConfig, family: Family, student: Model | None) -> list[str]:
