@@ -139,8 +139,8 @@ def run(
     """
     from compress.tasks import load_config
 
-    cfg = load_config(pipeline, overrides or [])
-    _quiet_libraries()
+    _quiet_libraries()  # the checks at load import transformers: its warnings and torch's are not errors
+    cfg = load_config(pipeline, overrides or [], runs_dir=runs_dir)
     from compress import pipeline as recipe
 
     main_process = int(os.environ.get("RANK", "0")) == 0  # under accelerate launch / torchrun only rank 0 speaks
@@ -164,22 +164,27 @@ def validate(
     arguments: List[str] = typer.Argument(..., metavar="PIPELINE|KEY=VALUE",
                                           help="Pipeline YAML files (pipelines/*.yaml), and key=value overrides "
                                           "applied to each of them."),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where compress run will put the run folders "
+                                  "(checked as compress run checks them)."),
 ) -> None:
     """Check pipeline files without running anything: every problem at once, each file on its own lines.
 
     An argument that names an existing file or ends in .yaml/.yml is a pipeline file; any other is a
-    key=value override applied to every file. Each file's config and overrides are checked, then its local model folders
+    key=value override applied to every file. Each file's config and overrides are checked (with every check
+    compress run makes at load: model shapes against the teacher, opset, output folders and name lengths,
+    sources; docs/configuration.md), then its local model folders
     (pickle-only weights, remote code, damaged files, head size, position table), then its data, read as
     compress run reads it (columns, labels, splits; a hub dataset is left to compress run, which
     downloads it). Nothing is written. Exit 0 when every file is ok, 2 when any is not.
     """
     from compress.validate import check_file, split_arguments
 
+    _quiet_libraries()
     files, overrides = split_arguments(arguments)
     failed = 0
     for pipeline in files:
         where = f"{pipeline}: " if len(files) > 1 else ""  # one file: the lines compress run would print
-        checked = check_file(pipeline, overrides)
+        checked = check_file(pipeline, overrides, runs_dir)
         if checked.ok:
             typer.echo(checked.ok)
         failed += bool(checked.problems)
@@ -427,6 +432,7 @@ def _sweep_summary(console, sweep_dir: Path, wide: bool = False) -> None:
 def _quiet_libraries() -> None:
     """Logging is configured once, here: libraries speak only of errors."""
     import logging
+    import sys
     import warnings
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -437,9 +443,11 @@ def _quiet_libraries() -> None:
     # build cannot load, and registers enums with torch's pytree, which warns about it.
     for name in ("torchao", "torch.utils._pytree"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    from transformers.utils import logging as hf_logging
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # read when transformers is first imported
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
 
-    hf_logging.set_verbosity_error()
+        hf_logging.set_verbosity_error()
 
 
 def main() -> None:

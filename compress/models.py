@@ -26,7 +26,7 @@ def load_pretrained(spec: str, num_labels: int | None = None, allow_pickle: bool
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    path = resolve_model_path(spec)
+    path = resolve_model_path(spec, key)
     local = Path(path)
     if local.is_dir():  # pickle-only weights, remote code, a truncated safetensors or JSON file: refused here
         check_model_folder(local, key, allow_pickle, trust_remote_code, num_labels=num_labels)
@@ -46,9 +46,19 @@ def load_pretrained(spec: str, num_labels: int | None = None, allow_pickle: bool
 
 def build_random(cfg: TeacherConfig, texts: list[str], max_length: int):
     """A randomly initialised classifier from ``cfg.architecture`` and a word-level tokenizer trained on ``texts``."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification
+    from transformers import AutoModelForSequenceClassification
 
     tokenizer = train_wordlevel_tokenizer(texts, max_length=max_length)
+    config = random_config(cfg, len(tokenizer), tokenizer.pad_token_id, max_length)
+    return AutoModelForSequenceClassification.from_config(config), tokenizer
+
+
+def random_config(cfg: TeacherConfig, vocab_size: int, pad_token_id: int | None, max_length: int):
+    """The transformers config of the random teacher ``cfg.architecture`` describes, with the run's vocabulary,
+    labels and (unless given) a position table of max(512, max_length): what build_random builds, and what
+    compress.config.shapes builds at load to check the shapes before anything runs."""
+    from transformers import AutoConfig
+
     arch = dict(cfg.architecture or {})
     model_type = arch.pop("model_type", None)
     if not model_type:
@@ -57,11 +67,10 @@ def build_random(cfg: TeacherConfig, texts: list[str], max_length: int):
         raise CompressError(f"teacher.architecture.model_type: {model_type!r} is not supported; supported: {', '.join(sorted(LAYERS))}")
     arch.setdefault("max_position_embeddings", max(512, max_length))
     try:
-        config = AutoConfig.for_model(model_type, vocab_size=len(tokenizer), num_labels=cfg.num_labels,
-                                      pad_token_id=tokenizer.pad_token_id, **arch)
+        return AutoConfig.for_model(model_type, vocab_size=vocab_size, num_labels=cfg.num_labels,
+                                    pad_token_id=pad_token_id, **arch)
     except (TypeError, ValueError) as exc:
         raise CompressError(f"teacher.architecture: {exc}") from None
-    return AutoModelForSequenceClassification.from_config(config), tokenizer
 
 
 def name_labels(model, names) -> None:

@@ -17,6 +17,9 @@ from compress.errors import CompressError
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 PICKLE_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+JSON_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+              "model.safetensors.index.json")
+CHECKED_FILES = WEIGHT_FILES + PICKLE_FILES + JSON_FILES  # read here or by transformers: each must be a regular file
 HEADS = ("classifier.weight", "classifier.out_proj.weight")  # BERT, DistilBERT / RoBERTa, ELECTRA heads
 GiB = 2**30
 
@@ -24,14 +27,13 @@ GiB = 2**30
 def check_models(cfg: PipelineConfig, num_labels: int | None = None) -> None:
     """Every local model folder the config names (teacher.model, a pretrained student.model), without loading
     anything: also what `compress validate` checks. ``num_labels``: the teacher's head must have that many outputs
-    (a classifier's task says so; None = no head to check)."""
-    lengths = {"data.max_length": cfg.data.max_length, "bench.sequence_length": cfg.bench.sequence_length,
-               "bench.mobile_sequence_lengths": max(cfg.bench.mobile_sequence_lengths)}
+    (a classifier's task says so; None = no head to check). The shapes in its config.json (layers, heads, position
+    table) are checked at load (compress.config.shapes)."""
     for key, spec, pickle_ok, remote_ok in _model_sources(cfg):
         if gguf_file(spec) is not None:
             continue  # one GGUF file: transformers reads it whole (no folder of weights to check)
-        check_model_folder(Path(resolve_model_path(spec)), key, pickle_ok, remote_ok,
-                           num_labels=num_labels if key == "teacher.model" else None, lengths=lengths)
+        check_model_folder(Path(resolve_model_path(spec, key)), key, pickle_ok, remote_ok,
+                           num_labels=num_labels if key == "teacher.model" else None)
 
 
 def _warn(console, text: str) -> None:
@@ -92,15 +94,20 @@ def _model_sources(cfg: PipelineConfig) -> list[tuple[str, str, bool, bool]]:
 
 
 def check_model_folder(folder: Path, key: str, allow_pickle: bool = False, trust_remote_code: bool = False,
-                       num_labels: int | None = None, lengths: dict[str, int] | None = None) -> None:
+                       num_labels: int | None = None) -> None:
     """A model folder is safe and whole before transformers opens it: safetensors weights (pickle only with
-    allow_pickle), no remote code unless trusted, every safetensors file complete, its JSON files parse; with
-    ``num_labels``, a classifier head with that many outputs; with ``lengths`` ({key: tokens}), a position
-    table that holds each."""
+    allow_pickle), no remote code unless trusted, every safetensors file complete, its JSON files parse, each a
+    regular file (not a folder, a device or a pipe, which would hang the read); with ``num_labels``, a classifier
+    head with that many outputs."""
     section = key.split(".")[0]
     if not folder.is_dir():
         raise CompressError(f"{key}: folder not found: {folder}")
     files = {p.name for p in folder.iterdir()}
+    not_files = [f"{key}: {folder / name} is {_kind(folder / name)}, not a file; a model folder holds its weights "
+                 f"and settings as regular files" for name in sorted(files & set(CHECKED_FILES))
+                 if _kind(folder / name) != "a file"]
+    if not_files:
+        raise CompressError(*not_files)
     if not files & set(WEIGHT_FILES):
         if not files & set(PICKLE_FILES):
             raise CompressError(f"{key}: no model weights in {folder} (looked for {', '.join(WEIGHT_FILES + PICKLE_FILES)})")
@@ -108,8 +115,7 @@ def check_model_folder(folder: Path, key: str, allow_pickle: bool = False, trust
             raise CompressError(f"{key}: {folder} holds only pickle weights (pytorch_model.bin), which can run code when "
                                 f"loaded; convert them to safetensors, or set {section}.allow_pickle: true if you trust the file")
     problems = []
-    for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                 "model.safetensors.index.json"):
+    for name in JSON_FILES:
         if name in files:
             problem = json_problem(folder / name)
             if problem:
@@ -140,12 +146,6 @@ def check_model_folder(folder: Path, key: str, allow_pickle: bool = False, trust
                 raise CompressError(f"teacher.num_labels: {num_labels}, but the classifier head in {shard} has {shape[0]} "
                                     f"outputs{_label_names(config)}; set teacher.num_labels: {shape[0]} for this task, "
                                     f"or use a model without a classification head")
-    limit = position_limit(config)
-    if limit and lengths:
-        too_long = [f"{k}: {n} tokens, but {key} reads at most {limit} (max_position_embeddings in "
-                    f"{folder / 'config.json'}); set {k} <= {limit}" for k, n in lengths.items() if n > limit]
-        if too_long:
-            raise CompressError(*too_long)
 
 
 def _label_names(config: dict) -> str:
@@ -153,14 +153,19 @@ def _label_names(config: dict) -> str:
     return f" ({', '.join(str(v) for v in names.values())})" if isinstance(names, dict) and names else ""
 
 
-def position_limit(config: dict) -> int | None:
-    """Longest input the model's position table holds (RoBERTa-style models reserve padding_idx + 1 slots)."""
-    n = config.get("max_position_embeddings")
-    if not isinstance(n, int):
-        return None
-    if config.get("model_type") in ("roberta", "xlm-roberta", "camembert"):
-        n -= int(config.get("pad_token_id", 1) or 0) + 1
-    return n
+def _kind(path: Path) -> str:
+    """What ``path`` is, following links: "a file", "a directory", "a character device", "a broken link", ..."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return "a broken link" if path.is_symlink() else "missing"
+    for test, name in ((stat.S_ISREG, "a file"), (stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
 
 
 def json_problem(path: Path) -> str | None:
@@ -187,7 +192,10 @@ def safetensors_problem(path: Path) -> tuple[str | None, dict | None]:
     length, a JSON header of tensors with their byte ranges, then exactly the bytes those ranges cover.
     A truncated, padded or overwritten file fails here with a line naming it."""
     if not path.is_file():
-        return f"{path}: missing (listed in model.safetensors.index.json)", None
+        kind = _kind(path)
+        if kind == "missing":
+            return f"{path}: missing (listed in model.safetensors.index.json)", None
+        return f"{path}: {kind}, not a file; the weights must be a regular file", None
     size = path.stat().st_size
     damaged = f"{path}: not a complete safetensors file"
     if size < 8:

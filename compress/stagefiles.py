@@ -9,7 +9,8 @@ files a model folder holds, and the ship stage bundles the tokenizer files it fi
 
 The cost is one sha256 pass over the skipped stages' files per run (about 1.4 GB/s on one core); stage.json itself
 is not listed. A command that rewrites such a file on purpose (``compress report`` renders report.md and report.html
-again) records its new sha256 with :func:`rerecord`.
+again) records its new sha256 with :func:`rerecord`. A bundle's signature (``model.sig``) is not among a stage's
+outputs: ``compress sign`` adds it to a finished bundle on purpose, and ``compress verify --key`` checks it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from compress.io import sha256_file
-from compress.layout import STAGE_FILE
+from compress.layout import SIGNATURE_FILE, STAGE_FILE
 from compress.records import FileDigest, StageRecord, read_stage, write
 
 
@@ -109,7 +110,7 @@ def _files(folder: Path, record: str | None = STAGE_FILE) -> dict[str, Path]:
 def _output_files(path: Path, run_dir: Path) -> dict[str, Path]:
     key = output_key(path, run_dir)
     if path.is_dir():
-        return {f"{key}/{rel}": p for rel, p in _files(path, record=None).items()}
+        return {f"{key}/{rel}": p for rel, p in _files(path, record=None).items() if rel != SIGNATURE_FILE}
     return {key: path} if path.is_file() else {}
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from rich.console import Console
 
 from compress import tasks
-from compress.config import is_local_path
+from compress.config import DEFAULT_RUNS, is_local_path
 from compress.config.sweep import expand
 from compress.errors import CompressError
 
@@ -20,13 +20,20 @@ from compress.errors import CompressError
 def split_arguments(arguments: list[str]) -> tuple[list[Path], list[str]]:
     """compress validate's arguments: one that names an existing file or ends in .yaml/.yml is a pipeline file (one
     not found says so); any other is an override (one without '=' says so, as compress run does)."""
-    is_file = [Path(a).is_file() or a.lower().endswith((".yaml", ".yml")) for a in arguments]
+    is_file = [_is_file(a) or a.lower().endswith((".yaml", ".yml")) for a in arguments]
     files = [Path(a) for a, f in zip(arguments, is_file) if f]
     overrides = [a for a, f in zip(arguments, is_file) if not f]
     if not files:
         raise CompressError(f"validate: no pipeline file among {' '.join(arguments)} (give a YAML file, then "
                             "key=value overrides)")
     return files, overrides
+
+
+def _is_file(argument: str) -> bool:
+    try:
+        return Path(argument).is_file()
+    except (OSError, ValueError):  # longer than a file name may be (an override such as name=<300 characters>)
+        return False
 
 
 @dataclass
@@ -38,11 +45,12 @@ class Checked:
     warnings: list[str] = field(default_factory=list)
 
 
-def check_file(pipeline: Path, overrides: list[str]) -> Checked:
-    """Every problem of one pipeline file: its config first (nothing else is checked when it does not load), then
-    its model folders and its data."""
+def check_file(pipeline: Path, overrides: list[str], runs_dir: Path = DEFAULT_RUNS) -> Checked:
+    """Every problem of one pipeline file: its config first, with every check compress run makes at load
+    (``runs_dir``: where the run folder would go; nothing else is checked when it does not load), then its model
+    folders and its data."""
     try:
-        cfg = tasks.load_config(pipeline, overrides)
+        cfg = tasks.load_config(pipeline, overrides, runs_dir=runs_dir)
         task = tasks.get(cfg.task)
     except CompressError as exc:
         return Checked(problems=exc.problems)

@@ -96,7 +96,6 @@ def test_missing_weights_are_named(tmp_path):
 
 def test_local_folder_and_package_sources_load(tmp_path, monkeypatch):
     import sys
-    import types
 
     from compress.models import train_wordlevel_tokenizer
 
@@ -104,11 +103,15 @@ def test_local_folder_and_package_sources_load(tmp_path, monkeypatch):
     train_wordlevel_tokenizer(["good film"], max_length=16).save_pretrained(tmp_path / "m")
     model, tok = models.load_pretrained(str(tmp_path / "m"), 2)
     assert model.config.num_hidden_layers == 2 and tok.pad_token == "[PAD]"
-    pkg = types.ModuleType("fake_weights_pkg")
-    pkg.get_model_path = lambda: str(tmp_path / "m")
-    monkeypatch.setitem(sys.modules, "fake_weights_pkg", pkg)
+    # package:<name>: the model folder inside the installed package, found without importing it
+    package = tmp_path / "site" / "fake_weights_pkg"
+    (package / "__init__.py").parent.mkdir(parents=True)
+    (package / "__init__.py").write_text("raise ImportError('importing this package is not allowed')\n")
+    tiny_bert(2).save_pretrained(package / "model", safe_serialization=True)
+    train_wordlevel_tokenizer(["good film"], max_length=16).save_pretrained(package / "model")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
     model, _ = models.load_pretrained("package:fake_weights_pkg", 2)
-    assert model.config.num_hidden_layers == 2
+    assert model.config.num_hidden_layers == 2 and "fake_weights_pkg" not in sys.modules
 
 
 def test_hub_id_without_network_is_one_sentence(monkeypatch):

@@ -6,6 +6,11 @@
     overrides  key=value settings applied to a mapping
     load       YAML (safe, a key set twice refused), key=value overrides, validation, one line per problem
     rules      settings that validate one by one but cannot work together; files and packages named
+    packages   package:<name> model sources, found in the installed files without running the package's code
+    paths      the folders a run writes: folders (not files), writable, names and paths the file system allows
+    opsets     the ONNX opsets the installed exporter writes
+    shapes     model shapes against the teacher, built as transformers builds them, without weights (the tasks
+               register what differs: compress/tasks/<task>/rules.py)
     sweep      a sweep's points and their checks at load time (compress/sweep.py runs them)
     reference  docs/configuration.md, generated from the models' descriptions
 
@@ -42,6 +47,7 @@ from compress.config.load import (
     read_yaml_mapping,
     validate_config,
 )
+from compress.config.paths import DEFAULT_RUNS
 from compress.config.rules import (
     check_combinations,
     check_sources,
@@ -70,6 +76,7 @@ from compress.config.schema import (
 __all__ = [
     "BNB_METHODS",
     "BUILTIN_VARIANTS",
+    "DEFAULT_RUNS",
     "GPU_METHODS",
     "ONNX_INT8",
     "ONNX_METHODS",

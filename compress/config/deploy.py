@@ -13,7 +13,9 @@ from compress.config.base import StrictModel
 class ExportConfig(StrictModel):
     """ONNX export through optimum-onnx, checked against PyTorch on real evaluation inputs."""
 
-    opset: int | None = Field(None, ge=11, description="ONNX opset; null = optimum's default for the architecture.")
+    opset: int | None = Field(None, ge=11, description="ONNX opset; null = optimum's default for the architecture. "
+                              "Checked at load against the installed exporter: 14 (the lowest that exports "
+                              "transformers' attention) to torch's highest (23 with torch 2.13).")
     atol: float = Field(1e-4, gt=0, description="Largest allowed |logit difference| between ONNX Runtime and PyTorch.")
     parity_samples: int = Field(32, gt=0, description="Evaluation sentences used for the parity checks (every "
                                 "transformation is compared with PyTorch on them at several shapes).")

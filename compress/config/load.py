@@ -16,11 +16,13 @@ from typing import Any, Callable
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from compress.config.opsets import check_opset
 from compress.config.overrides import apply_overrides
+from compress.config.paths import DEFAULT_RUNS, check_paths, check_run_paths
 from compress.config.rules import check_combinations, check_sources
 from compress.config.schema import PipelineConfig
 from compress.config.sweep import check_points
-from compress.errors import ConfigError
+from compress.errors import ConfigError, ascii_only
 
 _KEY_PATH = re.compile(r"^[a-z_]+(\.[a-z_0-9]+)+: ")
 
@@ -28,15 +30,21 @@ _KEY_PATH = re.compile(r"^[a-z_]+(\.[a-z_0-9]+)+: ")
 Rules = Callable[[PipelineConfig], list[str]]
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None, rules: Rules | None = None) -> PipelineConfig:
+def load_config(path: str | Path, overrides: list[str] | None = None, rules: Rules | None = None,
+                runs_dir: Path = DEFAULT_RUNS) -> PipelineConfig:
     """Read ``path`` (YAML, safe_load only), apply ``key=value`` overrides, validate everything
     (with a ``sweep:`` block, every point's own config too). ``rules(cfg)``: more problems to refuse, found by a
-    layer above the config (compress.tasks passes what the config's task refuses)."""
+    layer above the config (compress.tasks passes what the config's task refuses). ``runs_dir``: where the run
+    folder will go (compress run's --runs-dir), whose paths are checked with the config's own."""
     try:
-        return validate_config(load_raw(path, overrides), rules)
+        cfg = validate_config(load_raw(path, overrides), rules)
     except RecursionError:  # [[[[...]]]] thousands deep, or an anchor that contains itself (&a [*a])
         raise ConfigError(f"{path}: nested too deeply (or a YAML anchor refers to itself); a pipeline is a "
                           "mapping a few levels deep") from None
+    problems = check_run_paths(cfg, runs_dir)
+    if problems:
+        raise ConfigError(*problems)
+    return cfg
 
 
 def load_raw(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
@@ -51,16 +59,53 @@ def load_raw(path: str | Path, overrides: list[str] | None = None) -> dict[str, 
 def validate_config(raw: dict[str, Any], rules: Rules | None = None) -> PipelineConfig:
     """The config of a raw mapping; every problem at once as a ConfigError. A sweep's points are each validated
     the same way (``rules`` included)."""
+    problems = yaml_types(raw)
+    if problems:
+        raise ConfigError(*problems)
     try:
         cfg = PipelineConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(*format_validation_error(exc)) from None
-    problems = check_combinations(cfg) + check_sources(cfg) + (rules(cfg) if rules else [])
+    problems = check_combinations(cfg) + check_sources(cfg) + check_paths(cfg) + check_opset(cfg)
+    problems += rules(cfg) if rules else []
     if cfg.sweep is not None and not problems:
         problems = check_points(raw, cfg.sweep, lambda point: validate_config(point, rules))
     if problems:
         raise ConfigError(*problems)
     return cfg
+
+
+# What yaml.safe_load makes that no pipeline value is: bytes (!!binary) and sets (!!set). pydantic would take bytes
+# as text (name: !!binary dGlueQ== becomes "tiny") and a set as a list in no stated order.
+_NOT_CONFIG = {bytes: ("!!binary", "bytes", "write the text itself"),
+               set: ("!!set", "a set, in no order", "write a list: [a, b]")}
+
+
+def yaml_types(raw: Any, key: str = "", seen: set[int] | None = None) -> list[str]:
+    """One line per value (or key) of a YAML type no setting takes, named by its key path (an anchor that contains
+    itself is walked once: the schema says what is wrong with it)."""
+    seen = set() if seen is None else seen
+    if isinstance(raw, (dict, list, tuple)):
+        if id(raw) in seen:
+            return []
+        seen.add(id(raw))
+    problems = []
+    kind = next((v for t, v in _NOT_CONFIG.items() if isinstance(raw, t)), None)
+    if kind is not None:
+        tag, what, fix = kind
+        shown = raw if len(repr(raw)) <= 40 else f"{repr(raw)[:37]}..."
+        problems.append(f"{key or '<top>'}: a {tag} value ({what}: {shown!r}), but pipeline values are text, numbers, "
+                        f"booleans, lists and mappings; {fix}")
+    elif isinstance(raw, dict):
+        for k, v in raw.items():
+            if isinstance(k, (bytes, set, frozenset)):
+                problems.append(f"{key or '<top>'}: a key that is {type(k).__name__} ({k!r}); keys are text")
+                continue
+            problems += yaml_types(v, f"{key}.{ascii_only(str(k))}" if key else ascii_only(str(k)), seen)
+    elif isinstance(raw, (list, tuple)):
+        for i, v in enumerate(raw):
+            problems += yaml_types(v, f"{key}.{i}", seen)
+    return problems
 
 
 def read_yaml_mapping(path: Path) -> dict[str, Any]:
@@ -75,7 +120,7 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
     try:
         data = yaml.load(text, Loader=_SafeUniqueLoader)
     except DuplicateKeyError as exc:
-        raise ConfigError(f"{path}:{exc.line}: {exc.key}: duplicate key (first set on line {exc.first}); "
+        raise ConfigError(f"{path}:{exc.line}: {ascii_only(exc.key)}: duplicate key (first set on line {exc.first}); "
                           "YAML would silently keep the last one") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -123,7 +168,8 @@ def format_validation_error(exc: ValidationError) -> list[str]:
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         msg = _describe(err, loc)
         named = err["type"] == "value_error" and _KEY_PATH.match(msg)  # the validator named the key itself
-        line = msg if named else f"{'.'.join(map(str, loc)) or '<top>'}: {msg}"
+        # keys are ASCII: a look-alike letter (a Cyrillic a) or a zero-width space in one is shown escaped
+        line = msg if named else f"{ascii_only('.'.join(map(str, loc))) or '<top>'}: {msg}"
         if line not in seen:
             seen.add(line)
             lines.append(line)
@@ -135,7 +181,7 @@ def _describe(err: dict[str, Any], loc: tuple) -> str:
     bounds = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
     if kind == "extra_forbidden":
         valid = _fields_at(loc[:-1])
-        close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
+        close = difflib.get_close_matches(_plain(str(loc[-1])), valid, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
         return f"unknown key{hint} (valid: {', '.join(valid)})"
     if kind == "missing":
@@ -144,17 +190,22 @@ def _describe(err: dict[str, Any], loc: tuple) -> str:
         limit = next(iter(ctx.values()))
         limit = int(limit) if isinstance(limit, float) and limit.is_integer() else limit
         return f"must be {bounds[kind]} {limit}, got {_short(got)}"
-    if kind == "literal_error":
-        return f"must be one of {ctx.get('expected')}, got {_short(got)}"
+    if kind == "literal_error":  # the choices are ASCII: a look-alike letter in the value is shown escaped
+        return f"must be one of {ctx.get('expected')}, got {_short(got, ascii)}"
     if kind == "string_pattern_mismatch":
-        return f"must match {ctx.get('pattern')}, got {_short(got)}"
+        return f"must match {ctx.get('pattern')}, got {_short(got, ascii)}"
     if kind == "value_error":
         return err["msg"].removeprefix("Value error, ")
     return f"{err['msg'][0].lower()}{err['msg'][1:]}, got {_short(got)}"
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
+def _plain(key: str) -> str:
+    """A key without its invisible characters, for the closest valid key (alph\u200ba -> alpha)."""
+    return "".join(ch for ch in key if ch.isprintable())
+
+
+def _short(value: Any, show: Callable[[Any], str] = repr) -> str:
+    text = show(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 

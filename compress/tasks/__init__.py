@@ -99,10 +99,10 @@ def of_report(report: dict) -> Task:
     return get(name if isinstance(name, str) else None)
 
 
-def load_config(path, overrides: list[str] | None = None):
+def load_config(path, overrides: list[str] | None = None, runs_dir=config.DEFAULT_RUNS):
     """A pipeline file read and validated as compress validate and compress run read it: the config's own checks,
-    then what its task refuses (for a sweep, every point's too)."""
-    return config.load_config(path, overrides, rules=refusals)
+    then what its task refuses (for a sweep, every point's too); ``runs_dir``: where compress run puts run folders."""
+    return config.load_config(path, overrides, rules=refusals, runs_dir=runs_dir)
 
 
 def validate_config(raw: dict):

@@ -17,12 +17,27 @@ from compress.students import resized_config
 from compress.tasks.causal_lm.text import train_bpe_tokenizer
 
 DEFAULT_VOCAB = 4096
+POSITIONS = {"gpt2": "n_positions"}  # the config key of the position table, where it is not max_position_embeddings
 
 
 def build_random(tcfg, train_text: str, max_length: int):
     """A randomly initialised decoder from ``teacher.architecture`` and a byte-level BPE tokenizer trained on
     the training text (``architecture.vocab_size`` tokens, default 4096)."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
+
+    random_config(tcfg, DEFAULT_VOCAB, {}, max_length)  # an unsupported architecture fails before the tokenizer trains
+    tokenizer = train_bpe_tokenizer(train_text, int((tcfg.architecture or {}).get("vocab_size", DEFAULT_VOCAB)),
+                                    max_length)
+    ids = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+           "pad_token_id": tokenizer.pad_token_id}
+    return AutoModelForCausalLM.from_config(random_config(tcfg, len(tokenizer), ids, max_length)), tokenizer
+
+
+def random_config(tcfg, vocab_size: int, ids: dict, max_length: int):
+    """The transformers config of the random decoder ``teacher.architecture`` describes, with the run's vocabulary
+    and special token ids and (unless given) a position table of max(2 x max_length, 256): what build_random
+    builds, and what compress.config.shapes builds at load to check the shapes before anything runs."""
+    from transformers import AutoConfig
 
     arch = dict(tcfg.architecture or {})
     model_type = arch.pop("model_type", None)
@@ -31,16 +46,12 @@ def build_random(tcfg, train_text: str, max_length: int):
     if model_type not in models.DECODER_LAYERS:
         raise CompressError(f"teacher.architecture.model_type: {model_type!r} is not a supported decoder; "
                             f"supported: {', '.join(sorted(models.DECODER_LAYERS))}")
-    tokenizer = train_bpe_tokenizer(train_text, int(arch.pop("vocab_size", DEFAULT_VOCAB)), max_length)
-    positions = "n_positions" if model_type == "gpt2" else "max_position_embeddings"
-    arch.setdefault(positions, max(2 * max_length, 256))
-    ids = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
-           "pad_token_id": tokenizer.pad_token_id}
+    arch.pop("vocab_size", None)  # the tokenizer's size (trained to architecture.vocab_size tokens)
+    arch.setdefault(POSITIONS.get(model_type, "max_position_embeddings"), max(2 * max_length, 256))
     try:
-        config = AutoConfig.for_model(model_type, vocab_size=len(tokenizer), **ids, **arch)
+        return AutoConfig.for_model(model_type, vocab_size=vocab_size, **ids, **arch)
     except (TypeError, ValueError) as exc:
         raise CompressError(f"teacher.architecture: {exc}") from None
-    return AutoModelForCausalLM.from_config(config), tokenizer
 
 
 def load_pretrained(spec: str, allow_pickle: bool = False, trust_remote_code: bool = False, key: str = "teacher.model"):
@@ -51,7 +62,7 @@ def load_pretrained(spec: str, allow_pickle: bool = False, trust_remote_code: bo
     gguf = gguf_file(spec)
     if not gguf and spec.startswith(PACKAGE_PREFIX) and importlib.util.find_spec(spec[len(PACKAGE_PREFIX):]) is None:
         raise CompressError(f"{key}: Python package '{spec[len(PACKAGE_PREFIX):]}' is not installed")
-    path = str(gguf.parent) if gguf else resolve_model_path(spec)
+    path = str(gguf.parent) if gguf else resolve_model_path(spec, key)
     local = Path(path)
     if local.is_dir() and not gguf:  # pickle-only weights, remote code, a truncated safetensors or JSON file: refused here
         check_model_folder(local, key, allow_pickle, trust_remote_code)

@@ -4,13 +4,34 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from compress import models
 from compress import preflight as checks
-from compress.config import PipelineConfig, is_local_path
+from compress.config import PipelineConfig, is_local_path, shapes
 from compress.data import refusals as data_refusals
+from compress.tasks.causal_lm import lm
 from compress.tasks.causal_lm.text import load_text
 from compress.tasks.causal_lm.zeroshot import FILES
 
 WHY = "task causal-lm"
+
+
+def _lengths(cfg: PipelineConfig) -> dict[str, int]:
+    """The lengths a decoder reads in one sequence: a training block, and a timed query's prompt with the tokens
+    it generates after it."""
+    return {"data.max_length": cfg.data.max_length,
+            "bench.sequence_length + bench.new_tokens": cfg.bench.sequence_length + cfg.bench.new_tokens}
+
+
+# What compress.config.shapes checks at load: the decoders compress builds students of, and the random teacher as
+# the teacher stage builds it (its vocabulary is the BPE tokenizer's, trained on the text: a placeholder here).
+FAMILY = shapes.Family(
+    architectures={t: shapes.Sizes(s.count, s.width, s.heads, s.ffn, bool(s.ffn_in))
+                   for t, s in models.DECODER_LAYERS.items()},
+    random_config=lambda cfg: lm.random_config(cfg.teacher, lm.DEFAULT_VOCAB, {}, cfg.data.max_length),
+    lengths=_lengths,
+    position_keys=lm.POSITIONS,
+    position_rule="max(2 x data.max_length, 256)",
+)
 
 
 def refuse(cfg: PipelineConfig) -> list[str]:
@@ -68,7 +89,7 @@ def refuse(cfg: PipelineConfig) -> list[str]:
                         "is data.holdout_fraction of the text (or <eval_split>.txt in a folder); set it to null")
     if cfg.scores.enabled:
         problems += _score_files(cfg.scores)
-    return problems
+    return problems + shapes.check(cfg, FAMILY)
 
 
 def _score_files(scfg) -> list[str]:

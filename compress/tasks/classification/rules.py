@@ -4,9 +4,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from compress import models
 from compress import preflight as checks
-from compress.config import PipelineConfig, is_local_path
+from compress.config import PipelineConfig, is_local_path, shapes
 from compress.data import refusals as data_refusals
+
+
+
+def _lengths(cfg: PipelineConfig) -> dict[str, int]:
+    """The lengths a classifier reads in one sequence: training, and the bench's queries."""
+    return {"data.max_length": cfg.data.max_length, "bench.sequence_length": cfg.bench.sequence_length,
+            "bench.mobile_sequence_lengths": max(cfg.bench.mobile_sequence_lengths)}
+
+
+# What compress.config.shapes checks at load: the architectures compress builds classifier students of, the
+# random teacher as the teacher stage builds it (a placeholder vocabulary: the real one is trained on the data).
+FAMILY = shapes.Family(
+    architectures={t: shapes.Sizes(s.count, s.width, s.heads, s.ffn, bool(s.ffn_in)) for t, s in models.LAYERS.items()},
+    random_config=lambda cfg: models.random_config(cfg.teacher, 128, 0, cfg.data.max_length),
+    lengths=_lengths,
+    position_rule="max(512, data.max_length)",
+)
 
 
 def refuse(cfg: PipelineConfig) -> list[str]:
@@ -34,7 +52,7 @@ def refuse(cfg: PipelineConfig) -> list[str]:
             problems.append(f"quantize.variants.{i}.method: onnx_int4 is the int4 of a decoder's blocks (task "
                             "causal-lm); for a classifier use onnx_dynamic with embeddings: int4 (int4 word "
                             "embeddings, int8 layers) or onnx_static")
-    return problems
+    return problems + shapes.check(cfg, FAMILY)
 
 
 def check_models(cfg: PipelineConfig) -> None:
