@@ -13,6 +13,7 @@ from compress.errors import CompressError
 from compress.layout import REPORT_JSON as REPORT_FILE
 from compress.layout import STAGE_FILE
 from compress.records import Report, Variant
+from compress.reports.terminal import Column
 
 VARIANT_KEYS = ("name", "role", "format", "precision", "parameters", "size_bytes", "accuracy", "retention",
                 "agreement_with_teacher", "speedup", "latency_ms", "peak_memory_bytes")
@@ -242,8 +243,6 @@ def table(base: Run, new: Run, common: list[Change]):
     """(title, columns, rows): each figure in both runs and its change, for compress.reports.terminal.table. On a
     narrow terminal the base -> new pairs go first (peak memory, size, accuracy, retention, latency), then the
     changes of peak memory and size; the variant and the changes of accuracy, retention and latency always stay."""
-    from compress.reports.terminal import Column
-
     title = f"{new.record.name} ({new.path}) against the base run {base.record.name} ({base.path})"
     pair_drop = {"accuracy": 3, "retention": 4, "p50 ms": 5, "size MB": 2, "peak MiB": 1}
     change_drop = {"size MB": 7, "peak MiB": 6}
