@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 from compress.config.schema import PipelineConfig
+from compress.config.sweep import expand
 
 DEFAULT_RUNS = Path("runs")  # compress run's --runs-dir when not given (compress validate checks this one)
 TEMPORARY = len("..tmp")  # a folder is written as .<name>.tmp beside <name>, then renamed (compress.io.atomic_dir)
@@ -96,8 +97,6 @@ def _names(cfg: PipelineConfig) -> list[str]:
     named += [(f"quantize.variants.{i}.name", v.name, "its folder quantize/<name>/")
               for i, v in enumerate(cfg.quantize.variants)]
     if cfg.sweep is not None:
-        from compress.config.sweep import expand
-
         named += [(f"sweep: the point {p.name[:40]}...", p.name, "its folder runs/<name>/points/<point>/")
                   for p in expand(cfg.sweep)]
     return [f"{key}: {len(os.fsencode(value))} characters, but it names {where}, and the file system allows "
