@@ -234,10 +234,9 @@ def _student(cfg: PipelineConfig, family: Family, teacher: Model) -> tuple[Model
         return None, [f"student.method: {s.method} builds the student from the teacher's architecture, which is offered "
                       f"for {', '.join(sorted(family.architectures))}; the teacher ({teacher.where}) is a "
                       f"'{tc.model_type}'; use student.method: pretrained"]
-    layers, width = _size(tc, sizes.count), _size(tc, sizes.width)
-    heads, ffn = _size(tc, sizes.heads), _size(tc, sizes.ffn, sizes.width)
     if s.method == "config":
         return _config_student(cfg, teacher, sizes)
+    layers, heads, ffn = _size(tc, sizes.count), _size(tc, sizes.heads), _size(tc, sizes.ffn, sizes.width)
     problems = []
     if s.architecture == "distilbert" and tc.model_type != "bert":
         problems.append(f"student.architecture: distilbert needs a bert teacher, got '{tc.model_type}'")
