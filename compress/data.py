@@ -92,9 +92,9 @@ def refusals(cfg: DataConfig, labelled: bool = True) -> list[str]:
     splits = (("eval_split", cfg.eval_split), ("validation_split", cfg.validation_split))[: 2 if labelled else 1]
     for key, split in splits:
         if split is not None and split == cfg.train_split:
-            use = "judged" if key == "eval_split" else "picked (best epoch, early stopping)"
-            problems.append(f"data.{key}: '{split}' is also data.train_split; a model is {use} on rows it has not "
-                            "trained on: name another split (e.g. test, validation)")
+            use = "a model is judged" if key == "eval_split" else "the best epoch is picked (and training stopped)"
+            problems.append(f"data.{key}: '{split}' is also data.train_split; {use} on rows it has not trained "
+                            "on: name another split (e.g. test, validation)")
     if labelled and cfg.text_column == cfg.label_column:
         problems.append(f"data.text_column: '{cfg.text_column}' is also data.label_column; the model would read its "
                         "answer: name the column that holds the text")
