@@ -149,6 +149,18 @@ def test_tiny_sweep_shares_the_teacher_keeps_finished_points_and_keeps_to_its_bu
     assert "shared_from" in read_json(new / "student" / "stage.json")
     assert {d: read_json(d / "distill" / "stage.json")["finished"] for d in (first, second)} == stamps
 
+    # a kept point is checked as a rerun checks a run: a file changed since fails that point, naming the file and
+    # the --from command; the other points are kept
+    weights = first / "distill" / "model" / "model.safetensors"  # the point's own (the teacher is a shared hard link)
+    weights.write_bytes(weights.read_bytes()[:-8] + b"\0" * 8)
+    fourth = invoke("run", path, "--runs-dir", runs, *TINY_FAST)
+    assert fourth.exit_code == 2 and "Traceback" not in fourth.output
+    statuses = {p["name"]: p["status"] for p in read_json(sweep_dir / "sweep.json")["points"]}
+    assert statuses == {"soft_temperature1": "failed", "soft_temperature4": "kept", "soft_temperature8": "kept"}
+    error = fourth.stderr.splitlines()[0]
+    assert error.startswith(f"error: sweep point soft_temperature1 failed: {weights}: sha256 differs"), error
+    assert error.endswith(" --from distill"), error
+
 
 def _point(name, entry, t, alpha, student, acc, sizes=((40e6, "fp32"), (10e6, "int8")), teacher=0.9):
     variants = [{"name": f"student-{p}", "precision": p, "size_bytes": s, "accuracy": acc, "accuracy_ci95": [acc - .02, acc + .02],
