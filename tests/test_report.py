@@ -221,7 +221,8 @@ def test_compare_passes_on_itself_and_lists_variants_of_one_run(tiny_shipped, tm
     assert "ok: " in result.stdout and "student-int8" in result.stdout and not result.stderr
     table = result.stdout.split("\nonly in")[0].split("\nunchanged")[0]  # the table and the note under it
     assert max(map(len, table.splitlines())) <= 80 and "…" not in table  # CliRunner's console: 80 columns
-    assert "(not shown at 80 columns: peak MiB" in table
+    assert ("(not shown at 80 columns: accuracy base -> new, retention base -> new, p50 ms base -> new, size MB "
+            "base -> new, peak MiB base -> new; --wide shows all)") in " ".join(table.split())  # the changes stay
     wide = invoke("compare", run_dir, run_dir / "report.json", "--wide")
     assert "peak MiB" in wide.stdout and "not shown" not in wide.stdout
 

@@ -59,7 +59,7 @@ def table(console, title: str, columns: list[Column], rows: list[list[str]], wid
         console.print(t)
     finally:
         console.width = narrow
-    left_out = [c.name for i, c in enumerate(columns) if i not in shown]
+    left_out = [c.name.replace("\n", " ") for i, c in enumerate(columns) if i not in shown]  # a two-line heading
     if left_out:
         console.print(f"(not shown at {narrow} columns: {', '.join(left_out)}; {hint} shows all)")
 
