@@ -357,15 +357,17 @@ def compare(
     terminal.table(console, *table(base_run, new_run, common), wide=wide)
     for label, names in (("only in base", only_base), ("only in new", only_new)):
         if names:
-            console.print(f"{label} (not compared): {', '.join(names)}")
+            console.print(f"{label} (not compared): {', '.join(names)}", soft_wrap=True)
     same = [c.name for c in common if c.unchanged]
     if same:
-        console.print(f"unchanged (the same model file sha256 in both runs; never a regression): {', '.join(same)}")
+        console.print(f"unchanged (the same model file sha256 in both runs; never a regression): {', '.join(same)}",
+                      soft_wrap=True)  # one line each: CI logs and scripts read them
     for line in within_noise(common, max_latency_increase):
-        console.print(f"noise, not a regression: {line}")
+        console.print(f"noise, not a regression: {line}", soft_wrap=True)
     differ = target_differences(base_run.record, new_run.record)
     if differ:
-        console.print(f"note: measured on different targets ({'; '.join(differ)}): latencies may not compare")
+        console.print(f"note: measured on different targets ({'; '.join(differ)}): latencies may not compare",
+                      soft_wrap=True)
     failures = regressions(common, max_retention_drop, max_latency_increase)
     for line in failures:
         typer.echo(f"regression: {line}", err=True)

@@ -171,7 +171,7 @@ def test_killed_at_every_stage_the_next_run_finishes_keeps_and_resumes(tmp_path)
     run = Run([*args, "distill.temperature=2"])
     assert run.finish() == 2, run.output
     assert run.err[0].startswith(f"error: {weights}: ") and "truncated or changed since" in run.err[0], run.err
-    assert "; rerun it with: python -m compress run " in run.err[0] and run.err[0].endswith(" --from teacher")
+    assert "; rerun it with: python -m compress run " in run.err[0] and run.err[0].rstrip().endswith(" --from teacher")
     assert read_json(run_dir / "distill" / "stage.json")["metrics"]["temperature"] == 4.0  # nothing was rerun
 
 
