@@ -23,7 +23,8 @@ def _lengths(cfg: PipelineConfig) -> dict[str, int]:
 
 
 # What compress.config.shapes checks at load: the decoders compress builds students of, and the random teacher as
-# the teacher stage builds it (its vocabulary is the BPE tokenizer's, trained on the text: a placeholder here).
+# the teacher stage builds it, with a stand-in vocabulary size (the real one, the BPE tokenizer's, is trained on the
+# text later; no shape checked here depends on it).
 FAMILY = shapes.Family(
     architectures={t: shapes.Sizes(s.count, s.width, s.heads, s.ffn, bool(s.ffn_in))
                    for t, s in models.DECODER_LAYERS.items()},

@@ -18,7 +18,8 @@ def _lengths(cfg: PipelineConfig) -> dict[str, int]:
 
 
 # What compress.config.shapes checks at load: the architectures compress builds classifier students of, the
-# random teacher as the teacher stage builds it (a placeholder vocabulary: the real one is trained on the data).
+# random teacher as the teacher stage builds it, with a stand-in vocabulary size (the real one is trained on the data
+# later; no shape checked here depends on it).
 FAMILY = shapes.Family(
     architectures={t: shapes.Sizes(s.count, s.width, s.heads, s.ffn, bool(s.ffn_in)) for t, s in models.LAYERS.items()},
     random_config=lambda cfg: models.random_config(cfg.teacher, 128, 0, cfg.data.max_length),
