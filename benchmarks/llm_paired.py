@@ -2,8 +2,10 @@
 items a set cannot resolve (the distilled student against the CE-only one, for instance).
 
     python benchmarks/llm_paired.py NAME=FOLDER NAME=FOLDER ... [--reference NAME]
-                                    [--sets hellaswag:500 piqa:500 arc_easy:500 lambada:500] [--wikitext-tokens 16384]
-                                    [--data ../shared/data/llm/eval] [--seed 0] [--out benchmarks/results/llm_paired.json]
+                                    [--sets hellaswag:500 piqa:500 arc_easy:500 lambada:500]
+                                    [--wikitext-tokens 16384]
+                                    [--data ../shared/data/llm/eval] [--seed 0]
+                                    [--out benchmarks/results/llm_paired.json]
 
 e.g. after `compress run pipelines/smollm2.yaml`:
 
@@ -102,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
             for set_name, its in items.items():
                 result["sets"][set_name] = score_in_chunks(zeroshot, set_name, its, tokenizer, model, limit, args.chunk)
             if text is not None:
-                result["wikitext"] = wikitext_scores({"model": model}, tokenizer, text, args.wikitext_tokens, args.window)
+                result["wikitext"] = wikitext_scores({"model": model}, tokenizer, text, args.wikitext_tokens,
+                                                     args.window)
         result["seconds"] = round(time.perf_counter() - t0, 1)
         line = ", ".join(f"{n} {result['sets'][n][meta[n]['metric']]:.4f}" for n in items)
         if text is not None:
@@ -128,16 +131,23 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  WikiText-2 perplexity {w['perplexity']:.2f} vs {w['reference_perplexity']:.2f}: ratio "
                   f"{r['value']:.3f} [{r['low']:.3f}, {r['high']:.3f}] over {r['windows']} windows, "
                   f"{resolved(r['low'], r['high'], 1.0)}")
-    summary = {name: {"seconds": r["seconds"], "folder": r["folder"],
-                      "sets": {n: {k: v for k, v in s.items() if not k.startswith("correct")} | {"correct": int(sum(s["correct_norm" if meta[n]["metric"] == "acc_norm" else "correct"]))}
-                               for n, s in r["sets"].items()},
-                      "wikitext": {k: v for k, v in r.get("wikitext", {}).items() if k != "windows"} or None}
-               for name, r in scored.items()}
+    summary = {name: _summary(r, meta) for name, r in scored.items()}
     write_json(Path(args.out), {"reference": reference, "seed": args.seed, "sets": meta,
                                 "wikitext_tokens": args.wikitext_tokens, "window": args.window, "models": summary,
                                 "comparisons": comparisons, "argv": sys.argv[1:], "environment": environment()})
     print(f"wrote {args.out}")
     return 0
+
+
+def _summary(result: dict, meta: dict) -> dict:
+    """A model's figures for the JSON: per set its scores and the number of items it got right (the per-item
+    outcomes are left out), WikiText-2 without its per-window figures."""
+    sets = {}
+    for name, s in result["sets"].items():
+        key = "correct_norm" if meta[name]["metric"] == "acc_norm" else "correct"
+        sets[name] = {k: v for k, v in s.items() if not k.startswith("correct")} | {"correct": int(sum(s[key]))}
+    wikitext = {k: v for k, v in result.get("wikitext", {}).items() if k != "windows"} or None
+    return {"seconds": result["seconds"], "folder": result["folder"], "sets": sets, "wikitext": wikitext}
 
 
 if __name__ == "__main__":
