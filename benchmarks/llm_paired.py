@@ -46,6 +46,8 @@ def parse_models(values: list[str]) -> dict[str, Path]:
             raise SystemExit(f"error: {v!r}: give each model as NAME=FOLDER (a folder a run saved)")
         if name in out:
             raise SystemExit(f"error: {name!r} is named twice")
+        if not (Path(folder) / "model.safetensors").is_file():  # before the first model's minutes of scoring
+            raise SystemExit(f"error: {name}: {folder} holds no model.safetensors (give a model folder a run saved)")
         out[name] = Path(folder)
     return out
 
@@ -75,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from compress.config.scores import ScoresConfig
     from compress.envinfo import environment
     from compress.errors import CompressError
     from compress.io import write_json
@@ -85,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sets = parse_sets(args.sets)
         items = {name: zeroshot.load(name, data, n, args.seed) for name, n in sets.items()}
-        text = read_wikitext(data / "wikitext2_test.raw") if args.wikitext_tokens else None
+        wikitext = data / ScoresConfig.model_fields["wikitext"].default  # the file the pipeline's scores read
+        text = read_wikitext(wikitext) if args.wikitext_tokens else None
     except CompressError as exc:
         for line in exc.problems:
             print(f"error: {line}", file=sys.stderr)
