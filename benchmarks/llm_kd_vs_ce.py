@@ -1,7 +1,7 @@
 """Token-level KD against next-token CE on a finished causal-LM run's student, epoch by epoch: what the teacher's
 distributions buy over the text's own tokens when the same blocks are seen several times.
 
-    python benchmarks/llm_kd_vs_ce.py kd [--run runs/smollm2] [--pipeline pipelines/smollm2.yaml] [key=value ...]
+    python benchmarks/llm_kd_vs_ce.py kd [key=value ...] [--run runs/smollm2] [--pipeline pipelines/smollm2.yaml]
     python benchmarks/llm_kd_vs_ce.py ce [...same overrides...]       # --out benchmarks/results/llm_kd_vs_ce-<mode>.json
 
 Starts from the run's pruned student (<run>/student/model), trains it with the pipeline's distill.train settings
@@ -9,7 +9,8 @@ Starts from the run's pruned student (<run>/student/model), trains it with the p
 teacher's top-k distributions mixed with CE by distill.alpha (kd; the run's teacher-output cache is reused) or on CE
 alone (ce), and after every epoch scores WikiText-2 perplexity on its first --epoch-tokens tokens; at the end, the
 pipeline's scores.sets items and --final-tokens WikiText-2 tokens. Run the two modes with the same overrides and
-compare them epoch by epoch (same blocks, order, steps and seed). Writes JSON with the CPU it ran on.
+compare them epoch by epoch (same blocks, order, steps and seed). --cache-precision fp32 computes the teacher
+cache in fp32 whatever the training precision (a cache of its own). Writes JSON with the CPU it ran on.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ def main() -> None:
     ap.add_argument("--epoch-tokens", type=int, default=4096)
     ap.add_argument("--final-tokens", type=int, default=8192)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--cache-precision", default=None, choices=["fp32", "bf16"],
+                    help="the teacher cache's autocast (kd); default: the training precision")
     args = ap.parse_args()
     cfg = load_config(args.pipeline, args.overrides)
     run, console = Path(args.run), Console()
@@ -74,7 +77,7 @@ def main() -> None:
         teacher.eval().requires_grad_(False)
         ctx = SimpleNamespace(runs_dir=run.parent, run_dir=run, console=console, device="cpu")
         cached, result["cache"] = cached_teacher(cfg, ctx, teacher, run / "teacher" / "model", data, tok.pad_token_id,
-                                                 precision, lm.output_rows(model))
+                                                 args.cache_precision or precision, lm.output_rows(model))
         del teacher
         train = fit(TokenKD(model, cfg.distill), data, tok.pad_token_id, cfg.distill.train, accelerator, cfg.seed,
                     kd_loss_fn(None, accelerator, cached), "kd", console, evaluate=evaluate)
