@@ -56,6 +56,9 @@ def markdown(report: Report) -> str:
                      f"{rounds.tag(v.flags)} | {num(v.tokens_per_second, '{:.1f}')}{rounds.tag(v.flags)} | "
                      f"{num(v.peak_memory_bytes and v.peak_memory_bytes / 2**20, '{:.0f}')} |")
     lines += generation_rounds(report)
+    untimed = [v for v in report.variants if v.get("not_timed")]
+    if untimed:
+        lines += ["", f"Not timed: {', '.join(v.name for v in untimed)} ({untimed[0].get('not_timed')})."]
     for name, g in report.get("distillation_gain").items():
         verdict = "better" if g["better"] else "NOT better"
         lines += ["", f"Distillation gain, {name}: perplexity {g['student_perplexity']:.3f} against "

@@ -42,7 +42,7 @@ def build_report(cfg, ctx, stage_names) -> dict:
             "peak_memory_bytes": m["peak_rss_bytes"] if m else None,
             "load_seconds": m["load_seconds"] if m else None,
             "measurements": r["measurements"], "generations": r["generations"], "path": r["path"],
-            "sha256": r["sha256"],
+            "sha256": r["sha256"], **({"not_timed": r["not_timed"]} if r.get("not_timed") else {}),
             **({k: m[k] for k in ("rounds", "p50_rounds_ms", "p50_range_ms", "relative_spread", "flags")} if m else {}),
         })
     stages = {name: records.read_stage(ctx.layout.record(name)) for name in stage_names}

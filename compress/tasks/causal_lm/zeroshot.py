@@ -141,8 +141,8 @@ def shared_context_loglikelihoods(model, groups: list[tuple[list[int], list[list
     out, head, device = [], model.get_output_embeddings(), model.device
     with torch.inference_mode():
         for ctx, conts in groups:
-            first = model(input_ids=torch.tensor([ctx], device=device), use_cache=True)
-            head_first = first.logits[0, -1].double()
+            first = model.base_model(input_ids=torch.tensor([ctx], device=device), use_cache=True)
+            head_first = head(first[0][0, -1]).double()  # the output layer on the context's last position only
             past = first.past_key_values
             past.batch_repeat_interleave(len(conts))
             width = max(len(c) for c in conts) - 1
