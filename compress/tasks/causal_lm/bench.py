@@ -65,11 +65,11 @@ def run(cfg, ctx) -> dict:
                "generations": generations, "measurements": {}}
         ctx.console.print(f"{v['name']:<13} perplexity {ppl['perplexity']:.3f} on {ppl['tokens']} held-out tokens, "
                           f"{row['size_bytes'] / 1e6:.1f} MB")
-        query = token_stream(tok, text.eval)[: bcfg.sequence_length]
         if v["role"] == "baseline":  # student-init and student-ce: the student's own architecture and format
             row["not_timed"] = "the student's architecture and format: its generation speed is the student's"
             rows_out.append(row)
             continue
+        query = token_stream(tok, text.eval)[: bcfg.sequence_length]
         for target in bcfg.targets:
             if target in skipped:
                 continue
